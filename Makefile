@@ -1,0 +1,46 @@
+# Soma — build, test and CI entry points. See README.md.
+SHELL := /bin/bash
+SWIFT ?= swift
+# One environment for every SwiftPM call, so nothing rebuilds between build and test.
+SWIFT_ENV := env -u SOMA_SLOWDOWN
+RELEASE_BIN := .build/release/soma
+TEXT ?=
+
+.PHONY: all deps build release test unit smoke run ci clean help
+
+all: build
+
+help:
+	@echo "make run     build (release) and analyse TEXT='...' or standard input"
+	@echo "make test    build, unit tests (accuracy table included), JSON Lines smoke over 10,000 real texts"
+	@echo "make ci      what .ci/run calls: test, release build, throughput; prints the time of each phase"
+
+deps:
+	@scripts/ensure-deps.sh build
+
+build: deps
+	$(SWIFT_ENV) $(SWIFT) build
+
+release: deps
+	$(SWIFT_ENV) $(SWIFT) build -c release --product soma
+
+unit: deps
+	$(SWIFT_ENV) $(SWIFT) build --build-tests
+	$(SWIFT_ENV) $(SWIFT) test --skip-build
+
+smoke: deps
+	@scripts/ensure-deps.sh smoke
+	$(SWIFT_ENV) $(SWIFT) build --product soma
+	scripts/jsonl-smoke.sh .build/debug/soma
+
+test: unit smoke
+
+run: release
+	@if [ -n "$(TEXT)" ]; then printf '%s\n' "$(TEXT)" | $(RELEASE_BIN) analyze --pretty; \
+	else echo "soma: reading text from standard input (Ctrl-D to end)" >&2; $(RELEASE_BIN) analyze --pretty; fi
+
+ci:
+	@scripts/ci.sh
+
+clean:
+	rm -rf .build

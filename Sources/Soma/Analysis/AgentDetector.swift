@@ -1,0 +1,103 @@
+/// Finds the people a text talks about: pronouns, names, and kinship or role nouns with their
+/// determiner ("my mother", "the teacher"). Shared by theory of mind and narrative, reading the
+/// `agent.*` classes of their models.
+struct AgentDetector: Sendable {
+    struct Agent: Equatable {
+        var range: Range<Int>
+        /// Canonical name: "i", "she", "my mother", "maria".
+        var name: String
+        /// The writer ("i", "me", "my", …) or the writer's group ("we").
+        var isSelf: Bool
+        /// Can hold a mental state as a subject (not "me", "him", "her", "them").
+        var isSubject: Bool
+    }
+
+    let model: ModuleModel
+
+    static let pronouns: [String: (name: String, subject: Bool)] = [
+        "i": ("i", true), "i'm": ("i", true), "i've": ("i", true), "i'd": ("i", true), "i'll": ("i", true), "im": ("i", true),
+        "me": ("i", false), "my": ("i", false), "myself": ("i", false), "mine": ("i", false),
+        "we": ("we", true), "we're": ("we", true), "we've": ("we", true), "we'd": ("we", true), "we'll": ("we", true),
+        "us": ("we", false), "our": ("we", false), "ourselves": ("we", false),
+        "you": ("you", true), "you're": ("you", true), "you've": ("you", true), "you'd": ("you", true), "you'll": ("you", true),
+        "your": ("you", false), "yourself": ("you", false),
+        "he": ("he", true), "he's": ("he", true), "he'd": ("he", true), "he'll": ("he", true), "him": ("he", false), "his": ("he", false), "himself": ("he", false),
+        "she": ("she", true), "she's": ("she", true), "she'd": ("she", true), "she'll": ("she", true), "her": ("she", false), "herself": ("she", false),
+        "they": ("they", true), "they're": ("they", true), "they've": ("they", true), "they'd": ("they", true), "they'll": ("they", true),
+        "them": ("they", false), "their": ("they", false), "themselves": ("they", false),
+    ]
+    static let determiners: Set<String> = ["my", "our", "his", "her", "their", "your", "the", "a", "an", "this", "that", "mum's", "mom's", "one"]
+    static let possessiveOwner: [String: String] = ["my": "i", "our": "we", "his": "he", "her": "she", "their": "they", "your": "you"]
+    static let notNames: Set<String> = [
+        "i", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january", "february",
+        "march", "april", "may", "june", "july", "august", "september", "october", "november", "december",
+        "god", "christmas", "easter", "english", "ok", "okay", "tv", "mr", "mrs", "ms", "dr", "oh", "hey", "yes", "no",
+    ]
+
+    /// The agent starting at token `i`, if any.
+    func agent(in doc: Document, at i: Int) -> Agent? {
+        let t = doc.tokens[i]
+        guard t.isWord else { return nil }
+        if let p = Self.pronouns[t.lower] {
+            // "my mother": the kin noun makes the agent, not the possessive.
+            if !p.subject, i + 1 < doc.tokens.count, isPersonNoun(doc.tokens[i + 1].lower) {
+                return Agent(range: i..<(i + 2), name: "\(t.lower) \(doc.tokens[i + 1].lower)", isSelf: false, isSubject: true)
+            }
+            if t.lower == "her" || t.lower == "his" { return Agent(range: i..<(i + 1), name: p.name, isSelf: false, isSubject: false) }
+            return Agent(range: i..<(i + 1), name: p.name, isSelf: p.name == "i" || p.name == "we", isSubject: p.subject)
+        }
+        if Self.determiners.contains(t.lower), i + 1 < doc.tokens.count {
+            var j = i + 1
+            // one adjective may stand between: "my older sister", "the new teacher"
+            if j + 1 < doc.tokens.count, !isPersonNoun(doc.tokens[j].lower), isPersonNoun(doc.tokens[j + 1].lower), doc.tokens[j].isWord { j += 1 }
+            if isPersonNoun(doc.tokens[j].lower) {
+                let name = t.lower == "a" || t.lower == "an" ? doc.tokens[j].lower : "\(t.lower) \(doc.tokens[j].lower)"
+                return Agent(range: i..<(j + 1), name: name, isSelf: false, isSubject: true)
+            }
+            return nil
+        }
+        if isName(doc, at: i) {
+            var end = i + 1
+            if end < doc.tokens.count, doc.tokens[end].isCapitalized, !Self.notNames.contains(doc.tokens[end].lower), model.contains(word: doc.tokens[end].lower, label: "agent.name") || isSurname(doc, end) { end += 1 }
+            return Agent(range: i..<end, name: t.lower, isSelf: false, isSubject: true)
+        }
+        if t.isCapitalized, ["mom", "mum", "dad", "grandma", "grandpa", "nana", "papa", "mama"].contains(t.lower) {
+            return Agent(range: i..<(i + 1), name: t.lower, isSelf: false, isSubject: true)
+        }
+        if ["everyone", "everybody", "nobody", "someone", "somebody", "people", "anyone"].contains(t.lower) {
+            return Agent(range: i..<(i + 1), name: t.lower, isSelf: false, isSubject: true)
+        }
+        return nil
+    }
+
+    func isPersonNoun(_ word: String) -> Bool {
+        model.contains(word: word, label: "agent.kin") || model.contains(word: word, label: "agent.role")
+    }
+
+    func isName(_ doc: Document, at i: Int) -> Bool {
+        let t = doc.tokens[i]
+        guard t.isCapitalized, !t.isAllCaps || t.text.count <= 3, !Self.notNames.contains(t.lower) else { return false }
+        if model.contains(word: t.lower, label: "agent.name") { return true }
+        return false
+    }
+
+    private func isSurname(_ doc: Document, _ i: Int) -> Bool {
+        let t = doc.tokens[i]
+        return t.isCapitalized && !model.contains(word: t.lower, labelPrefix: "") && doc.sentences.first { $0.contains(i) }?.lowerBound != i
+    }
+
+    /// Every agent mention in the document, left to right, without overlaps.
+    func agents(in doc: Document) -> [Agent] {
+        var result: [Agent] = []
+        var i = 0
+        while i < doc.tokens.count {
+            if let a = agent(in: doc, at: i) {
+                result.append(a)
+                i = a.range.upperBound
+            } else {
+                i += 1
+            }
+        }
+        return result
+    }
+}

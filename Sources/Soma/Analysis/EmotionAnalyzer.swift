@@ -1,0 +1,209 @@
+/// What the writer feels and how strongly.
+public struct EmotionResult: Codable, Sendable, Equatable {
+    public struct Sentence: Codable, Sendable, Equatable {
+        public var text: String
+        public var valence: Double
+        public var dominant: String
+    }
+
+    /// Overall valence in [-1, 1] (VADER's normalised compound).
+    public var valence: Double
+    /// Activation in [0, 1].
+    public var arousal: Double
+    /// Plutchik's eight emotions, each in [0, 1].
+    public var emotions: [String: Double]
+    /// The strongest emotion, or `neutral`.
+    public var dominant: String
+    public var sentences: [Sentence]
+}
+
+/// VADER-style valence and Plutchik emotions from a weighted lexicon.
+///
+/// Rules: a negator within three words flips and damps valence (×−0.74) and moves a negated
+/// emotion toward its opposite; boosters and dampeners scale (VADER's ±0.293, decayed with
+/// distance); ALL CAPS in mixed-case text amplifies; "but" weighs the clause before it half and the
+/// clause after it one and a half times; "!" (up to four) and "??" add emphasis.
+public struct EmotionAnalyzer: Analyzer {
+    public static let module = Module.emotion
+    public let model: ModuleModel
+
+    static let capsIncrement: Float = 0.733
+    static let negationScalar: Float = -0.74
+    static let alpha: Float = 15
+    /// The smallest raw emotion mass that names a dominant emotion.
+    static let dominantThreshold: Float = 0.25
+
+    private let lexIndex: Set<Int>
+    private let emotionDims: [Int]
+    private let negators: Set<String>
+    private let valenceDim: Int
+    private let arousalDim: Int
+    private let scaleDim: Int
+
+    public init(model: ModuleModel) {
+        self.model = model
+        lexIndex = Set(model.patterns.indices.filter { model.patterns[$0].label == "lex" })
+        emotionDims = Emotion.allCases.map { model.dimension($0.rawValue)! }
+        var negators = Scope.negators
+        for p in model.patterns where p.label == "negator" && p.tokens.count == 1 { negators.insert(p.tokens[0]) }
+        self.negators = negators
+        valenceDim = model.dimension("valence")!
+        arousalDim = model.dimension("arousal")!
+        scaleDim = model.dimension("scale")!
+    }
+
+    struct SentenceScore {
+        var sum: Float = 0
+        var emotions = [Float](repeating: 0, count: 8)
+        var arousal: Float = 0
+        var arousalWeight: Float = 0
+        var hits = 0
+    }
+
+    public func analyze(_ doc: Document) -> EmotionResult {
+        let ids = model.matcher.tokenIDs(doc)
+        let negated = Scope.negationMask(doc, negators: negators)
+        let mixedCase = doc.tokens.contains { $0.isWord && !$0.isAllCaps && $0.text.unicodeScalars.contains { $0.properties.isLowercase } }
+        var total = SentenceScore()
+        var sentences: [EmotionResult.Sentence] = []
+        var exclamations = 0
+        var capsWords = 0
+        for sentence in doc.sentences {
+            let score = scoreSentence(doc, sentence, ids: ids, negated: negated, mixedCase: mixedCase, capsWords: &capsWords, exclamations: &exclamations)
+            total.sum += score.sum
+            total.hits += score.hits
+            total.arousal += score.arousal
+            total.arousalWeight += score.arousalWeight
+            for k in 0..<8 { total.emotions[k] += score.emotions[k] }
+            sentences.append(.init(
+                text: doc.trimmedText(of: sentence),
+                valence: rounded(Self.normalize(score.sum)),
+                dominant: Self.dominant(score.emotions, valence: score.sum)
+            ))
+        }
+        var emotions: [String: Double] = [:]
+        for (k, e) in Emotion.allCases.enumerated() {
+            emotions[e.rawValue] = rounded(total.emotions[k] / (total.emotions[k] + 1))
+        }
+        var arousal: Float = 0
+        if total.arousalWeight > 0 {
+            let mean = total.arousal / total.arousalWeight
+            arousal = mean * min(1, 0.55 + 0.15 * Float(total.hits))
+        }
+        arousal += 0.05 * Float(min(exclamations, 4)) + (capsWords > 0 ? 0.1 : 0)
+        return EmotionResult(
+            valence: rounded(Self.normalize(total.sum)),
+            arousal: rounded(clamp(arousal, 0, 1)),
+            emotions: emotions,
+            dominant: Self.dominant(total.emotions, valence: total.sum),
+            sentences: sentences
+        )
+    }
+
+    func scoreSentence(
+        _ doc: Document, _ sentence: Range<Int>, ids: [Int32], negated: [Bool], mixedCase: Bool,
+        capsWords: inout Int, exclamations: inout Int
+    ) -> SentenceScore {
+        var score = SentenceScore()
+        let matches = model.matcher.longestMatches(in: doc, ids: ids, range: sentence)
+        // Degree words: their scalar sits on the last token they cover.
+        var degreeAt: [Int: Float] = [:]
+        var contrastAt: [(index: Int, before: Float, after: Float)] = []
+        for m in matches {
+            let p = model.patterns[m.pattern]
+            if p.label == "degree" {
+                degreeAt[m.range.upperBound - 1] = p.weights[scaleDim]
+            } else if p.label == "contrast" {
+                let before = model.weight(m.pattern, "before")
+                let after = model.weight(m.pattern, "after")
+                contrastAt.append((m.range.lowerBound, before == 0 ? 1 : before, after == 0 ? 1 : after))
+            }
+        }
+        // Only the first contrast word of a sentence re-weights it, as in VADER.
+        let contrast = contrastAt.first
+        for m in matches where lexIndex.contains(m.pattern) {
+            // A word that is also a degree word ("so", "pretty") acts as a degree word before another hit.
+            if degreeAt[m.range.upperBound - 1] != nil, m.range.count == 1,
+               let next = matches.first(where: { $0.range.lowerBound == m.range.upperBound }), lexIndex.contains(next.pattern) {
+                continue
+            }
+            let p = model.patterns[m.pattern]
+            var valence = p.weights[valenceDim]
+            var emotion = emotionDims.map { p.weights[$0] }
+            let emotionMass = emotion.reduce(0, +)
+            if valence == 0 && emotionMass == 0 { continue }
+            let boost = Scope.degree(doc, at: m.range.lowerBound, within: sentence) { degreeAt[$0] }
+            if valence != 0 { valence += boost * (valence > 0 ? 1 : -1) }
+            var factor = 1 + boost * 1.2
+            let token = doc.tokens[m.range.lowerBound]
+            if token.isAllCaps && mixedCase {
+                valence += Self.capsIncrement * (valence >= 0 ? 1 : -1)
+                factor *= 1.25
+                capsWords += 1
+            }
+            if negated[m.range.lowerBound] {
+                valence *= Self.negationScalar
+                emotion = Self.negate(emotion)
+            }
+            if let contrast {
+                let w = m.range.lowerBound < contrast.index ? contrast.before : contrast.after
+                valence *= w
+                factor *= w
+            }
+            score.sum += valence
+            for k in 0..<8 { score.emotions[k] += max(0, emotion[k] * factor) }
+            var a = p.weights[arousalDim]
+            if a == 0 { a = min(1, abs(p.weights[valenceDim]) / 4 * 0.8 + 0.1) }
+            let w = max(abs(valence), emotionMass, 0.5)
+            score.arousal += a * w
+            score.arousalWeight += w
+            score.hits += 1
+        }
+        // Punctuation emphasis.
+        var bangs = 0
+        var questions = 0
+        for i in sentence {
+            let t = doc.tokens[i].lower
+            if t == "!" { bangs += 1 } else if t == "?" { questions += 1 }
+        }
+        exclamations += bangs
+        if score.sum != 0 {
+            var emphasis = Float(min(bangs, 4)) * 0.292
+            if questions > 1 { emphasis += min(Float(questions) * 0.18, 0.96) }
+            score.sum += emphasis * (score.sum > 0 ? 1 : -1)
+            if bangs > 0 { for k in 0..<8 { score.emotions[k] *= 1 + 0.1 * Float(min(bangs, 4)) } }
+        }
+        return score
+    }
+
+    /// A negated emotion keeps a little of itself and lends some weight to what its negation means:
+    /// "not happy" reads as sadness, "don't trust" as wariness, "not looking forward" as dread.
+    static func negate(_ e: [Float]) -> [Float] {
+        var out = e.map { $0 * 0.1 }
+        func add(_ to: Emotion, _ amount: Float) { out[Emotion.allCases.firstIndex(of: to)!] += amount }
+        let joy = e[0], trust = e[1], surprise = e[3], anticipation = e[7]
+        add(.sadness, joy * 0.6)
+        add(.disgust, trust * 0.3)
+        add(.fear, trust * 0.2)
+        add(.sadness, anticipation * 0.2)
+        add(.fear, anticipation * 0.2)
+        add(.anticipation, surprise * 0.1)
+        return out
+    }
+
+    static func normalize(_ score: Float) -> Float {
+        guard score != 0 else { return 0 }
+        return clamp(score / (score * score + alpha).squareRoot(), -1, 1)
+    }
+
+    static func dominant(_ emotions: [Float], valence: Float) -> String {
+        var best = -1
+        var bestValue: Float = 0
+        for k in 0..<8 where emotions[k] > bestValue {
+            best = k
+            bestValue = emotions[k]
+        }
+        guard best >= 0, bestValue >= dominantThreshold else { return "neutral" }
+        return Emotion.allCases[best].rawValue
+    }
+}

@@ -1,0 +1,128 @@
+/// The evaluation tasks of every module, with their plain keyword baselines.
+///
+/// A keyword baseline is what a first attempt without rules would do: a dozen obvious words per
+/// label, counted, no negation, no contrast, no spans.
+extension Evaluator.Task {
+    public static let all: [Evaluator.Task] = [emotionValence, emotionDominant, reasoningRelations, valuesTop3, theoryOfMindType, narrativeTense, narrativePerspective]
+
+    static func words(_ text: String) -> [String] {
+        Tokenizer().tokenize(TextNormalizer.normalize(text)).filter(\.isWord).map(\.lower)
+    }
+
+    static func keywordVote(_ text: String, _ table: [(String, Set<String>)], fallback: String?) -> [String] {
+        let ws = words(text)
+        var best: [(String, Int)] = []
+        for (label, keys) in table {
+            let c = ws.filter { keys.contains($0) }.count
+            if c > 0 { best.append((label, c)) }
+        }
+        best.sort { $0.1 > $1.1 }
+        if best.isEmpty { return fallback.map { [$0] } ?? [] }
+        return best.map(\.0)
+    }
+
+    public static let emotionValence = Evaluator.Task(
+        module: .emotion, name: "emotion valence sign",
+        gold: { $0.label("valence") },
+        predict: { r in
+            let v = r.emotion?.valence ?? 0
+            return [v >= 0.05 ? "positive" : (v <= -0.05 ? "negative" : "neutral")]
+        },
+        keyword: { text in
+            let ws = words(text)
+            let pos: Set<String> = ["good", "great", "happy", "love", "glad", "nice", "excited", "wonderful", "best", "proud", "amazing", "thank"]
+            let neg: Set<String> = ["bad", "sad", "angry", "hate", "terrible", "awful", "worst", "upset", "afraid", "scared", "worried", "disgusting"]
+            let p = ws.filter { pos.contains($0) }.count
+            let n = ws.filter { neg.contains($0) }.count
+            return [p > n ? "positive" : (n > p ? "negative" : "neutral")]
+        }
+    )
+
+    public static let emotionDominant = Evaluator.Task(
+        module: .emotion, name: "emotion dominant",
+        gold: { $0.label("dominant") },
+        predict: { [$0.emotion?.dominant ?? "neutral"] },
+        keyword: { text in
+            keywordVote(text, [
+                ("joy", ["happy", "joy", "glad", "delighted", "love"]),
+                ("trust", ["trust", "reliable", "rely", "faith", "honest"]),
+                ("fear", ["afraid", "scared", "fear", "worried", "anxious"]),
+                ("surprise", ["surprised", "shocked", "amazed", "unexpected", "wow"]),
+                ("sadness", ["sad", "cry", "lonely", "miss", "unhappy"]),
+                ("disgust", ["disgusting", "gross", "disgusted", "sick"]),
+                ("anger", ["angry", "furious", "mad", "hate", "annoyed"]),
+                ("anticipation", ["excited", "forward", "wait", "soon", "hope"]),
+            ], fallback: "neutral")
+        }
+    )
+
+    public static let reasoningRelations = Evaluator.Task(
+        module: .reasoning, name: "reasoning relations",
+        gold: { ($0.labels["relations"] ?? []).sorted().joined(separator: "+") },
+        predict: { r in
+            let set = Set((r.reasoning?.chains ?? []).map(\.relation))
+            return [set.sorted().joined(separator: "+")]
+        },
+        keyword: { text in
+            let ws = Set(words(text))
+            var set: Set<String> = []
+            if ws.contains("because") { set.insert("causal") }
+            if ws.contains("if") { set.insert("conditional") }
+            if ws.contains("but") { set.insert("contrastive") }
+            if ws.contains("therefore") { set.insert("inferential") }
+            if ws.contains("according") { set.insert("evidential") }
+            return [set.sorted().joined(separator: "+")]
+        }
+    )
+
+    public static let valuesTop3 = Evaluator.Task(
+        module: .values, name: "values label in top 3",
+        gold: { $0.label("value") },
+        predict: { r in (r.values?.hierarchy ?? []).filter { $0.score > 0 }.prefix(3).map(\.value) },
+        keyword: { text in
+            Array(keywordVote(text, [
+                ("self_direction", ["freedom", "independent", "choose", "own"]),
+                ("stimulation", ["exciting", "adventure", "new", "thrill"]),
+                ("hedonism", ["fun", "pleasure", "enjoy", "relax"]),
+                ("achievement", ["success", "goal", "achieve", "win"]),
+                ("power", ["power", "money", "control", "status"]),
+                ("security", ["safe", "security", "stable", "safety"]),
+                ("conformity", ["rules", "obey", "polite", "proper"]),
+                ("tradition", ["tradition", "faith", "religion", "custom"]),
+                ("benevolence", ["help", "family", "friends", "care"]),
+                ("universalism", ["equality", "environment", "justice", "nature"]),
+            ], fallback: nil).prefix(3))
+        },
+        correct: { gold, predicted in predicted.prefix(3).contains(gold) }
+    )
+
+    public static let theoryOfMindType = Evaluator.Task(
+        module: .theoryOfMind, name: "theory of mind state type",
+        gold: { $0.label("type") },
+        predict: { r in [r.theoryOfMind?.agents.first?.states.first?.type ?? "none"] },
+        keyword: { text in
+            let table: [String: String] = ["think": "belief", "want": "desire", "plan": "intention", "feel": "emotion", "know": "knowledge", "see": "perception"]
+            for w in words(text) { if let t = table[w] { return [t] } }
+            return ["none"]
+        }
+    )
+
+    public static let narrativeTense = Evaluator.Task(
+        module: .narrative, name: "narrative tense",
+        gold: { $0.label("tense") },
+        predict: { [$0.narrative?.tense ?? ""] },
+        keyword: { text in
+            let ws = words(text)
+            if ws.contains("will") { return ["future"] }
+            if ws.contains(where: { $0.hasSuffix("ed") }) { return ["past"] }
+            return ["present"]
+        }
+    )
+
+    public static let narrativePerspective = Evaluator.Task(
+        module: .narrative, name: "narrative perspective",
+        gold: { $0.label("perspective") },
+        predict: { [$0.narrative?.perspective ?? ""] },
+        keyword: { text in [words(text).contains("i") ? "first_person" : "third_person"] }
+    )
+}

@@ -1,0 +1,71 @@
+import Foundation
+
+/// Scores the engine on evaluation sets, next to a majority-class and a plain keyword baseline.
+///
+/// Each module has one or more *tasks* (emotion: valence sign and dominant emotion; narrative:
+/// tense and perspective, …); a task turns an item and an analysis into (gold, predicted, correct).
+public struct Evaluator: Sendable {
+    public struct Task: Sendable {
+        public var module: Module
+        public var name: String
+        /// The gold label of an item.
+        public var gold: @Sendable (EvaluationSet.Item) -> String
+        /// The engine's prediction from its results.
+        public var predict: @Sendable (AnalysisResults) -> [String]
+        /// The keyword baseline's prediction from the raw text.
+        public var keyword: @Sendable (String) -> [String]
+        /// Whether a prediction is right (default: first predicted label equals gold).
+        public var correct: @Sendable (_ gold: String, _ predicted: [String]) -> Bool = { gold, predicted in predicted.first == gold }
+    }
+
+    public struct Score: Sendable {
+        public var task: String
+        public var module: Module
+        public var items: Int
+        public var accuracy: Double
+        public var majority: Double
+        public var keyword: Double
+        public var misses: [(id: String, gold: String, predicted: String)]
+    }
+
+    public let engine: Engine
+    public init(engine: Engine) { self.engine = engine }
+
+    public func score(_ task: Task, on set: EvaluationSet, split: EvaluationSet.Split?) -> Score {
+        let items = set.items(split)
+        // The majority class is learnt from the dev split, as a tuned system would be.
+        var counts: [String: Int] = [:]
+        for item in set.items(.dev) { counts[task.gold(item), default: 0] += 1 }
+        let majority = counts.max { $0.value != $1.value ? $0.value < $1.value : $0.key > $1.key }?.key ?? ""
+        var right = 0, majorityRight = 0, keywordRight = 0
+        var misses: [(String, String, String)] = []
+        for item in items {
+            let gold = task.gold(item)
+            let predicted = task.predict(engine.analyze(item.text, modules: [task.module]))
+            if task.correct(gold, predicted) { right += 1 } else { misses.append((item.id, gold, predicted.joined(separator: ","))) }
+            if task.correct(gold, [majority]) { majorityRight += 1 }
+            if task.correct(gold, task.keyword(item.text)) { keywordRight += 1 }
+        }
+        let n = Double(max(items.count, 1))
+        return Score(task: task.name, module: task.module, items: items.count, accuracy: Double(right) / n, majority: Double(majorityRight) / n, keyword: Double(keywordRight) / n, misses: misses)
+    }
+
+    /// A fixed-width table of scores, for test output and reports.
+    public static func table(_ scores: [Score], title: String) -> String {
+        var lines = [title, "task                      items  accuracy  majority  keyword"]
+        for s in scores {
+            let name = s.task.padding(toLength: 24, withPad: " ", startingAt: 0)
+            func pct(_ x: Double) -> String {
+                let text = String(Int((x * 1000).rounded()))
+                let padded = String(repeating: " ", count: max(0, 4 - text.count)) + text
+                return String(padded.dropLast()) + "." + String(padded.last!) + " %"
+            }
+            lines.append("\(name)  \(String(s.items).leftPad(5))  \(pct(s.accuracy).leftPad(8))  \(pct(s.majority).leftPad(8))  \(pct(s.keyword).leftPad(7))")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension String {
+    func leftPad(_ width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
+}

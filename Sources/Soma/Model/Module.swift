@@ -1,0 +1,65 @@
+/// The five analyses Soma performs.
+public enum Module: String, CaseIterable, Codable, Sendable, Comparable {
+    case emotion
+    case reasoning
+    case values
+    case theoryOfMind = "theory_of_mind"
+    case narrative
+
+    /// The names of the weights a pattern of this module may carry, in storage order.
+    public var dimensions: [String] {
+        switch self {
+        case .emotion:
+            ["valence", "arousal"] + Emotion.allCases.map(\.rawValue) + ["scale", "before", "after"]
+        case .values:
+            SchwartzValue.allCases.map(\.rawValue)
+        case .reasoning:
+            ["confidence"]
+        case .theoryOfMind:
+            []
+        case .narrative:
+            ["order"]
+        }
+    }
+
+    /// Parses a module name as clients write it ("theory_of_mind", "theory-of-mind", "tom").
+    public init?(name: String) {
+        switch name.lowercased() {
+        case "emotion", "emotions": self = .emotion
+        case "reasoning": self = .reasoning
+        case "values", "value": self = .values
+        case "theory_of_mind", "theory-of-mind", "theoryofmind", "tom": self = .theoryOfMind
+        case "narrative": self = .narrative
+        default: return nil
+        }
+    }
+
+    public static func < (lhs: Module, rhs: Module) -> Bool {
+        allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
+    }
+}
+
+/// Plutchik's eight basic emotions.
+public enum Emotion: String, CaseIterable, Codable, Sendable {
+    case joy, trust, fear, surprise, sadness, disgust, anger, anticipation
+
+    /// Plutchik's opposite on the wheel: what a negated emotion leans towards.
+    public var opposite: Emotion {
+        switch self {
+        case .joy: .sadness
+        case .sadness: .joy
+        case .trust: .disgust
+        case .disgust: .trust
+        case .fear: .anger
+        case .anger: .fear
+        case .surprise: .anticipation
+        case .anticipation: .surprise
+        }
+    }
+}
+
+/// Schwartz's ten basic values.
+public enum SchwartzValue: String, CaseIterable, Codable, Sendable {
+    case selfDirection = "self_direction"
+    case stimulation, hedonism, achievement, power, security, conformity, tradition, benevolence, universalism
+}

@@ -1,0 +1,86 @@
+/// A module's model in memory: its pattern table with FP32 weights, the trie over it and a
+/// single-word index.
+public struct ModuleModel: Sendable {
+    public let module: Module
+    public let patterns: [Pattern]
+    public let matcher: PatternMatcher
+    /// Checksum over the table's canonical content (tokens, class, weights, flags).
+    public let checksum: UInt64
+    private let wordIndex: [String: [Int32]]
+    private let dimensionIndex: [String: Int]
+
+    public init(module: Module, patterns: [Pattern]) {
+        self.module = module
+        self.patterns = patterns
+        matcher = PatternMatcher(patterns: patterns)
+        var index: [String: [Int32]] = [:]
+        for (i, p) in patterns.enumerated() where p.tokens.count == 1 {
+            index[p.tokens[0], default: []].append(Int32(i))
+        }
+        wordIndex = index
+        dimensionIndex = Dictionary(uniqueKeysWithValues: module.dimensions.enumerated().map { ($1, $0) })
+        checksum = Self.checksum(module: module, patterns: patterns)
+    }
+
+    /// Short, stable identifier of this model's content, e.g. `emotion-3f9a0c12`.
+    public var version: String {
+        let hex = String(checksum, radix: 16)
+        return "\(module.rawValue)-\(String(repeating: "0", count: max(0, 16 - hex.count)) + hex)"
+    }
+
+    /// Single-word patterns for `word` (already lower-cased), optionally of one class only.
+    public func patterns(forWord word: String, label: String? = nil) -> [Int] {
+        guard let hits = wordIndex[word] else { return [] }
+        guard let label else { return hits.map(Int.init) }
+        return hits.lazy.map(Int.init).filter { patterns[$0].label == label }
+    }
+
+    /// Whether `word` is a single-word pattern of class `label`.
+    public func contains(word: String, label: String) -> Bool {
+        guard let hits = wordIndex[word] else { return false }
+        return hits.contains { patterns[Int($0)].label == label }
+    }
+
+    /// Whether `word` is a single-word pattern whose class starts with `prefix`.
+    public func contains(word: String, labelPrefix prefix: String) -> Bool {
+        guard let hits = wordIndex[word] else { return false }
+        return hits.contains { patterns[Int($0)].label.hasPrefix(prefix) }
+    }
+
+    /// The weight named `dimension` of pattern `index` (0 when the module has no such weight).
+    @inline(__always)
+    public func weight(_ index: Int, _ dimension: String) -> Float {
+        guard let d = dimensionIndex[dimension] else { return 0 }
+        return patterns[index].weights[d]
+    }
+
+    public func dimension(_ name: String) -> Int? { dimensionIndex[name] }
+
+    /// Number of patterns by class, for reports.
+    public func countsByLabel() -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for p in patterns { counts[p.label, default: 0] += 1 }
+        return counts
+    }
+
+    static func checksum(module: Module, patterns: [Pattern]) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ bytes: some Sequence<UInt8>) {
+            for b in bytes {
+                hash ^= UInt64(b)
+                hash &*= 0x0000_0100_0000_01B3
+            }
+        }
+        mix(module.rawValue.utf8)
+        for p in patterns {
+            mix(p.tokens.joined(separator: " ").utf8)
+            mix([0])
+            mix(p.label.utf8)
+            mix([0])
+            for w in p.weights { withUnsafeBytes(of: w.bitPattern.littleEndian) { mix($0) } }
+            mix(p.flags.sorted().joined(separator: ",").utf8)
+            mix([1])
+        }
+        return hash
+    }
+}

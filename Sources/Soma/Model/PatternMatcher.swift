@@ -1,0 +1,136 @@
+/// A token trie over a model's patterns: finds every pattern occurrence in a document in time
+/// proportional to the document's length times the longest pattern, never by scanning the
+/// pattern list.
+///
+/// Literal tokens are interned to integers; an edge is one hash lookup keyed by (node, token).
+/// Slot edges (`<AGENT>`, `<ANY>`, `<NUM>`) are kept per node and tried after the literal edge.
+public struct PatternMatcher: Sendable {
+    /// A pattern occurrence: token range in the document and the pattern's index in the table.
+    public struct Match: Sendable, Equatable {
+        public var range: Range<Int>
+        public var pattern: Int
+    }
+
+    private var vocabulary: [String: Int32] = [:]
+    private var edges: [UInt64: Int32] = [:]
+    private var slotEdges: [Int32: [(slot: Slot, node: Int32)]] = [:]
+    private var terminals: [[Int32]] = [[]]
+    public private(set) var longestPattern = 0
+
+    public init(patterns: [Pattern]) {
+        for (index, pattern) in patterns.enumerated() {
+            insert(pattern.tokens, index: Int32(index))
+        }
+    }
+
+    private static func key(_ node: Int32, _ token: Int32) -> UInt64 {
+        UInt64(UInt32(bitPattern: node)) << 32 | UInt64(UInt32(bitPattern: token))
+    }
+
+    private mutating func insert(_ tokens: [String], index: Int32) {
+        var node: Int32 = 0
+        for token in tokens {
+            if let slot = Slot(rawValue: token) {
+                if let existing = slotEdges[node]?.first(where: { $0.slot == slot }) {
+                    node = existing.node
+                } else {
+                    let next = Int32(terminals.count)
+                    terminals.append([])
+                    slotEdges[node, default: []].append((slot, next))
+                    node = next
+                }
+                continue
+            }
+            let id: Int32
+            if let known = vocabulary[token] {
+                id = known
+            } else {
+                id = Int32(vocabulary.count)
+                vocabulary[token] = id
+            }
+            let k = Self.key(node, id)
+            if let next = edges[k] {
+                node = next
+            } else {
+                let next = Int32(terminals.count)
+                terminals.append([])
+                edges[k] = next
+                node = next
+            }
+        }
+        terminals[Int(node)].append(index)
+        longestPattern = max(longestPattern, tokens.count)
+    }
+
+    /// The interned id of each token of `doc` (-1 when no pattern uses it).
+    public func tokenIDs(_ doc: Document) -> [Int32] {
+        doc.tokens.map { vocabulary[$0.lower] ?? -1 }
+    }
+
+    /// Every match that starts at `start`, shortest first.
+    public func matches(
+        at start: Int,
+        in doc: Document,
+        ids: [Int32],
+        limit: Int? = nil,
+        isAgent: (Int) -> Bool = { _ in false }
+    ) -> [Match] {
+        var found: [Match] = []
+        let end = min(limit ?? doc.tokens.count, doc.tokens.count)
+        walk(node: 0, position: start, start: start, end: end, doc: doc, ids: ids, isAgent: isAgent, into: &found)
+        found.sort { $0.range.count < $1.range.count }
+        return found
+    }
+
+    private func walk(
+        node: Int32, position: Int, start: Int, end: Int, doc: Document, ids: [Int32],
+        isAgent: (Int) -> Bool, into found: inout [Match]
+    ) {
+        if node != 0 {
+            for p in terminals[Int(node)] { found.append(Match(range: start..<position, pattern: Int(p))) }
+        }
+        guard position < end else { return }
+        let id = ids[position]
+        if id >= 0, let next = edges[Self.key(node, id)] {
+            walk(node: next, position: position + 1, start: start, end: end, doc: doc, ids: ids, isAgent: isAgent, into: &found)
+        }
+        guard let slots = slotEdges[node] else { return }
+        let token = doc.tokens[position]
+        for (slot, next) in slots {
+            let fits: Bool
+            switch slot {
+            case .any: fits = token.isWord
+            case .number: fits = token.kind == .number
+            case .agent: fits = isAgent(position)
+            }
+            if fits {
+                walk(node: next, position: position + 1, start: start, end: end, doc: doc, ids: ids, isAgent: isAgent, into: &found)
+            }
+        }
+    }
+
+    /// Non-overlapping matches over `range`, scanning left to right and taking the longest match at
+    /// each position; `accept` can refuse a pattern (e.g. to look only at some classes).
+    public func longestMatches(
+        in doc: Document,
+        ids: [Int32],
+        range: Range<Int>? = nil,
+        isAgent: (Int) -> Bool = { _ in false },
+        accept: (Int) -> Bool = { _ in true }
+    ) -> [Match] {
+        let r = range ?? 0..<doc.tokens.count
+        var result: [Match] = []
+        var i = r.lowerBound
+        while i < r.upperBound {
+            let here = matches(at: i, in: doc, ids: ids, limit: r.upperBound, isAgent: isAgent)
+            if let best = here.last(where: { accept($0.pattern) }) {
+                // Several patterns may share the longest span (same tokens, other classes): keep them all.
+                for m in here where m.range == best.range && accept(m.pattern) { result.append(m) }
+                i = best.range.upperBound
+            } else {
+                i += 1
+            }
+        }
+        return result
+    }
+}

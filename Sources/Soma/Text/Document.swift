@@ -1,0 +1,81 @@
+/// A normalised, tokenised text split into sentences: what every analyser reads.
+public struct Document: Sendable {
+    /// The normalised text.
+    public let text: String
+    public let tokens: [Token]
+    /// Token ranges, one per sentence, in order.
+    public let sentences: [Range<Int>]
+    /// For each token, the index of its sentence.
+    public let sentenceOfToken: [Int]
+    /// For each token, whether it stands inside double quotes (direct speech).
+    public let quoted: [Bool]
+
+    public init(text: String, tokens: [Token], sentences: [Range<Int>]) {
+        self.text = text
+        self.tokens = tokens
+        self.sentences = sentences
+        var owner = [Int](repeating: 0, count: tokens.count)
+        for (index, range) in sentences.enumerated() {
+            for t in range { owner[t] = index }
+        }
+        sentenceOfToken = owner
+        var inQuote = false
+        var quoted = [Bool](repeating: false, count: tokens.count)
+        for (i, t) in tokens.enumerated() {
+            if t.lower == "\"" {
+                inQuote.toggle()
+                continue
+            }
+            if t.startsParagraph { inQuote = false }
+            quoted[i] = inQuote
+        }
+        self.quoted = quoted
+    }
+
+    public var isEmpty: Bool { tokens.isEmpty }
+
+    /// The text a token range covers, from the first token's start to the last token's end.
+    public func text(of range: Range<Int>) -> String {
+        guard !range.isEmpty else { return "" }
+        let scalars = text.unicodeScalars
+        let from = scalars.index(scalars.startIndex, offsetBy: tokens[range.lowerBound].range.lowerBound)
+        let to = scalars.index(from, offsetBy: tokens[range.upperBound - 1].range.upperBound - tokens[range.lowerBound].range.lowerBound)
+        return String(scalars[from..<to])
+    }
+
+    /// Like `text(of:)` but without leading and trailing punctuation tokens.
+    public func trimmedText(of range: Range<Int>) -> String {
+        var lo = range.lowerBound
+        var hi = range.upperBound
+        while lo < hi && (tokens[lo].kind == .punctuation) { lo += 1 }
+        while hi > lo && (tokens[hi - 1].kind == .punctuation) { hi -= 1 }
+        return text(of: lo..<hi)
+    }
+
+    /// Clause ranges inside a sentence, split at commas, semicolons, colons and dashes.
+    public func clauses(in sentence: Range<Int>) -> [Range<Int>] {
+        var result: [Range<Int>] = []
+        var start = sentence.lowerBound
+        for i in sentence where tokens[i].isClauseBreak {
+            if i > start { result.append(start..<i) }
+            start = i + 1
+        }
+        if start < sentence.upperBound { result.append(start..<sentence.upperBound) }
+        return result
+    }
+}
+
+/// Normalisation, tokenisation and sentence splitting in one call: the shared front of every
+/// analysis.
+public struct TextPipeline: Sendable {
+    let tokenizer = Tokenizer()
+    let splitter = SentenceSplitter()
+
+    public init() {}
+
+    public func process(_ text: String) -> Document {
+        let normalized = TextNormalizer.normalize(text)
+        let tokens = tokenizer.tokenize(normalized)
+        return Document(text: normalized, tokens: tokens, sentences: splitter.split(tokens))
+    }
+}

@@ -1,0 +1,66 @@
+/// Negation scope and degree modifiers: the clause rules every analyser shares.
+public enum Scope {
+    /// Core English negators; models may add their own.
+    public static let negators: Set<String> = [
+        "not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "nowhere", "without", "cannot",
+        "ain't", "aren't", "can't", "couldn't", "didn't", "doesn't", "don't", "hadn't", "hasn't", "haven't",
+        "isn't", "mightn't", "mustn't", "needn't", "shan't", "shouldn't", "wasn't", "weren't", "won't",
+        "wouldn't", "dont", "doesnt", "didnt", "isnt", "arent", "wasnt", "werent", "wont", "cant", "couldnt",
+        "wouldnt", "shouldnt", "havent", "hasnt", "hadnt", "aint", "n't", "rarely", "seldom", "hardly", "barely",
+        "scarcely",
+    ]
+
+    /// Words that end a negation scope early: the clause turns ("I didn't go, but I loved it").
+    static let scopeBreakers: Set<String> = ["but", "however", "yet", "although", "though", "because", "and", "so", "while", "whereas"]
+
+    /// For each token, whether a negator governs it: a negator within the `window` words before it in
+    /// the same clause. "not only" and "no doubt" are idioms that do not negate.
+    public static func negationMask(
+        _ doc: Document,
+        window: Int = 3,
+        negators: Set<String> = Scope.negators
+    ) -> [Bool] {
+        var mask = [Bool](repeating: false, count: doc.tokens.count)
+        for sentence in doc.sentences {
+            var remaining = 0
+            var i = sentence.lowerBound
+            while i < sentence.upperBound {
+                let t = doc.tokens[i]
+                if t.isClauseBreak || t.isTerminal || scopeBreakers.contains(t.lower) {
+                    remaining = 0
+                } else if negators.contains(t.lower) && !isIdiom(doc, at: i) {
+                    remaining = window
+                } else if remaining > 0 {
+                    if t.isWord || t.kind == .emoji { mask[i] = true }
+                    remaining -= 1
+                }
+                i += 1
+            }
+        }
+        return mask
+    }
+
+    static func isIdiom(_ doc: Document, at i: Int) -> Bool {
+        guard i + 1 < doc.tokens.count else { return false }
+        let t = doc.tokens[i].lower
+        let next = doc.tokens[i + 1].lower
+        return (t == "not" && next == "only") || (t == "no" && (next == "doubt" || next == "wonder")) || (t == "without" && next == "doubt")
+    }
+
+    /// VADER's degree rule: a booster or dampener up to three words before a word scales it, by its
+    /// scalar damped 5 % for the second word back and 10 % for the third.
+    public static func degree(_ doc: Document, at index: Int, within sentence: Range<Int>, scalar: (Int) -> Float?) -> Float {
+        var total: Float = 0
+        var back = 1
+        while back <= 3 && index - back >= sentence.lowerBound {
+            let j = index - back
+            if doc.tokens[j].isClauseBreak { break }
+            if let s = scalar(j) {
+                let damp: Float = back == 1 ? 1 : (back == 2 ? 0.95 : 0.9)
+                total += s * damp
+            }
+            back += 1
+        }
+        return total
+    }
+}

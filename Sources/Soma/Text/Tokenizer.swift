@@ -1,0 +1,240 @@
+/// Splits normalised text into tokens, working on Unicode scalars (no regular expressions).
+///
+/// Contractions and hyphenated words stay one token ("don't", "self-aware"); numbers with
+/// decimal or thousands separators stay one token ("3.5", "1,000"); initialisms keep their
+/// periods ("U.S.", "e.g."); URLs, emoji sequences (ZWJ, skin tones, flags, keycaps) and ASCII
+/// emoticons are one token each.
+public struct Tokenizer: Sendable {
+    public init() {}
+
+    /// ASCII emoticons, longest first so that ":-((" wins over ":-(".
+    static let emoticons: [[Unicode.Scalar]] = [
+        ":'-(", ":'-)", ">:-(", ">:(", ":-))", ":-((", ":'(", ":')", ":-)", ":-(", ":-d", ":-p", ":-/", ":-|",
+        ":-o", ":-*", ";-)", "^_^", "-_-", "t_t", "</3", ":))", ":((", ":)", ":(", ":d", ":p", ":/", ":|",
+        ":o", ":*", ";)", "=)", "=(", "<3", "xd", ":3", "d:", ":s", ":-s", ":@", "o_o", "8-)", "b-)",
+    ].map { Array(String($0).unicodeScalars) }.sorted { $0.count > $1.count }
+
+    public func tokenize(_ text: String) -> [Token] {
+        let scalars = Array(text.unicodeScalars)
+        var tokens: [Token] = []
+        tokens.reserveCapacity(scalars.count / 4)
+        var i = 0
+        var newlines = 0
+        let n = scalars.count
+        while i < n {
+            let c = scalars[i]
+            if c.properties.isWhitespace {
+                if c == "\n" { newlines += 1 }
+                i += 1
+                continue
+            }
+            let paragraph = newlines >= 2
+            newlines = 0
+            let atBoundary = i == 0 || scalars[i - 1].properties.isWhitespace || Self.isOpening(scalars[i - 1])
+            var end: Int
+            var kind: Token.Kind
+            if let urlEnd = Self.matchURL(scalars, at: i) {
+                end = urlEnd
+                kind = .url
+            } else if atBoundary, let emoticonEnd = Self.matchEmoticon(scalars, at: i) {
+                end = emoticonEnd
+                kind = .emoticon
+            } else if Self.isWordScalar(c) {
+                (end, kind) = Self.scanWord(scalars, at: i)
+            } else if Self.isEmojiStart(scalars, at: i) {
+                end = Self.scanEmoji(scalars, at: i)
+                kind = .emoji
+            } else if c == "." || c == "…" {
+                end = i + 1
+                if c == "." { while end < n && scalars[end] == "." { end += 1 } }
+                kind = .punctuation
+            } else if c == "-" && i + 1 < n && scalars[i + 1] == "-" {
+                end = i + 2
+                while end < n && scalars[end] == "-" { end += 1 }
+                kind = .punctuation
+            } else if Self.isPunctuation(c) {
+                end = i + 1
+                kind = .punctuation
+            } else {
+                end = i + 1
+                kind = .symbol
+            }
+            tokens.append(Self.makeToken(scalars, i..<end, kind: kind, paragraph: paragraph))
+            i = end
+        }
+        return tokens
+    }
+
+    // MARK: - Scanners
+
+    static func isPunctuation(_ c: Unicode.Scalar) -> Bool {
+        switch c.properties.generalCategory {
+        case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
+             .initialPunctuation, .finalPunctuation, .otherPunctuation:
+            return true
+        default:
+            return false
+        }
+    }
+
+    static func isOpening(_ c: Unicode.Scalar) -> Bool {
+        c == "(" || c == "[" || c == "\"" || c == "'"
+    }
+
+    static func isWordScalar(_ c: Unicode.Scalar) -> Bool {
+        if c.isASCII {
+            let v = c.value
+            return (v >= 0x30 && v <= 0x39) || (v >= 0x41 && v <= 0x5A) || (v >= 0x61 && v <= 0x7A)
+        }
+        let p = c.properties
+        return p.isAlphabetic || p.numericType != nil
+    }
+
+    static func isLetter(_ c: Unicode.Scalar) -> Bool {
+        if c.isASCII {
+            let v = c.value | 0x20
+            return v >= 0x61 && v <= 0x7A
+        }
+        return c.properties.isAlphabetic
+    }
+
+    static func isDigit(_ c: Unicode.Scalar) -> Bool { c.value >= 0x30 && c.value <= 0x39 }
+
+    static func isMark(_ c: Unicode.Scalar) -> Bool {
+        switch c.properties.generalCategory {
+        case .nonspacingMark, .spacingMark, .enclosingMark: return true
+        default: return false
+        }
+    }
+
+    /// A word, number, contraction, hyphenated compound or initialism starting at `start`.
+    static func scanWord(_ s: [Unicode.Scalar], at start: Int) -> (Int, Token.Kind) {
+        let n = s.count
+        var i = start
+        var sawLetter = false
+        while i < n {
+            let c = s[i]
+            if isWordScalar(c) || isMark(c) {
+                if isLetter(c) { sawLetter = true }
+                i += 1
+                continue
+            }
+            guard i + 1 < n else { break }
+            let next = s[i + 1]
+            if c == "'" && isLetter(next) && i > start && isLetter(s[i - 1]) {
+                i += 1  // contraction or possessive: don't, she's, o'clock
+            } else if (c == "-" || c == "/") && isWordScalar(next) && c == "-" {
+                i += 1  // hyphenated compound
+            } else if (c == "." || c == "," || c == ":") && isDigit(next) && i > start && isDigit(s[i - 1]) && !sawLetter {
+                i += 1  // 3.5, 1,000, 10:30
+            } else if c == "." && isLetter(next) && i - start == 1 && isLetter(s[start]) {
+                // Initialism: single letters separated by periods (U.S., e.g., i.e., a.m.).
+                var j = i
+                while j + 1 < n && s[j] == "." && isLetter(s[j + 1]) && (j + 2 >= n || !isWordScalar(s[j + 2])) {
+                    j += 2
+                }
+                if j + 1 <= n && j < n && s[j] == "." && j > i { return (j + 1, .word) }
+                break
+            } else {
+                break
+            }
+        }
+        return (i, sawLetter ? .word : .number)
+    }
+
+    static func matchURL(_ s: [Unicode.Scalar], at i: Int) -> Int? {
+        func hasPrefix(_ p: String) -> Bool {
+            var k = i
+            for c in p.unicodeScalars {
+                guard k < s.count, s[k] == c || (s[k].isASCII && c.isASCII && s[k].value | 0x20 == c.value) else { return false }
+                k += 1
+            }
+            return true
+        }
+        guard hasPrefix("http://") || hasPrefix("https://") || hasPrefix("www.") else { return nil }
+        var end = i
+        while end < s.count && !s[end].properties.isWhitespace && s[end] != "\"" && s[end] != "<" && s[end] != ">" {
+            end += 1
+        }
+        while end > i, ".,;:!?)]'".unicodeScalars.contains(s[end - 1]) { end -= 1 }
+        return end > i + 4 ? end : nil
+    }
+
+    static func matchEmoticon(_ s: [Unicode.Scalar], at i: Int) -> Int? {
+        let first = s[i]
+        guard first.isASCII, !isWordScalar(first) || first == "x" || first == "X" || first == "d" || first == "D" || first == "8" || first == "b" || first == "B" || first == "t" || first == "T" || first == "o" || first == "O" else { return nil }
+        outer: for e in emoticons {
+            guard i + e.count <= s.count else { continue }
+            for (k, c) in e.enumerated() {
+                let a = s[i + k]
+                let lowered = a.isASCII && a.value >= 0x41 && a.value <= 0x5A ? Unicode.Scalar(a.value | 0x20)! : a
+                if lowered != c { continue outer }
+            }
+            let end = i + e.count
+            // An emoticon must stand alone: whitespace, end, or punctuation after it.
+            if end == s.count || s[end].properties.isWhitespace || (!isWordScalar(s[end]) && s[end] != "'" ) {
+                // Letters-only emoticons ("xd", "d:") need whitespace before and after to avoid words.
+                if isLetter(e[0]) && end < s.count && !s[end].properties.isWhitespace { continue }
+                return end
+            }
+        }
+        return nil
+    }
+
+    static func isEmojiStart(_ s: [Unicode.Scalar], at i: Int) -> Bool {
+        let c = s[i]
+        let p = c.properties
+        if p.isEmojiPresentation { return true }
+        if p.isEmoji && !c.isASCII { return true }
+        // Keycaps: 1️⃣ is handled by the word scanner for the digit; "#️⃣" here.
+        return false
+    }
+
+    static func scanEmoji(_ s: [Unicode.Scalar], at start: Int) -> Int {
+        var i = start
+        let n = s.count
+        // Regional indicator pairs make flags.
+        if (0x1F1E6...0x1F1FF).contains(s[i].value) {
+            if i + 1 < n && (0x1F1E6...0x1F1FF).contains(s[i + 1].value) { return i + 2 }
+            return i + 1
+        }
+        i += 1
+        while i < n {
+            let v = s[i].value
+            if v == 0xFE0F || v == 0xFE0E || (0x1F3FB...0x1F3FF).contains(v) || v == 0x20E3 || (0xE0020...0xE007F).contains(v) {
+                i += 1
+            } else if v == 0x200D && i + 1 < n && s[i + 1].properties.isEmoji {
+                i += 2
+            } else {
+                break
+            }
+        }
+        return i
+    }
+
+    static func makeToken(_ s: [Unicode.Scalar], _ range: Range<Int>, kind: Token.Kind, paragraph: Bool) -> Token {
+        var view = String.UnicodeScalarView()
+        view.append(contentsOf: s[range])
+        let text = String(view)
+        var upper = 0
+        var lowerCount = 0
+        for c in s[range] where c.properties.isCased {
+            if c.properties.isUppercase { upper += 1 } else if c.properties.isLowercase { lowerCount += 1 }
+        }
+        let lower: String
+        switch kind {
+        case .emoji: lower = text
+        case .word, .emoticon, .url: lower = upper > 0 ? text.lowercased() : text
+        default: lower = text
+        }
+        return Token(
+            text: text,
+            lower: lower,
+            kind: kind,
+            range: range,
+            isAllCaps: kind == .word && upper >= 2 && lowerCount == 0,
+            isCapitalized: kind == .word && s[range.lowerBound].properties.isUppercase,
+            startsParagraph: paragraph
+        )
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import Soma
+
+/// Streams JSON Lines through the engine. Every input line yields exactly one output line: the
+/// results, or an error object naming what was wrong with that line; the run always continues.
+struct JSONLinesRunner {
+    let engine: Engine
+    let modules: Set<Module>
+    /// Longest accepted line, in bytes.
+    var maxLineBytes = 1 << 20
+
+    func run(input: FileHandle, output: FileHandle) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var buffer = Data()
+        var pending = Data()
+        var lineNumber = 0
+        func flush(force: Bool) {
+            if force || buffer.count >= 1 << 16 {
+                output.write(buffer)
+                buffer.removeAll(keepingCapacity: true)
+            }
+        }
+        func handle(_ line: Data) {
+            lineNumber += 1
+            var bytes = line
+            if bytes.last == 0x0D { bytes.removeLast() }
+            buffer.append(process(bytes, lineNumber: lineNumber, encoder: encoder))
+            buffer.append(0x0A)
+            flush(force: false)
+        }
+        while true {
+            let chunk = input.readData(ofLength: 1 << 16)
+            if chunk.isEmpty { break }
+            pending.append(chunk)
+            var start = pending.startIndex
+            while let newline = pending[start...].firstIndex(of: 0x0A) {
+                handle(pending[start..<newline])
+                start = pending.index(after: newline)
+            }
+            pending = Data(pending[start...])
+        }
+        if !pending.isEmpty { handle(pending) }
+        flush(force: true)
+    }
+
+    func process(_ line: Data, lineNumber: Int, encoder: JSONEncoder) -> Data {
+        guard line.count <= maxLineBytes else {
+            return failure(id: nil, code: "payload_too_large", message: "line \(lineNumber) is longer than \(maxLineBytes) bytes")
+        }
+        do {
+            _ = try TextInput.decode(line)
+        } catch {
+            return failure(id: nil, code: "invalid_utf8", message: "line \(lineNumber): \(error)")
+        }
+        let parsed: Any
+        do { parsed = try JSONSerialization.jsonObject(with: line, options: [.fragmentsAllowed]) } catch {
+            return failure(id: nil, code: "invalid_json", message: "line \(lineNumber) is not valid JSON")
+        }
+        guard var object = parsed as? [String: Any] else {
+            return failure(id: nil, code: "validation_failed", message: "line \(lineNumber): expected a JSON object with a \"text\" field")
+        }
+        let id = object["id"]
+        guard let text = object["text"] as? String else {
+            return failure(id: id, code: "validation_failed", message: "line \(lineNumber): field \"text\" must be a string")
+        }
+        object.removeValue(forKey: "text")
+        object.removeValue(forKey: "results")
+        object.removeValue(forKey: "error")
+        if object["id"] == nil { object["id"] = NSNull() }
+        do {
+            let results = try encoder.encode(engine.analyze(text, modules: modules))
+            return splice(object, key: "results", json: results)
+        } catch {
+            return failure(id: id, code: "internal", message: "line \(lineNumber): could not encode the result")
+        }
+    }
+
+    func failure(id: Any?, code: String, message: String) -> Data {
+        let error: [String: Any] = ["code": code, "message": message]
+        let object: [String: Any] = ["id": id ?? NSNull(), "error": error]
+        return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+            ?? Data(#"{"error":{"code":"internal","message":"unencodable"},"id":null}"#.utf8)
+    }
+
+    /// `object` serialised with `"key": json` appended, without re-parsing `json`.
+    func splice(_ object: [String: Any], key: String, json: Data) -> Data {
+        guard JSONSerialization.isValidJSONObject(object),
+              var head = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        else {
+            return failure(id: nil, code: "validation_failed", message: "echoed fields are not serialisable")
+        }
+        head.removeLast()  // "}"
+        if head.count > 1 { head.append(UInt8(ascii: ",")) }
+        head.append(contentsOf: Array("\"\(key)\":".utf8))
+        head.append(json)
+        head.append(UInt8(ascii: "}"))
+        return head
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+import Soma
+import Testing
+
+/// Held-out accuracy per module, with asserted floors, next to a majority-class and a keyword
+/// baseline on the same items. The held-out split was committed before any lexicon tuning and is
+/// never tuned on.
+@Suite struct AccuracyTests {
+    static let floors: [String: Double] = [
+        "emotion valence sign": 0.80,
+        "emotion dominant": 0.70,
+        "reasoning relations": 0.75,
+        "values label in top 3": 0.70,
+        "theory of mind state type": 0.75,
+        "narrative tense": 0.85,
+        "narrative perspective": 0.85,
+    ]
+
+    static func scores(_ split: EvaluationSet.Split) throws -> [Evaluator.Score] {
+        let evaluator = Evaluator(engine: Fixtures.engine)
+        var sets: [Module: EvaluationSet] = [:]
+        for m in Module.allCases { sets[m] = try EvaluationSet.load(m, from: Fixtures.eval) }
+        return Evaluator.Task.all.map { evaluator.score($0, on: sets[$0.module]!, split: split) }
+    }
+
+    @Test func heldOutFloorsAndBaselines() throws {
+        let scores = try Self.scores(.heldout)
+        print(Evaluator.table(scores, title: "held-out accuracy (floors: \(Self.floors.sorted { $0.key < $1.key }.map { "\($0.key) \(Int($0.value * 100)) %" }.joined(separator: ", ")))"))
+        for s in scores {
+            #expect(s.items >= 60, "\(s.task): \(s.items) held-out items")
+            let floor = try #require(Self.floors[s.task])
+            #expect(s.accuracy >= floor, "\(s.task): \(s.accuracy) < floor \(floor); misses: \(s.misses.prefix(10))")
+            #expect(s.accuracy >= s.majority + 0.10, "\(s.task) does not beat the majority baseline by 10 points")
+            #expect(s.accuracy >= s.keyword + 0.10, "\(s.task) does not beat the keyword baseline by 10 points")
+        }
+    }
+
+    @Test func devTable() throws {
+        print(Evaluator.table(try Self.scores(.dev), title: "dev accuracy (the split lexicons are tuned on)"))
+    }
+
+    @Test func evaluationSetsAreLargeAndSplit() throws {
+        for m in Module.allCases {
+            let set = try EvaluationSet.load(m, from: Fixtures.eval)
+            #expect(set.items.count >= 120, "\(m)")
+            #expect(set.items(.heldout).count >= set.items.count / 3, "\(m)")
+            #expect(Set(set.items.map(\.id)).count == set.items.count, "\(m): duplicate ids")
+        }
+    }
+}

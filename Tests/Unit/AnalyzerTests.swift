@@ -1,0 +1,202 @@
+import Foundation
+import Soma
+import Testing
+
+struct EmotionAnalyzerTests {
+    let engine = Fixtures.engine
+    func emotion(_ text: String) -> EmotionResult { engine.analyze(text, modules: [.emotion]).emotion! }
+
+    @Test func positiveAndNegativeWords() {
+        #expect(emotion("I am so happy today").valence > 0.3)
+        #expect(emotion("This is a terrible, awful day").valence < -0.3)
+        #expect(emotion("The meeting is at 3 pm in room 4.").valence == 0)
+        #expect(emotion("The meeting is at 3 pm in room 4.").dominant == "neutral")
+    }
+
+    @Test func negationFlipsValence() {
+        let plain = emotion("I am happy with it").valence
+        let negated = emotion("I am not happy with it").valence
+        #expect(plain > 0)
+        #expect(negated < 0)
+    }
+
+    @Test func butShiftsWeightToTheLaterClause() {
+        #expect(emotion("The food was great but the service was terrible").valence < 0)
+        #expect(emotion("The service was terrible but the food was great").valence > 0)
+    }
+
+    @Test func emphasisAmplifies() {
+        let base = emotion("This is good").valence
+        #expect(emotion("This is very good").valence > base)
+        #expect(emotion("This is GOOD").valence > base)
+        #expect(emotion("This is good!!!").valence > base)
+        #expect(emotion("This is slightly good").valence < emotion("This is very good").valence)
+    }
+
+    @Test func emojiAndEmoticonsCount() {
+        #expect(emotion("Exam results came back 😢").valence < 0)
+        #expect(emotion("see you tomorrow :)").valence > 0)
+    }
+
+    @Test func dominantEmotionAndRanges() {
+        let r = emotion("I was furious because they lied to me, but I know she meant well.")
+        #expect(Emotion.allCases.allSatisfy { (0...1).contains(r.emotions[$0.rawValue]!) })
+        #expect((-1...1).contains(r.valence))
+        #expect((0...1).contains(r.arousal))
+        #expect(r.sentences.count == 1)
+        #expect(emotion("I'm terrified of the dark and scared of spiders").dominant == "fear")
+        #expect(emotion("I can't wait for the trip next week, I'm so eager!").dominant == "anticipation")
+    }
+}
+
+struct ReasoningAnalyzerTests {
+    let engine = Fixtures.engine
+    func reasoning(_ text: String) -> ReasoningResult { engine.analyze(text, modules: [.reasoning]).reasoning! }
+
+    @Test func becauseSplitsConclusionAndPremise() throws {
+        let r = reasoning("I stayed home because it was raining.")
+        let chain = try #require(r.chains.first)
+        #expect(chain.relation == "causal")
+        #expect(chain.marker == "because")
+        #expect(chain.conclusion == "I stayed home")
+        #expect(chain.premises == ["it was raining"])
+        #expect(r.patterns["causal"] == 1)
+    }
+
+    @Test func sentenceInitialMarkerUsesTheComma() throws {
+        let chain = try #require(reasoning("If it rains tomorrow, we will cancel the picnic.").chains.first)
+        #expect(chain.relation == "conditional")
+        #expect(chain.premises == ["it rains tomorrow"])
+        #expect(chain.conclusion == "we will cancel the picnic")
+    }
+
+    @Test func markerOpeningASentenceLinksToThePreviousOne() throws {
+        let r = reasoning("All the shops were closed. Therefore, we went home hungry.")
+        let chain = try #require(r.chains.first)
+        #expect(chain.relation == "inferential")
+        #expect(chain.premises == ["All the shops were closed"])
+        #expect(chain.conclusion == "we went home hungry")
+    }
+
+    @Test func inferenceWithoutAConnective() throws {
+        let chain = try #require(reasoning("The lights are off. They must have gone to bed.").chains.first)
+        #expect(chain.relation == "inferential")
+        #expect(chain.premises == ["The lights are off"])
+    }
+
+    @Test func trapWordsAreNotArguments() {
+        #expect(reasoning("I have lived here since 2010.").chains.isEmpty)
+        #expect(reasoning("I'm so tired today.").chains.isEmpty)
+        #expect(reasoning("I wonder if she called.").chains.isEmpty)
+        #expect(reasoning("We walked along the beach and ate ice cream.").style == "descriptive")
+    }
+
+    @Test func chainsLinkIntoDepth() {
+        let r = reasoning("It rained all night, so the river rose. Therefore, the bridge was closed.")
+        #expect(r.depth >= 2)
+        #expect(Set(r.chains.map(\.relation)) == ["causal", "inferential"])
+    }
+}
+
+struct ValuesAnalyzerTests {
+    let engine = Fixtures.engine
+    func values(_ text: String) -> ValuesResult { engine.analyze(text, modules: [.values]).values! }
+
+    @Test func rankedWithEvidence() throws {
+        let r = values("I volunteer every weekend because helping others and caring for my family matters most.")
+        #expect(r.hierarchy.count == 10)
+        #expect(r.hierarchy.first?.value == "benevolence")
+        #expect(!(r.hierarchy.first?.evidence.isEmpty ?? true))
+        #expect(r.hierarchy.map(\.score) == r.hierarchy.map(\.score).sorted(by: >))
+        let sum = r.dimensions.values.reduce(0, +)
+        #expect(abs(sum - 1) < 0.01)
+    }
+
+    @Test func noEvidenceMeansZeroScores() {
+        let r = values("The train leaves at nine.")
+        #expect(r.hierarchy.allSatisfy { $0.score == 0 && $0.evidence.isEmpty })
+    }
+}
+
+struct TheoryOfMindAnalyzerTests {
+    let engine = Fixtures.engine
+    func tom(_ text: String) -> TheoryOfMindResult { engine.analyze(text, modules: [.theoryOfMind]).theoryOfMind! }
+
+    @Test func nestedAttributions() throws {
+        let r = tom("I think she believes he wants to leave.")
+        #expect(r.agents.map(\.agent) == ["i", "she", "he"])
+        #expect(r.agents.map { $0.states.first?.type } == ["belief", "belief", "desire"])
+        #expect(r.agents[0].states[0].content == "she believes he wants to leave")
+        #expect(r.agents[2].states[0].content == "to leave")
+        #expect(r.perspectiveTaking > 0.5)
+    }
+
+    @Test func negationAndAdjectives() throws {
+        let r = tom("He doesn't know I'm here. My mother is afraid of storms.")
+        let he = try #require(r.agents.first { $0.agent == "he" })
+        #expect(he.states.first?.type == "knowledge")
+        #expect(he.states.first?.negated == true)
+        let mother = try #require(r.agents.first { $0.agent == "my mother" })
+        #expect(mother.states.first?.type == "emotion")
+    }
+
+    @Test func namesAndNoSignal() {
+        #expect(tom("Maria hopes the train is on time.").agents.first?.agent == "maria")
+        #expect(tom("We drove to the coast and ate fish by the harbour.").agents.isEmpty)
+    }
+}
+
+struct NarrativeAnalyzerTests {
+    let engine = Fixtures.engine
+    func narrative(_ text: String) -> NarrativeResult { engine.analyze(text, modules: [.narrative]).narrative! }
+
+    @Test func tenseAndPerspective() {
+        let past = narrative("Yesterday I walked to the market. I bought apples and went home.")
+        #expect(past.tense == "past")
+        #expect(past.perspective == "first_person")
+        let future = narrative("Tomorrow she will fly to Lisbon. She will visit her aunt.")
+        #expect(future.tense == "future")
+        #expect(future.perspective == "third_person")
+        #expect(narrative("Every morning he feeds the cats and waters the plants.").tense == "present")
+    }
+
+    @Test func reorderingCues() throws {
+        let r = narrative("We arrived at noon. Before that, we had stopped for coffee.")
+        let first = try #require(r.events.first)
+        #expect(first.verb == "stopped")
+        #expect(first.order == 0)
+        #expect(r.events.map(\.index).sorted() == Array(0..<r.events.count))
+    }
+
+    @Test func arcHasFiveSegments() {
+        let r = narrative("The old man walked into the village at dawn. He thought about his son. Then he suddenly realized why the bells were ringing.")
+        #expect(r.arc.staging.count == 5)
+        #expect(r.arc.plotProgression.count == 5)
+        #expect(r.arc.cognitiveTension.count == 5)
+        #expect(r.arc.cognitiveTension.reduce(0, +) > 0)
+        #expect(r.characters.contains("he"))
+    }
+}
+
+struct EngineTests {
+    @Test func deterministicAndComplete() throws {
+        let text = "I was furious because they lied to me, but I know she meant well."
+        let a = Fixtures.engine.analyze(text)
+        let b = Fixtures.engine.analyze(text)
+        #expect(a == b)
+        #expect(a.modules == Module.allCases)
+        let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(a)) as! [String: Any]
+        #expect(Set(json.keys) == ["emotion", "reasoning", "values", "theory_of_mind", "narrative"])
+    }
+
+    @Test func chosenModulesOnly() {
+        let r = Fixtures.engine.analyze("hello", modules: [.values, .narrative])
+        #expect(r.modules == [.values, .narrative])
+    }
+
+    @Test(arguments: ["", "   ", "!!!", "😀", String(repeating: "a", count: 5000), "\u{0}\u{1}\u{7F}"])
+    func degenerateInputsDoNotCrash(text: String) {
+        let r = Fixtures.engine.analyze(text)
+        #expect(r.modules.count == 5)
+    }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# `make ci`: every phase in order, each timed; stops at the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+declare -a names=() times=()
+phase() {
+  local name="$1"; shift
+  echo "::: phase $name"
+  local t0=$SECONDS
+  "$@"
+  names+=("$name"); times+=($((SECONDS - t0)))
+  echo "::: phase $name done in $((SECONDS - t0)) s"
+}
+summary() {
+  echo "::: ci phases"
+  for i in "${!names[@]}"; do printf ':::   %-16s %5d s\n' "${names[$i]}" "${times[$i]}"; done
+  echo "::: total $SECONDS s"
+}
+trap summary EXIT
+
+phase test make test
+phase release make release
+phase throughput scripts/jsonl-smoke.sh .build/release/soma 10000

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what a phase needs when it is missing (Debian packages, as root). Nothing else.
+#   build  – the Swift toolchain must be present (it is on these machines; not installable via apt)
+#   smoke  – Debian's fortunes package: real quotations by others, for the JSON Lines smoke run
+set -euo pipefail
+phase="${1:-build}"
+
+need_pkgs=()
+want() { dpkg -s "$1" >/dev/null 2>&1 || need_pkgs+=("$1"); }
+
+case "$phase" in
+  build)
+    command -v swift >/dev/null || { echo "ensure-deps: swift is not on PATH (expected at /opt/swift)" >&2; exit 1; }
+    ;;
+  smoke)
+    want fortunes
+    want python3
+    ;;
+  *) echo "ensure-deps: unknown phase $phase" >&2; exit 2 ;;
+esac
+
+if ((${#need_pkgs[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "ensure-deps: missing packages ${need_pkgs[*]}; run as root or install them" >&2
+    exit 1
+  fi
+  echo "ensure-deps: installing ${need_pkgs[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null 2>&1 || apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
