@@ -61,7 +61,8 @@ struct AgentDetector: Sendable {
             if end < doc.tokens.count, doc.tokens[end].isCapitalized, !Self.notNames.contains(doc.tokens[end].lower), model.contains(word: doc.tokens[end].lower, label: "agent.name") || isSurname(doc, end) { end += 1 }
             return Agent(range: i..<end, name: t.lower, isSelf: false, isSubject: true)
         }
-        if t.isCapitalized, ["mom", "mum", "dad", "grandma", "grandpa", "nana", "papa", "mama"].contains(t.lower) {
+        if t.isCapitalized, model.contains(word: t.lower, label: "agent.kin") {
+            // "Grandad remembers…": a capitalised kinship word without a determiner is used as a name.
             return Agent(range: i..<(i + 1), name: t.lower, isSelf: false, isSubject: true)
         }
         if ["everyone", "everybody", "nobody", "someone", "somebody", "people", "anyone"].contains(t.lower) {

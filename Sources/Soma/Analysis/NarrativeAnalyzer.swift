@@ -7,7 +7,7 @@ public struct NarrativeResult: Codable, Sendable, Equatable {
         public var order: Int
         public var verb: String
         public var text: String
-        /// past, past_perfect, present, future or modal.
+        /// past, past_perfect, present, present_perfect, future, modal or ambiguous.
         public var tense: String
         public var time: String?
     }
@@ -75,7 +75,7 @@ public struct NarrativeAnalyzer: Analyzer {
         var events: [Found] = []
         var first = 0, second = 0, third = 0
         for sentence in doc.sentences {
-            let temporal = model.matcher.longestMatches(in: doc, ids: ids, range: sentence) { model.patterns[$0].label == "temporal" }
+            let temporal = model.matcher.longestMatches(in: doc, ids: ids, range: sentence, isAgent: { agents.agent(in: doc, at: $0) != nil }, accept: { model.patterns[$0].label == "temporal" })
                 .filter { !doc.quoted[$0.range.lowerBound] }
             var sentenceLayer = 0
             for t in temporal where model.weight(t.pattern, "order") < 0 { sentenceLayer = -1 }
@@ -88,7 +88,7 @@ public struct NarrativeAnalyzer: Analyzer {
                     guard token.isWord, !doc.quoted[i] else { continue }
                     let w = token.lower
                     if has(w, "pronoun.first") { first += 1 }
-                    if has(w, "pronoun.second") && AgentDetector.pronouns[w]?.subject == true { second += 1 }
+                    if has(w, "pronoun.second") { second += 1 }
                     if has(w, "pronoun.third") { third += 1 }
                     guard let (verb, tense, consumed) = finiteVerb(doc, at: i, clause: clause) else { continue }
                     var layer = tense == "past_perfect" ? -1 : (tense == "future" ? 1 : 0)
@@ -111,11 +111,17 @@ public struct NarrativeAnalyzer: Analyzer {
         let outEvents = ordered.map { e in
             NarrativeResult.Event(index: e.index, order: rank[e.index]!, verb: e.verb, text: doc.trimmedText(of: e.clause), tense: e.tense, time: e.time)
         }
+        // Speaker labels ("Anna: … Ben: …") mean the narrator changes.
+        var speakers: Set<String> = []
+        for sentence in doc.sentences where sentence.count > 2 {
+            let t = doc.tokens[sentence.lowerBound]
+            if t.isCapitalized, doc.tokens[sentence.lowerBound + 1].lower == ":" { speakers.insert(t.lower) }
+        }
         return NarrativeResult(
             events: outEvents,
             characters: characters(doc),
             arc: arc(doc),
-            perspective: Self.perspective(first: first, second: second, third: third),
+            perspective: speakers.count >= 2 ? "mixed" : Self.perspective(first: first, second: second, third: third),
             tense: Self.tense(events.map(\.tense))
         )
     }
@@ -146,7 +152,7 @@ public struct NarrativeAnalyzer: Analyzer {
         }
         if has(w, "aux.future") {
             if let (v, n) = main(after: i, label: "verb.base") { return (v, "future", n) }
-            if i + 1 < clause.upperBound, doc.tokens[i + 1].lower == "be" { return ("be", "future", 2) }
+            if i + 1 < clause.upperBound, ["be", "have", "do", "get"].contains(doc.tokens[i + 1].lower) { return (doc.tokens[i + 1].lower, "future", 2) }
             return nil
         }
         if Self.perfectPast.contains(w) {
@@ -156,8 +162,9 @@ public struct NarrativeAnalyzer: Analyzer {
             return nil
         }
         if Self.perfectPresent.contains(w) {
-            if let (v, n) = main(after: i, label: "verb.pp") { return (v, "past", n) }
-            if i + 1 < clause.upperBound, doc.tokens[i + 1].lower == "been" { return ("been", "past", 2) }
+            // The present perfect is a present tense: "I have lived here for years".
+            if let (v, n) = main(after: i, label: "verb.pp") { return (v, "present_perfect", n) }
+            if i + 1 < clause.upperBound, doc.tokens[i + 1].lower == "been" { return ("been", "present_perfect", 2) }
             if w == "has" || w == "have" || w.hasSuffix("'ve") { return (w == "has" ? "has" : "have", "present", 1) }
             return nil
         }
@@ -175,6 +182,7 @@ public struct NarrativeAnalyzer: Analyzer {
         if Self.doPresent.contains(w), let (v, n) = main(after: i, label: "verb.base") { return (v, "present", n) }
         if has(w, "aux.modal") {
             if let (v, n) = main(after: i, label: "verb.base") { return (v, "modal", n) }
+            if i + 1 < clause.upperBound, ["be", "have", "do"].contains(doc.tokens[i + 1].lower) { return (doc.tokens[i + 1].lower, "modal", 2) }
             return nil
         }
         if Self.blockers.contains(previous) || previous == "to" { return nil }
@@ -190,7 +198,9 @@ public struct NarrativeAnalyzer: Analyzer {
             }
             return (w, "past", 1)
         }
-        if is3sg && subjectBefore { return (w, "present", 1) }
+        // "her grandson manages": a determiner + noun subject right before a third-person form.
+        let nounSubject = i >= clause.lowerBound + 2 && doc.tokens[i - 1].isWord && AgentDetector.determiners.contains(doc.tokens[i - 2].lower)
+        if is3sg && (subjectBefore || nounSubject) { return (w, "present", 1) }
         if isBase && subjectBefore && ["i", "you", "we", "they"].contains(previous) { return (w, "present", 1) }
         return nil
     }
@@ -200,7 +210,7 @@ public struct NarrativeAnalyzer: Analyzer {
         for t in tenses {
             switch t {
             case "past", "past_perfect": past += 1
-            case "present": present += 1
+            case "present", "present_perfect": present += 1
             case "future": future += 1
             default: break
             }
@@ -215,7 +225,8 @@ public struct NarrativeAnalyzer: Analyzer {
     }
 
     static func perspective(first: Int, second: Int, third: Int) -> String {
-        if first > 0 { return second > first ? "mixed" : "first_person" }
+        // A "you" addressed as a protagonist beside the narrator's "I" reads as mixed; a passing "you" does not.
+        if first > 0 { return second >= 2 && Float(second) >= 0.6 * Float(first) ? "mixed" : "first_person" }
         if second > 0 && second >= third { return "mixed" }
         return "third_person"
     }

@@ -78,7 +78,10 @@ public struct ReasoningAnalyzer: Analyzer {
         let ids = model.matcher.tokenIDs(doc)
         var found: [Found] = []
         for (s, sentence) in doc.sentences.enumerated() {
-            let hits = model.matcher.longestMatches(in: doc, ids: ids, range: sentence) { markers[$0] != nil }
+            let hits = model.matcher.longestMatches(in: doc, ids: ids, range: sentence, isAgent: { i in
+                let t = doc.tokens[i]
+                return AgentDetector.pronouns[t.lower] != nil || (t.isCapitalized && i > sentence.lowerBound)
+            }, accept: { markers[$0] != nil })
             var seen: Set<Range<Int>> = []
             for hit in hits {
                 guard let marker = markers[hit.pattern], !seen.contains(hit.range) else { continue }
@@ -175,7 +178,11 @@ public struct ReasoningAnalyzer: Analyzer {
                 conclusion = sentence.lowerBound..<range.lowerBound
             }
         case .conclusionAfter:
-            if opensSentence {
+            if opensSentence && marker.relation == .evidential {
+                // "Experts say X." / "I read that X.": the source is the premise.
+                premises = [range]
+                conclusion = range.upperBound..<sentence.upperBound
+            } else if opensSentence {
                 guard let previousSentence else { return nil }
                 premises = [previousSentence]
                 conclusion = range.upperBound..<sentence.upperBound

@@ -64,15 +64,17 @@ public struct TheoryOfMindAnalyzer: Analyzer {
     static let feelVerbs: Set<String> = ["feel", "feels", "felt", "feeling"]
     static let complementOpeners: Set<String> = ["that"]
 
-    private let stateIndex: [Int: (type: MentalStateType, pos: String)]
+    /// Mental-state patterns: their type and parts of speech ("verb", "adj", "noun").
+    private let stateIndex: [Int: (type: MentalStateType, pos: Set<String>)]
 
     public init(model: ModuleModel) {
         self.model = model
         agents = AgentDetector(model: model)
-        var index: [Int: (MentalStateType, String)] = [:]
+        var index: [Int: (MentalStateType, Set<String>)] = [:]
         for (i, p) in model.patterns.enumerated() {
             guard let type = MentalStateType(rawValue: p.label) else { continue }
-            let pos = p.flags.contains("adj") ? "adj" : (p.flags.contains("noun") ? "noun" : "verb")
+            var pos = p.flags.intersection(["verb", "adj", "noun"])
+            if pos.isEmpty { pos = ["verb"] }
             index[i] = (type, pos)
         }
         stateIndex = index
@@ -99,7 +101,7 @@ public struct TheoryOfMindAnalyzer: Analyzer {
         var found: [Found] = []
         for sentence in doc.sentences {
             var stateEnds: [Int] = []
-            let hits = model.matcher.longestMatches(in: doc, ids: ids, range: sentence, isAgent: { agentAt[$0] != nil }) { stateIndex[$0] != nil }
+            let hits = model.matcher.longestMatches(in: doc, ids: ids, range: sentence, isAgent: { agentAt[$0] != nil }, accept: { stateIndex[$0] != nil })
             var taken: Set<Int> = []
             for hit in hits where !taken.contains(hit.range.lowerBound) {
                 let candidates = hits.filter { $0.range == hit.range }
@@ -159,15 +161,15 @@ public struct TheoryOfMindAnalyzer: Analyzer {
         }
         var pos: String
         let readings = candidates.compactMap { stateIndex[$0.pattern] }
-        if let h = holder, !h.isSubject, Self.possessive(doc.tokens[h.range.upperBound - 1].lower), readings.contains(where: { $0.pos == "noun" }) {
+        if let h = holder, !h.isSubject, Self.possessive(doc.tokens[h.range.upperBound - 1].lower), readings.contains(where: { $0.pos.contains("noun") }) {
             pos = "noun"
             holder = AgentDetector.Agent(range: h.range, name: AgentDetector.possessiveOwner[doc.tokens[h.range.lowerBound].lower] ?? h.name, isSelf: h.isSelf, isSubject: true)
-        } else if sawLinking, readings.contains(where: { $0.pos == "adj" }) {
+        } else if sawLinking, readings.contains(where: { $0.pos.contains("adj") }) {
             pos = "adj"
-        } else if readings.contains(where: { $0.pos == "verb" }) {
+        } else if readings.contains(where: { $0.pos.contains("verb") }) {
             pos = "verb"
         } else {
-            pos = readings.first?.pos ?? "verb"
+            pos = readings.first?.pos.sorted().first ?? "verb"
         }
         if holder == nil {
             // "Hope you're well." / "Can't wait to see you.": a sentence-initial state is the writer's.
@@ -177,8 +179,8 @@ public struct TheoryOfMindAnalyzer: Analyzer {
         }
         guard let holder, holder.isSubject else { return nil }
         if pos == "adj" && !sawLinking { return nil }
-        if pos == "noun" && readings.contains(where: { $0.pos == "verb" }) == false && holder.range.upperBound != start { return nil }
-        guard var type = readings.first(where: { $0.pos == pos })?.type ?? readings.first?.type else { return nil }
+        if pos == "noun" && readings.contains(where: { $0.pos.contains("verb") }) == false && holder.range.upperBound != start { return nil }
+        guard var type = readings.first(where: { $0.pos.contains(pos) })?.type ?? readings.first?.type else { return nil }
         if Self.feelVerbs.contains(word) {
             let next = first.range.upperBound < sentence.upperBound ? doc.tokens[first.range.upperBound].lower : ""
             if next == "that" || (next == "like" && first.range.upperBound + 1 < sentence.upperBound && agentAt[first.range.upperBound + 1] != nil) {

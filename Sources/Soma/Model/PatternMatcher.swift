@@ -111,6 +111,8 @@ public struct PatternMatcher: Sendable {
 
     /// Non-overlapping matches over `range`, scanning left to right and taking the longest match at
     /// each position; `accept` can refuse a pattern (e.g. to look only at some classes).
+    ///
+    /// Pass both closures by label: a bare trailing closure would bind to `isAgent`.
     public func longestMatches(
         in doc: Document,
         ids: [Int32],
