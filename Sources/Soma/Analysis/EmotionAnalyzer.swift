@@ -95,7 +95,7 @@ public struct EmotionAnalyzer: Analyzer {
             valence: rounded(Self.normalize(total.sum)),
             arousal: rounded(clamp(arousal, 0, 1)),
             emotions: emotions,
-            dominant: Self.dominant(total.emotions, valence: total.sum),
+            dominant: Self.dominant(total.emotions, valence: total.sum, emphatic: exclamations > 0 || capsWords > 0),
             sentences: sentences
         )
     }
@@ -119,8 +119,14 @@ public struct EmotionAnalyzer: Analyzer {
                 contrastAt.append((m.range.lowerBound, before == 0 ? 1 : before, after == 0 ? 1 : after))
             }
         }
-        // Only the first contrast word of a sentence re-weights it, as in VADER.
-        let contrast = contrastAt.first
+        // Only the first contrast word of a sentence re-weights it, as in VADER. A concessive word
+        // opening the sentence ("Although X, Y") weighs its own clause, up to the comma, as the "after"
+        // part and the main clause after the comma as the "before" part.
+        var contrast = contrastAt.first
+        if let c = contrast, c.before > c.after, c.index == sentence.lowerBound,
+           let comma = (c.index..<sentence.upperBound).first(where: { doc.tokens[$0].isClauseBreak }) {
+            contrast = (comma, c.after, c.before)
+        }
         for m in matches where lexIndex.contains(m.pattern) {
             // A word that is also a degree word ("so", "pretty") acts as a degree word before another hit.
             if degreeAt[m.range.upperBound - 1] != nil, m.range.count == 1,
@@ -128,9 +134,9 @@ public struct EmotionAnalyzer: Analyzer {
                 continue
             }
             let p = model.patterns[m.pattern]
-            var valence = p.weights[valenceDim]
             var emotion = emotionDims.map { p.weights[$0] }
             let emotionMass = emotion.reduce(0, +)
+            var valence = Self.blendedValence(p.weights[valenceDim], emotion)
             if valence == 0 && emotionMass == 0 { continue }
             let boost = Scope.degree(doc, at: m.range.lowerBound, within: sentence) { degreeAt[$0] }
             if valence != 0 { valence += boost * (valence > 0 ? 1 : -1) }
@@ -176,6 +182,20 @@ public struct EmotionAnalyzer: Analyzer {
         return score
     }
 
+    /// Lexicon valence blended with the valence its emotions imply (joy, trust and anticipation
+    /// positive; fear, sadness, disgust and anger negative), so a word's sign and its emotions agree:
+    /// "lonely" is sadder than its VADER score alone says. A word with emotions but no valence takes
+    /// the implied one.
+    static func blendedValence(_ valence: Float, _ e: [Float]) -> Float {
+        let implied = (e[0] + e[1] + e[7] - e[2] - e[4] - e[5] - e[6]) * impliedScale
+        guard implied != 0 else { return valence }
+        guard valence != 0 else { return implied }
+        return (1 - impliedShare) * valence + impliedShare * implied
+    }
+
+    static let impliedScale: Float = 2.5
+    static let impliedShare: Float = 0.4
+
     /// A negated emotion keeps a little of itself and lends some weight to what its negation means:
     /// "not happy" reads as sadness, "don't trust" as wariness, "not looking forward" as dread.
     static func negate(_ e: [Float]) -> [Float] {
@@ -183,8 +203,8 @@ public struct EmotionAnalyzer: Analyzer {
         func add(_ to: Emotion, _ amount: Float) { out[Emotion.allCases.firstIndex(of: to)!] += amount }
         let joy = e[0], trust = e[1], surprise = e[3], anticipation = e[7]
         add(.sadness, joy * 0.6)
-        add(.disgust, trust * 0.3)
-        add(.fear, trust * 0.2)
+        add(.fear, trust * 0.35)
+        add(.disgust, trust * 0.2)
         add(.sadness, anticipation * 0.2)
         add(.fear, anticipation * 0.2)
         add(.anticipation, surprise * 0.1)
@@ -196,14 +216,18 @@ public struct EmotionAnalyzer: Analyzer {
         return clamp(score / (score * score + alpha).squareRoot(), -1, 1)
     }
 
-    static func dominant(_ emotions: [Float], valence: Float) -> String {
+    static func dominant(_ emotions: [Float], valence: Float, emphatic: Bool = false) -> String {
         var best = -1
         var bestValue: Float = 0
         for k in 0..<8 where emotions[k] > bestValue {
             best = k
             bestValue = emotions[k]
         }
-        guard best >= 0, bestValue >= dominantThreshold else { return "neutral" }
-        return Emotion.allCases[best].rawValue
+        if best >= 0, bestValue >= dominantThreshold { return Emotion.allCases[best].rawValue }
+        // Clear valence without emotion words: the plainest emotion of that sign.
+        let compound = normalize(valence)
+        if compound <= -0.5 { return emphatic ? Emotion.anger.rawValue : Emotion.sadness.rawValue }
+        if compound >= 0.5 { return Emotion.joy.rawValue }
+        return "neutral"
     }
 }

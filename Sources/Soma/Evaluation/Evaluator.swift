@@ -52,9 +52,9 @@ public struct Evaluator: Sendable {
 
     /// A fixed-width table of scores, for test output and reports.
     public static func table(_ scores: [Score], title: String) -> String {
-        var lines = [title, "task                      items  accuracy  majority  keyword"]
+        var lines = [title, "task                        items  accuracy  majority  keyword"]
         for s in scores {
-            let name = s.task.padding(toLength: 24, withPad: " ", startingAt: 0)
+            let name = s.task.padding(toLength: 26, withPad: " ", startingAt: 0)
             func pct(_ x: Double) -> String {
                 let text = String(Int((x * 1000).rounded()))
                 let padded = String(repeating: " ", count: max(0, 4 - text.count)) + text
