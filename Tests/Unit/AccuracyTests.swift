@@ -14,6 +14,7 @@ import Testing
         "theory of mind state type": 0.75,
         "narrative tense": 0.85,
         "narrative perspective": 0.85,
+        "narrative first event": 0.50,
     ]
 
     static func scores(_ split: EvaluationSet.Split) throws -> [Evaluator.Score] {

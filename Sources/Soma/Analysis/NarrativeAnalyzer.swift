@@ -51,6 +51,10 @@ public struct NarrativeAnalyzer: Analyzer {
     static let presentBe: Set<String> = ["am", "is", "are", "isn't", "aren't", "i'm", "he's", "she's", "it's", "we're", "they're", "you're", "'m", "'re", "that's", "there's"]
     static let perfectPast: Set<String> = ["had", "hadn't", "i'd", "we'd", "he'd", "she'd", "they'd", "you'd"]
     static let perfectPresent: Set<String> = ["have", "has", "haven't", "hasn't", "i've", "we've", "they've", "you've"]
+    static let copula: [String: String] = [
+        "i'm": "am", "'m": "am", "he's": "is", "she's": "is", "it's": "is", "that's": "is", "there's": "is",
+        "we're": "are", "they're": "are", "you're": "are", "'re": "are", "isn't": "is", "aren't": "are",
+    ]
     static let doPast: Set<String> = ["did", "didn't"]
     static let doPresent: Set<String> = ["do", "does", "don't", "doesn't"]
 
@@ -64,7 +68,7 @@ public struct NarrativeAnalyzer: Analyzer {
         var verb: String
         var clause: Range<Int>
         var tense: String
-        var layer: Int
+        var layer: Float
         var time: String?
     }
 
@@ -79,7 +83,7 @@ public struct NarrativeAnalyzer: Analyzer {
                 .filter { !doc.quoted[$0.range.lowerBound] }
             var sentenceLayer = 0
             for t in temporal where model.weight(t.pattern, "order") < 0 { sentenceLayer = -1 }
-            let clauses = doc.clauses(in: sentence)
+            let clauses = doc.clauses(in: sentence).flatMap { subclauses(doc, $0) }
             for clause in clauses {
                 var i = clause.lowerBound
                 while i < clause.upperBound {
@@ -91,8 +95,10 @@ public struct NarrativeAnalyzer: Analyzer {
                     if has(w, "pronoun.second") { second += 1 }
                     if has(w, "pronoun.third") { third += 1 }
                     guard let (verb, tense, consumed) = finiteVerb(doc, at: i, clause: clause) else { continue }
-                    var layer = tense == "past_perfect" ? -1 : (tense == "future" ? 1 : 0)
-                    if sentenceLayer < 0 && tense != "future" { layer = min(layer, -1) }
+                    // Story time: past perfect before the narrative's now, the future after it; a
+                    // "before that" / "earlier" / "years ago" cue moves its sentence half a step back.
+                    var layer: Float = tense == "past_perfect" ? -1 : (tense == "future" ? 1 : 0)
+                    if sentenceLayer < 0 && tense != "past_perfect" { layer -= 0.5 }
                     let marker = temporal.first { clause.contains($0.range.lowerBound) } ?? temporal.first { m in
                         !events.contains { $0.time != nil && doc.sentenceOfToken[$0.clause.lowerBound] == doc.sentenceOfToken[m.range.lowerBound] } && m.range.lowerBound < i
                     }
@@ -169,14 +175,17 @@ public struct NarrativeAnalyzer: Analyzer {
             return nil
         }
         if Self.pastBe.contains(w) {
+            if i + 2 < clause.upperBound, doc.tokens[i + 1].lower == "going", doc.tokens[i + 2].lower == "to" { return nil }
             if let (v, n) = main(after: i, label: "verb.ing") { return (v, "past", n) }
             if let (v, n) = main(after: i, label: "verb.pp") { return (v, "past", n) }
             return (w, "past", 1)
         }
         if Self.presentBe.contains(w) {
+            // "I'm going to run": the future is read at "going".
+            if i + 2 < clause.upperBound, doc.tokens[i + 1].lower == "going", doc.tokens[i + 2].lower == "to" { return nil }
             if let (v, n) = main(after: i, label: "verb.ing"), v != "going" { return (v, "present", n) }
             if let (v, n) = main(after: i, label: "verb.pp") { return (v, "present", n) }
-            return (w, "present", 1)
+            return (Self.copula[w] ?? w, "present", 1)
         }
         if Self.doPast.contains(w), let (v, n) = main(after: i, label: "verb.base") { return (v, "past", n) }
         if Self.doPresent.contains(w), let (v, n) = main(after: i, label: "verb.base") { return (v, "present", n) }
@@ -203,6 +212,24 @@ public struct NarrativeAnalyzer: Analyzer {
         if is3sg && (subjectBefore || nounSubject) { return (w, "present", 1) }
         if isBase && subjectBefore && ["i", "you", "we", "they"].contains(previous) { return (w, "present", 1) }
         return nil
+    }
+
+    /// Words that open a new finite clause inside a punctuation-delimited clause.
+    static let clauseOpeners: Set<String> = [
+        "and", "but", "because", "so", "when", "while", "then", "after", "before", "until", "that", "which", "who",
+        "if", "although", "though", "since", "or", "whereas", "once", "where",
+    ]
+
+    /// A clause cut again before each conjunction or subordinator, so each event gets its own text.
+    func subclauses(_ doc: Document, _ clause: Range<Int>) -> [Range<Int>] {
+        var result: [Range<Int>] = []
+        var start = clause.lowerBound
+        for i in clause where i > start && Self.clauseOpeners.contains(doc.tokens[i].lower) {
+            result.append(start..<i)
+            start = i
+        }
+        result.append(start..<clause.upperBound)
+        return result
     }
 
     static func tense(_ tenses: [String]) -> String {

@@ -3,7 +3,7 @@
 /// A keyword baseline is what a first attempt without rules would do: a dozen obvious words per
 /// label, counted, no negation, no contrast, no spans.
 extension Evaluator.Task {
-    public static let all: [Evaluator.Task] = [emotionValence, emotionDominant, reasoningRelations, valuesTop3, theoryOfMindType, narrativeTense, narrativePerspective]
+    public static let all: [Evaluator.Task] = [emotionValence, emotionDominant, reasoningRelations, valuesTop3, theoryOfMindType, narrativeTense, narrativePerspective, narrativeFirstEvent]
 
     static func words(_ text: String) -> [String] {
         Tokenizer().tokenize(TextNormalizer.normalize(text)).filter(\.isWord).map(\.lower)
@@ -124,5 +124,16 @@ extension Evaluator.Task {
         gold: { $0.label("perspective") },
         predict: { [$0.narrative?.perspective ?? ""] },
         keyword: { text in [words(text).contains("i") ? "first_person" : "third_person"] }
+    )
+
+    public static let narrativeFirstEvent = Evaluator.Task(
+        module: .narrative, name: "narrative first event",
+        gold: { $0.label("first_event") },
+        predict: { r in [r.narrative?.events.first { $0.order == 0 }?.verb ?? ""] },
+        keyword: { text in
+            // The first word that looks like a verb in the past tense, else the text's second word.
+            let ws = words(text)
+            return [ws.first { $0.hasSuffix("ed") } ?? (ws.count > 1 ? ws[1] : "")]
+        }
     )
 }
