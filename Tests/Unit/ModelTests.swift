@@ -14,7 +14,7 @@ struct ModelSourceTests {
         #expect(model.patterns.map(\.kind) == [.word, .phrase, .template])
         #expect(model.patterns[0].isProtected)
         #expect(model.weight(0, "confidence") == 0.9)
-        #expect(model.patterns[2].weights == [0])
+        #expect(model.weights.row(2) == [0])
     }
 
     @Test func sameTokensAndClassMerge() throws {
@@ -84,7 +84,7 @@ struct CommittedModelTests {
     @Test func emotionLexiconIsSizeable() {
         let m = models.emotion
         let lex = m.patterns.filter { $0.label == "lex" }
-        let withEmotion = lex.filter { p in Emotion.allCases.contains { m.dimension($0.rawValue).map { p.weights[$0] > 0 } ?? false } }
+        let withEmotion = m.patterns.indices.filter { i in m.patterns[i].label == "lex" && Emotion.allCases.contains { m.weights[i, m.dimension($0.rawValue)!] > 0 } }
         #expect(lex.count >= 3000)
         #expect(withEmotion.count >= 3000, "entries with Plutchik weights: \(withEmotion.count)")
         for label in ["degree", "negator", "contrast"] {
@@ -105,7 +105,7 @@ struct CommittedModelTests {
     @Test func valuesHaveEightyEntriesEach() {
         let m = models.values
         for (k, value) in SchwartzValue.allCases.enumerated() {
-            let n = m.patterns.filter { $0.weights[k] > 0 }.count
+            let n = m.patterns.indices.filter { m.weights[$0, k] > 0 }.count
             #expect(n >= 80, "\(value.rawValue): \(n)")
         }
     }

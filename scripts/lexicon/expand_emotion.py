@@ -10,7 +10,8 @@ Input : scripts/lexicon/emotion_seed.tsv       (hand-written, 4 TSV columns, cla
 Output: Fixtures/models/emotion/30_plutchik.tsv
 
 What it does
-- Every seed line is written as is (weights unchanged, flags "-": the POS hints are seed-only).
+- Every seed line is written as is (weights unchanged) and flagged `protected`: the hand-curated
+  core is never pruned by `soma optimize`; derived forms are prunable (the POS hints are seed-only).
 - For single-word seeds it generates inflected / derived forms from the POS hints:
     verb -> -s/-es, -ed, -ing      noun -> plural -s/-es     adj -> -ly, -ness, -er, -est
   with the usual spelling rules (final-e dropping, consonant doubling, y -> i, -ic -> -icked,
@@ -266,7 +267,8 @@ def main() -> int:
             print("duplicate seed pattern skipped: %s" % pattern, file=sys.stderr)
             continue
         emitted.add(pattern)
-        lines.append("%s\tlex\t%s\t-" % (pattern, weights_text(w)))
+        # Seed lines are the hand-curated core: protected from frequency pruning.
+        lines.append("%s\tlex\t%s\tprotected" % (pattern, weights_text(w)))
         n_seed += 1
         if pattern in SKIN_TONE_BASES:
             for tone in SKIN_TONES:

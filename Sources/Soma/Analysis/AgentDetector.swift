@@ -79,8 +79,30 @@ struct AgentDetector: Sendable {
         let t = doc.tokens[i]
         guard t.isCapitalized, !t.isAllCaps || t.text.count <= 3, !Self.notNames.contains(t.lower) else { return false }
         if model.contains(word: t.lower, label: "agent.name") { return true }
-        return false
+        // A capitalised word the model does not know, followed by a verb-like word, reads as a name
+        // ("Priya hopes …"): the name list only speeds this up, so pruning rare names costs little.
+        guard t.kind == .word, t.text.unicodeScalars.count >= 3, !model.contains(word: t.lower, labelPrefix: ""),
+              !Self.sentenceStarters.contains(t.lower), i + 1 < doc.tokens.count else { return false }
+        let next = doc.tokens[i + 1]
+        guard next.isWord, !next.isCapitalized else { return false }
+        return model.contains(word: next.lower, labelPrefix: "") || next.lower.hasSuffix("s") || next.lower.hasSuffix("ed")
+            || ["was", "is", "had", "has", "will", "would", "can", "could", "didn't", "doesn't", "won't", "never", "always", "said", "told"].contains(next.lower)
     }
+
+    /// Capitalised words that open sentences and are never names.
+    static let sentenceStarters: Set<String> = [
+        "the", "this", "that", "these", "those", "there", "then", "when", "after", "before", "while", "once", "today",
+        "tomorrow", "yesterday", "tonight", "last", "next", "every", "each", "some", "many", "most", "all", "both",
+        "it", "its", "what", "why", "how", "who", "where", "which", "if", "but", "and", "or", "so", "because", "since",
+        "although", "though", "still", "yet", "also", "maybe", "perhaps", "please", "thanks", "thank", "sorry", "just",
+        "our", "your", "their", "his", "her", "my", "we", "they", "she", "he", "you", "one", "two", "three", "no", "not",
+        "nothing", "everything", "something", "anything", "nobody", "everyone", "someone", "anyone", "here", "now",
+        "later", "soon", "even", "only", "again", "another", "other", "such", "much", "more", "less", "few", "several",
+        "during", "until", "despite", "without", "with", "from", "into", "onto", "over", "under", "about", "around",
+        "at", "in", "on", "by", "for", "of", "to", "as", "like", "than", "too", "very", "really", "well", "oh", "hey",
+        "hi", "hello", "dear", "meanwhile", "suddenly", "finally", "eventually", "instead", "however", "therefore",
+        "thus", "hence", "besides", "otherwise", "first", "second", "third", "lots", "half", "none", "either", "neither",
+    ]
 
     private func isSurname(_ doc: Document, _ i: Int) -> Bool {
         let t = doc.tokens[i]

@@ -112,7 +112,7 @@ public struct EmotionAnalyzer: Analyzer {
         for m in matches {
             let p = model.patterns[m.pattern]
             if p.label == "degree" {
-                degreeAt[m.range.upperBound - 1] = p.weights[scaleDim]
+                degreeAt[m.range.upperBound - 1] = model.weights[m.pattern, scaleDim]
             } else if p.label == "contrast" {
                 let before = model.weight(m.pattern, "before")
                 let after = model.weight(m.pattern, "after")
@@ -133,10 +133,10 @@ public struct EmotionAnalyzer: Analyzer {
                let next = matches.first(where: { $0.range.lowerBound == m.range.upperBound }), lexIndex.contains(next.pattern) {
                 continue
             }
-            let p = model.patterns[m.pattern]
-            var emotion = emotionDims.map { p.weights[$0] }
+            var emotion = emotionDims.map { model.weights[m.pattern, $0] }
             let emotionMass = emotion.reduce(0, +)
-            var valence = Self.blendedValence(p.weights[valenceDim], emotion)
+            let lexValence = model.weights[m.pattern, valenceDim]
+            var valence = Self.blendedValence(lexValence, emotion)
             if valence == 0 && emotionMass == 0 { continue }
             let boost = Scope.degree(doc, at: m.range.lowerBound, within: sentence) { degreeAt[$0] }
             if valence != 0 { valence += boost * (valence > 0 ? 1 : -1) }
@@ -158,8 +158,8 @@ public struct EmotionAnalyzer: Analyzer {
             }
             score.sum += valence
             for k in 0..<8 { score.emotions[k] += max(0, emotion[k] * factor) }
-            var a = p.weights[arousalDim]
-            if a == 0 { a = min(1, abs(p.weights[valenceDim]) / 4 * 0.8 + 0.1) }
+            var a = model.weights[m.pattern, arousalDim]
+            if a == 0 { a = min(1, abs(lexValence) / 4 * 0.8 + 0.1) }
             let w = max(abs(valence), emotionMass, 0.5)
             score.arousal += a * w
             score.arousalWeight += w

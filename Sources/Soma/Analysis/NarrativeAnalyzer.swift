@@ -74,6 +74,22 @@ public struct NarrativeAnalyzer: Analyzer {
 
     func has(_ word: String, _ label: String) -> Bool { model.contains(word: word, label: label) }
 
+    /// A verb form by the lexicon, or — for a word the model does not know at all — by its ending:
+    /// the verb table then only sharpens the analysis, so pruning rare verb forms costs little.
+    func isVerb(_ word: String, _ label: String) -> Bool {
+        if has(word, label) { return true }
+        let n = word.unicodeScalars.count
+        guard n >= 4, word.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic }), !model.contains(word: word, labelPrefix: "") else { return false }
+        switch label {
+        case "verb.past": return word.hasSuffix("ed")
+        case "verb.pp": return word.hasSuffix("ed") || word.hasSuffix("en")
+        case "verb.ing": return word.hasSuffix("ing")
+        case "verb.3sg": return word.hasSuffix("s") && !word.hasSuffix("ss") && !word.hasSuffix("us")
+        case "verb.base": return !word.hasSuffix("ed") && !word.hasSuffix("ing") && !word.hasSuffix("ly") && !word.hasSuffix("s")
+        default: return false
+        }
+    }
+
     public func analyze(_ doc: Document) -> NarrativeResult {
         let ids = model.matcher.tokenIDs(doc)
         var events: [Found] = []
@@ -141,7 +157,7 @@ public struct NarrativeAnalyzer: Analyzer {
             var j = k + 1
             while j < clause.upperBound, j <= k + 3 {
                 let n = doc.tokens[j].lower
-                if has(n, label) { return (n, j - i + 1) }
+                if isVerb(n, label) { return (n, j - i + 1) }
                 if has(n, "adverb") || Scope.negators.contains(n) || n == "not" || n == "also" || n == "just" || n == "never" || n == "already" || n == "been" && label == "verb.pp" {
                     j += 1
                     continue
@@ -195,9 +211,9 @@ public struct NarrativeAnalyzer: Analyzer {
             return nil
         }
         if Self.blockers.contains(previous) || previous == "to" { return nil }
-        let isPast = has(w, "verb.past")
+        let isPast = isVerb(w, "verb.past")
         let isBase = has(w, "verb.base")
-        let is3sg = has(w, "verb.3sg")
+        let is3sg = isVerb(w, "verb.3sg")
         let subjectBefore = Self.subjects.contains(previous) || has(previous, "pronoun.first") || has(previous, "pronoun.third") || has(previous, "adverb") || doc.tokens[max(clause.lowerBound, i - 1)].isCapitalized && i > clause.lowerBound
         if isPast && !(isBase && !subjectBefore) {
             if isBase {

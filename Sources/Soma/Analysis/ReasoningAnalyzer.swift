@@ -59,7 +59,7 @@ public struct ReasoningAnalyzer: Analyzer {
         for (i, p) in model.patterns.enumerated() {
             let parts = p.label.split(separator: ":")
             guard parts.count == 2, let r = Relation(rawValue: String(parts[0])), let d = Direction(rawValue: String(parts[1])) else { continue }
-            let c = p.weights[0]
+            let c = model.weights[i, 0]
             markers[i] = Marker(relation: r, direction: d, confidence: c == 0 ? 0.7 : c)
         }
         self.markers = markers

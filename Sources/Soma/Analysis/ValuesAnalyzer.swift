@@ -28,10 +28,11 @@ public struct ValuesAnalyzer: Analyzer {
         var raw = [Float](repeating: 0, count: SchwartzValue.allCases.count)
         var evidence = [[String]](repeating: [], count: SchwartzValue.allCases.count)
         for m in model.matcher.longestMatches(in: doc, ids: ids, accept: { model.patterns[$0].label == "lex" }) {
-            let p = model.patterns[m.pattern]
             let sign: Float = negated[m.range.lowerBound] ? Self.negatedWeight : 1
             let surface = doc.text(of: m.range).lowercased()
-            for (k, w) in p.weights.enumerated() where w != 0 {
+            for k in 0..<model.weights.dimensions {
+                let w = model.weights[m.pattern, k]
+                guard w != 0 else { continue }
                 raw[k] += w * sign
                 if sign > 0 && !evidence[k].contains(surface) { evidence[k].append(surface) }
             }

@@ -16,8 +16,42 @@ public struct ModelSet: Sendable {
         self.narrative = narrative
     }
 
-    /// Loads every module's source form from `directory` (the layout of Fixtures/models).
-    public static func load(from directory: URL) throws -> ModelSet {
+    /// Loads every module from `directory`: compiled `*.somamodel` files when the directory has them
+    /// (see `CompiledModel`), otherwise the TSV source form (the layout of Fixtures/models).
+    /// `precision` converts the weights at load; nil keeps what the files hold.
+    public static func load(from directory: URL, precision: WeightTable.Precision? = nil) throws -> ModelSet {
+        let set = try isCompiled(directory) ? loadCompiled(from: directory) : loadSources(from: directory)
+        guard let precision else { return set }
+        return set.converted(to: precision)
+    }
+
+    public static func isCompiled(_ directory: URL) -> Bool {
+        FileManager.default.fileExists(atPath: directory.appendingPathComponent(CompiledModel.fileName(.emotion)).path)
+    }
+
+    /// One module's model from `directory`, compiled or source.
+    public static func loadModule(_ module: Module, from directory: URL) throws -> ModuleModel {
+        if isCompiled(directory) {
+            return try CompiledModel.load(directory.appendingPathComponent(CompiledModel.fileName(module)), expecting: module).0
+        }
+        return try ModelSource.load(module, from: directory)
+    }
+
+    public static func loadCompiled(from directory: URL) throws -> ModelSet {
+        func one(_ m: Module) throws -> ModuleModel {
+            try CompiledModel.load(directory.appendingPathComponent(CompiledModel.fileName(m)), expecting: m).0
+        }
+        return try ModelSet(emotion: one(.emotion), reasoning: one(.reasoning), values: one(.values), theoryOfMind: one(.theoryOfMind), narrative: one(.narrative))
+    }
+
+    public func converted(to precision: WeightTable.Precision) -> ModelSet {
+        ModelSet(
+            emotion: emotion.converted(to: precision), reasoning: reasoning.converted(to: precision), values: values.converted(to: precision),
+            theoryOfMind: theoryOfMind.converted(to: precision), narrative: narrative.converted(to: precision)
+        )
+    }
+
+    public static func loadSources(from directory: URL) throws -> ModelSet {
         try ModelSet(
             emotion: ModelSource.load(.emotion, from: directory),
             reasoning: ModelSource.load(.reasoning, from: directory),

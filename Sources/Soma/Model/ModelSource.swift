@@ -26,21 +26,26 @@ public enum ModelSource {
         for name in names {
             try builder.read(file: folder.appendingPathComponent(name), depth: 0)
         }
-        return ModuleModel(module: module, patterns: builder.patterns)
+        return builder.model()
     }
 
     /// Parses source lines (for tests and tools); `origin` names them in errors.
     public static func parse(_ module: Module, text: String, origin: String = "<memory>") throws -> ModuleModel {
         var builder = Builder(module: module)
         try builder.read(text: text, origin: origin, base: nil, depth: 0)
-        return ModuleModel(module: module, patterns: builder.patterns)
+        return builder.model()
     }
 
     struct Builder {
         let module: Module
         let dimensions: [String: Int]
         var patterns: [Pattern] = []
+        var rows: [[Float]] = []
         var positions: [String: Int] = [:]
+
+        func model() -> ModuleModel {
+            ModuleModel(module: module, patterns: patterns, weights: WeightTable(dimensions: module.dimensions.count, rows: rows))
+        }
 
         init(module: Module) {
             self.module = module
@@ -112,14 +117,15 @@ public enum ModelSource {
         mutating func add(tokens: [String], label: String, weights: [(Int, Float)], flags: Set<String>) {
             let key = tokens.joined(separator: " ") + "\t" + label
             if let at = positions[key] {
-                for (d, v) in weights { patterns[at].weights[d] = v }
+                for (d, v) in weights { rows[at][d] = v }
                 patterns[at].flags.formUnion(flags)
                 return
             }
             var dense = [Float](repeating: 0, count: module.dimensions.count)
             for (d, v) in weights { dense[d] = v }
             positions[key] = patterns.count
-            patterns.append(Pattern(tokens: tokens, label: label, weights: dense, flags: flags))
+            patterns.append(Pattern(tokens: tokens, label: label, flags: flags))
+            rows.append(dense)
         }
     }
 }

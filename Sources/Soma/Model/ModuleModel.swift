@@ -3,15 +3,19 @@
 public struct ModuleModel: Sendable {
     public let module: Module
     public let patterns: [Pattern]
+    /// Row `i` holds the weights of `patterns[i]`, in the order of `module.dimensions`.
+    public let weights: WeightTable
     public let matcher: PatternMatcher
     /// Checksum over the table's canonical content (tokens, class, weights, flags).
     public let checksum: UInt64
     private let wordIndex: [String: [Int32]]
     private let dimensionIndex: [String: Int]
 
-    public init(module: Module, patterns: [Pattern]) {
+    public init(module: Module, patterns: [Pattern], weights: WeightTable) {
+        precondition(weights.count == patterns.count && weights.dimensions == module.dimensions.count)
         self.module = module
         self.patterns = patterns
+        self.weights = weights
         matcher = PatternMatcher(patterns: patterns)
         var index: [String: [Int32]] = [:]
         for (i, p) in patterns.enumerated() where p.tokens.count == 1 {
@@ -19,7 +23,7 @@ public struct ModuleModel: Sendable {
         }
         wordIndex = index
         dimensionIndex = Dictionary(uniqueKeysWithValues: module.dimensions.enumerated().map { ($1, $0) })
-        checksum = Self.checksum(module: module, patterns: patterns)
+        checksum = Self.checksum(module: module, patterns: patterns, weights: weights)
     }
 
     /// Short, stable identifier of this model's content, e.g. `emotion-3f9a0c12`.
@@ -51,7 +55,7 @@ public struct ModuleModel: Sendable {
     @inline(__always)
     public func weight(_ index: Int, _ dimension: String) -> Float {
         guard let d = dimensionIndex[dimension] else { return 0 }
-        return patterns[index].weights[d]
+        return weights[index, d]
     }
 
     public func dimension(_ name: String) -> Int? { dimensionIndex[name] }
@@ -63,7 +67,25 @@ public struct ModuleModel: Sendable {
         return counts
     }
 
-    static func checksum(module: Module, patterns: [Pattern]) -> UInt64 {
+    /// The same model with its weights in `precision`.
+    public func converted(to precision: WeightTable.Precision) -> ModuleModel {
+        precision == weights.precision ? self : ModuleModel(module: module, patterns: patterns, weights: weights.converted(to: precision))
+    }
+
+    /// The model without the patterns `keep` refuses, e.g. pruned by frequency.
+    public func filtered(_ keep: (Int, Pattern) -> Bool) -> ModuleModel {
+        let rows = patterns.indices.filter { keep($0, patterns[$0]) }
+        return ModuleModel(module: module, patterns: rows.map { patterns[$0] }, weights: weights.selecting(rows))
+    }
+
+    /// The same patterns with corpus frequencies set (`frequencies[i]` for `patterns[i]`).
+    public func withFrequencies(_ frequencies: [Float]) -> ModuleModel {
+        var copy = patterns
+        for i in copy.indices { copy[i].frequency = frequencies[i] }
+        return ModuleModel(module: module, patterns: copy, weights: weights)
+    }
+
+    static func checksum(module: Module, patterns: [Pattern], weights: WeightTable) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         func mix(_ bytes: some Sequence<UInt8>) {
             for b in bytes {
@@ -72,12 +94,12 @@ public struct ModuleModel: Sendable {
             }
         }
         mix(module.rawValue.utf8)
-        for p in patterns {
+        for (i, p) in patterns.enumerated() {
             mix(p.tokens.joined(separator: " ").utf8)
             mix([0])
             mix(p.label.utf8)
             mix([0])
-            for w in p.weights { withUnsafeBytes(of: w.bitPattern.littleEndian) { mix($0) } }
+            for d in 0..<weights.dimensions { withUnsafeBytes(of: weights[i, d].bitPattern.littleEndian) { mix($0) } }
             mix(p.flags.sorted().joined(separator: ",").utf8)
             mix([1])
         }

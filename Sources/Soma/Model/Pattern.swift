@@ -1,4 +1,4 @@
-/// One row of a model's pattern table.
+/// One row of a model's pattern table (its weights live in the model's `WeightTable`, same row).
 public struct Pattern: Sendable, Equatable {
     public enum Kind: String, Sendable {
         /// One literal token.
@@ -13,8 +13,6 @@ public struct Pattern: Sendable, Equatable {
     public var tokens: [String]
     /// What the pattern means to its module ("lex", "causal:premise_after", "belief", …).
     public var label: String
-    /// Weights in the order of the module's `dimensions`.
-    public var weights: [Float]
     /// Fraction of reference-corpus documents in which the pattern fires (0 until measured).
     public var frequency: Float
     public var flags: Set<String>
@@ -26,10 +24,9 @@ public struct Pattern: Sendable, Equatable {
 
     public var isProtected: Bool { flags.contains("protected") }
 
-    public init(tokens: [String], label: String, weights: [Float], frequency: Float = 0, flags: Set<String> = []) {
+    public init(tokens: [String], label: String, frequency: Float = 0, flags: Set<String> = []) {
         self.tokens = tokens
         self.label = label
-        self.weights = weights
         self.frequency = frequency
         self.flags = flags
     }

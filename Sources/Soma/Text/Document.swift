@@ -37,10 +37,10 @@ public struct Document: Sendable {
     /// The text a token range covers, from the first token's start to the last token's end.
     public func text(of range: Range<Int>) -> String {
         guard !range.isEmpty else { return "" }
-        let scalars = text.unicodeScalars
-        let from = scalars.index(scalars.startIndex, offsetBy: tokens[range.lowerBound].range.lowerBound)
-        let to = scalars.index(from, offsetBy: tokens[range.upperBound - 1].range.upperBound - tokens[range.lowerBound].range.lowerBound)
-        return String(scalars[from..<to])
+        let utf8 = text.utf8
+        let from = utf8.index(utf8.startIndex, offsetBy: tokens[range.lowerBound].utf8Range.lowerBound)
+        let to = utf8.index(utf8.startIndex, offsetBy: tokens[range.upperBound - 1].utf8Range.upperBound)
+        return String(text[from..<to])
     }
 
     /// Like `text(of:)` but without leading and trailing punctuation tokens.

@@ -11,6 +11,8 @@ public struct Token: Sendable, Hashable {
     public var kind: Kind
     /// Offsets in Unicode scalars into the normalised text.
     public var range: Range<Int>
+    /// Offsets in UTF-8 bytes into the normalised text.
+    public var utf8Range: Range<Int>
     /// A word of two or more letters written entirely in capitals ("NEVER").
     public var isAllCaps: Bool
     /// A word that starts with a capital letter.

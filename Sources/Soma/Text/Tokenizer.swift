@@ -16,6 +16,8 @@ public struct Tokenizer: Sendable {
 
     public func tokenize(_ text: String) -> [Token] {
         let scalars = Array(text.unicodeScalars)
+        var utf8Offsets = [Int](repeating: 0, count: scalars.count + 1)
+        for (k, c) in scalars.enumerated() { utf8Offsets[k + 1] = utf8Offsets[k] + UTF8.width(c) }
         var tokens: [Token] = []
         tokens.reserveCapacity(scalars.count / 4)
         var i = 0
@@ -23,14 +25,14 @@ public struct Tokenizer: Sendable {
         let n = scalars.count
         while i < n {
             let c = scalars[i]
-            if c.properties.isWhitespace {
+            if Self.isSpace(c) {
                 if c == "\n" { newlines += 1 }
                 i += 1
                 continue
             }
             let paragraph = newlines >= 2
             newlines = 0
-            let atBoundary = i == 0 || scalars[i - 1].properties.isWhitespace || Self.isOpening(scalars[i - 1])
+            let atBoundary = i == 0 || Self.isSpace(scalars[i - 1]) || Self.isOpening(scalars[i - 1])
             var end: Int
             var kind: Token.Kind
             if let urlEnd = Self.matchURL(scalars, at: i) {
@@ -59,13 +61,22 @@ public struct Tokenizer: Sendable {
                 end = i + 1
                 kind = .symbol
             }
-            tokens.append(Self.makeToken(scalars, i..<end, kind: kind, paragraph: paragraph))
+            tokens.append(Self.makeToken(scalars, i..<end, utf8: utf8Offsets[i]..<utf8Offsets[end], kind: kind, paragraph: paragraph))
             i = end
         }
         return tokens
     }
 
     // MARK: - Scanners
+
+    @inline(__always)
+    static func isSpace(_ c: Unicode.Scalar) -> Bool {
+        if c.isASCII {
+            let v = c.value
+            return v == 0x20 || (v >= 0x09 && v <= 0x0D)
+        }
+        return c.properties.isWhitespace
+    }
 
     static func isPunctuation(_ c: Unicode.Scalar) -> Bool {
         switch c.properties.generalCategory {
@@ -101,6 +112,7 @@ public struct Tokenizer: Sendable {
     static func isDigit(_ c: Unicode.Scalar) -> Bool { c.value >= 0x30 && c.value <= 0x39 }
 
     static func isMark(_ c: Unicode.Scalar) -> Bool {
+        if c.isASCII { return false }
         switch c.properties.generalCategory {
         case .nonspacingMark, .spacingMark, .enclosingMark: return true
         default: return false
@@ -183,6 +195,7 @@ public struct Tokenizer: Sendable {
 
     static func isEmojiStart(_ s: [Unicode.Scalar], at i: Int) -> Bool {
         let c = s[i]
+        if c.isASCII { return false }
         let p = c.properties
         if p.isEmojiPresentation { return true }
         if p.isEmoji && !c.isASCII { return true }
@@ -212,14 +225,21 @@ public struct Tokenizer: Sendable {
         return i
     }
 
-    static func makeToken(_ s: [Unicode.Scalar], _ range: Range<Int>, kind: Token.Kind, paragraph: Bool) -> Token {
+    static func makeToken(_ s: [Unicode.Scalar], _ range: Range<Int>, utf8: Range<Int>, kind: Token.Kind, paragraph: Bool) -> Token {
         var view = String.UnicodeScalarView()
         view.append(contentsOf: s[range])
         let text = String(view)
         var upper = 0
         var lowerCount = 0
-        for c in s[range] where c.properties.isCased {
-            if c.properties.isUppercase { upper += 1 } else if c.properties.isLowercase { lowerCount += 1 }
+        for c in s[range] {
+            if c.isASCII {
+                let v = c.value
+                if v >= 0x41 && v <= 0x5A { upper += 1 } else if v >= 0x61 && v <= 0x7A { lowerCount += 1 }
+                continue
+            }
+            let p = c.properties
+            guard p.isCased else { continue }
+            if p.isUppercase { upper += 1 } else if p.isLowercase { lowerCount += 1 }
         }
         let lower: String
         switch kind {
@@ -232,8 +252,9 @@ public struct Tokenizer: Sendable {
             lower: lower,
             kind: kind,
             range: range,
+            utf8Range: utf8,
             isAllCaps: kind == .word && upper >= 2 && lowerCount == 0,
-            isCapitalized: kind == .word && s[range.lowerBound].properties.isUppercase,
+            isCapitalized: kind == .word && (s[range.lowerBound].isASCII ? (0x41...0x5A).contains(s[range.lowerBound].value) : s[range.lowerBound].properties.isUppercase),
             startsParagraph: paragraph
         )
     }
