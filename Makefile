@@ -6,14 +6,17 @@ SWIFT_ENV := env -u SOMA_SLOWDOWN
 RELEASE_BIN := .build/release/soma
 TEXT ?=
 
-.PHONY: all deps build release test unit smoke run ci clean help
+.PHONY: all deps build release test unit smoke run models bench-batching ci clean help
+MODELS_DIR ?= .build/models
 
 all: build
 
 help:
 	@echo "make run     build (release) and analyse TEXT='...' or standard input"
 	@echo "make test    build, unit tests (accuracy table included), JSON Lines smoke over 10,000 real texts"
-	@echo "make ci      what .ci/run calls: test, release build, throughput; prints the time of each phase"
+	@echo "make models  compile the served models (FP16 + pruning) into $(MODELS_DIR) and print the trade-off report"
+	@echo "make bench-batching   batched against unbatched pipeline throughput (release)"
+	@echo "make ci      what .ci/run calls: test, release build, models, throughput; prints the time of each phase"
 
 deps:
 	@scripts/ensure-deps.sh build
@@ -25,11 +28,12 @@ release: deps
 	$(SWIFT_ENV) $(SWIFT) build -c release --product soma
 
 unit: deps
+	@scripts/ensure-deps.sh corpus
 	$(SWIFT_ENV) $(SWIFT) build --build-tests
 	$(SWIFT_ENV) $(SWIFT) test --skip-build
 
 smoke: deps
-	@scripts/ensure-deps.sh smoke
+	@scripts/ensure-deps.sh corpus
 	$(SWIFT_ENV) $(SWIFT) build --product soma
 	scripts/jsonl-smoke.sh .build/debug/soma
 
@@ -38,6 +42,14 @@ test: unit smoke
 run: release
 	@if [ -n "$(TEXT)" ]; then printf '%s\n' "$(TEXT)" | $(RELEASE_BIN) analyze --pretty; \
 	else echo "soma: reading text from standard input (Ctrl-D to end)" >&2; $(RELEASE_BIN) analyze --pretty; fi
+
+models: release
+	@scripts/ensure-deps.sh corpus
+	$(RELEASE_BIN) optimize --in Fixtures/models --out $(MODELS_DIR) --report
+
+bench-batching: release
+	@scripts/ensure-deps.sh corpus
+	$(RELEASE_BIN) bench-batching
 
 ci:
 	@scripts/ci.sh

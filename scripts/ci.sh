@@ -20,4 +20,6 @@ trap summary EXIT
 
 phase test make test
 phase release make release
+phase models make models
 phase throughput scripts/jsonl-smoke.sh .build/release/soma 10000
+phase batching .build/release/soma bench-batching --texts 3000

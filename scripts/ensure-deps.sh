@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a phase needs when it is missing (Debian packages, as root). Nothing else.
 #   build  – the Swift toolchain must be present (it is on these machines; not installable via apt)
-#   smoke  – Debian's fortunes package: real quotations by others, for the JSON Lines smoke run
+#   corpus – Debian's fortunes package: real text by others, the reference corpus (pruning
+#            frequencies, agreement) and the JSON Lines smoke run
 set -euo pipefail
 phase="${1:-build}"
 
@@ -12,7 +13,7 @@ case "$phase" in
   build)
     command -v swift >/dev/null || { echo "ensure-deps: swift is not on PATH (expected at /opt/swift)" >&2; exit 1; }
     ;;
-  smoke)
+  corpus|smoke)
     want fortunes
     want python3
     ;;

@@ -17,8 +17,11 @@ struct Analyze: ParsableCommand {
     @Flag(name: .long, help: "Pretty-print the JSON (single text only).")
     var pretty = false
 
-    @Option(name: .long, help: "Directory of model sources (default: SOMA_MODEL_DIR, then ./Fixtures/models).")
+    @Option(name: .long, help: "Models: compiled (soma optimize) or sources (default: SOMA_MODEL_DIR, then ./Fixtures/models).")
     var modelDir: String?
+
+    @Option(name: .long, help: "Convert model weights at load: fp32 or fp16 (default: as stored).")
+    var precision: String?
 
     @Argument(help: "Input file, or - for standard input.")
     var file: String = "-"
@@ -26,8 +29,13 @@ struct Analyze: ParsableCommand {
     func run() throws {
         let chosen = try parseModules()
         let directory = modelDir.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? ModelSet.defaultDirectory()
+        var weights: WeightTable.Precision?
+        if let precision {
+            guard let p = WeightTable.Precision(rawValue: precision) else { throw ValidationError("--precision must be fp32 or fp16") }
+            weights = p
+        }
         let models: ModelSet
-        do { models = try ModelSet.load(from: directory) } catch {
+        do { models = try ModelSet.load(from: directory, precision: weights) } catch {
             throw ValidationError("cannot load models from \(directory.path): \(error)")
         }
         let engine = Engine(models: models)

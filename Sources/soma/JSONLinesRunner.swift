@@ -1,5 +1,6 @@
 import Foundation
 import Soma
+import Synchronization
 
 /// Streams JSON Lines through the engine. Every input line yields exactly one output line: the
 /// results, or an error object naming what was wrong with that line; the run always continues.
@@ -9,39 +10,55 @@ struct JSONLinesRunner {
     /// Longest accepted line, in bytes.
     var maxLineBytes = 1 << 20
 
+    /// Lines analysed together, in parallel, before their results are written in input order.
+    var chunkLines = 512
+
     func run(input: FileHandle, output: FileHandle) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        var buffer = Data()
         var pending = Data()
-        var lineNumber = 0
-        func flush(force: Bool) {
-            if force || buffer.count >= 1 << 16 {
-                output.write(buffer)
-                buffer.removeAll(keepingCapacity: true)
+        var chunk: [Data] = []
+        var firstLine = 1
+        func flush() {
+            guard !chunk.isEmpty else { return }
+            let results = processInParallel(chunk, firstLine: firstLine)
+            var buffer = Data()
+            for r in results {
+                buffer.append(r)
+                buffer.append(0x0A)
             }
-        }
-        func handle(_ line: Data) {
-            lineNumber += 1
-            var bytes = line
-            if bytes.last == 0x0D { bytes.removeLast() }
-            buffer.append(process(bytes, lineNumber: lineNumber, encoder: encoder))
-            buffer.append(0x0A)
-            flush(force: false)
+            output.write(buffer)
+            firstLine += chunk.count
+            chunk.removeAll(keepingCapacity: true)
         }
         while true {
-            let chunk = input.readData(ofLength: 1 << 16)
-            if chunk.isEmpty { break }
-            pending.append(chunk)
+            let read = input.readData(ofLength: 1 << 16)
+            if read.isEmpty { break }
+            pending.append(read)
             var start = pending.startIndex
             while let newline = pending[start...].firstIndex(of: 0x0A) {
-                handle(pending[start..<newline])
+                var line = Data(pending[start..<newline])
+                if line.last == 0x0D { line.removeLast() }
+                chunk.append(line)
+                if chunk.count == chunkLines { flush() }
                 start = pending.index(after: newline)
             }
             pending = Data(pending[start...])
         }
-        if !pending.isEmpty { handle(pending) }
-        flush(force: true)
+        if !pending.isEmpty {
+            if pending.last == 0x0D { pending.removeLast() }
+            chunk.append(pending)
+        }
+        flush()
+    }
+
+    /// One output line per input line, computed on every core, returned in input order.
+    func processInParallel(_ lines: [Data], firstLine: Int) -> [Data] {
+        let out = ResultSlots(count: lines.count)
+        DispatchQueue.concurrentPerform(iterations: lines.count) { i in
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            out.set(i, process(lines[i], lineNumber: firstLine + i, encoder: encoder))
+        }
+        return out.values
     }
 
     func process(_ line: Data, lineNumber: Int, encoder: JSONEncoder) -> Data {
@@ -97,4 +114,12 @@ struct JSONLinesRunner {
         head.append(UInt8(ascii: "}"))
         return head
     }
+}
+
+/// Slots written concurrently, each exactly once, by index.
+final class ResultSlots: Sendable {
+    private let slots: Mutex<[Data]>
+    init(count: Int) { slots = Mutex([Data](repeating: Data(), count: count)) }
+    func set(_ i: Int, _ value: Data) { slots.withLock { $0[i] = value } }
+    var values: [Data] { slots.withLock { $0 } }
 }

@@ -85,14 +85,14 @@ struct Optimize: ParsableCommand {
             return
         }
         let script = """
-            set terminal png size 900,600
+            set terminal png size 900,600 noenhanced
             set output '\(png.path)'
             set datafile separator ','
-            set title 'Compiled model size against agreement with FP32 unpruned (evaluation texts)'
+            set title 'Compiled model size against label agreement with FP32 unpruned (unseen reference text)'
             set xlabel 'bytes'
             set ylabel 'label agreement'
             set key bottom right
-            plot for [m in 'emotion reasoning values theory_of_mind narrative'] '\(csv.path)' using (strcol(1) eq m ? $5 : NaN):(strcol(1) eq m ? $6 : NaN) with linespoints title m
+            plot for [m in 'emotion reasoning values theory_of_mind narrative'] '\(csv.path)' using (strcol(1) eq m ? $5 : NaN):(strcol(1) eq m ? $8 : NaN) with linespoints title m
             """
         let process = Process()
         process.executableURL = URL(fileURLWithPath: gnuplot)

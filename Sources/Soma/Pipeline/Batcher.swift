@@ -36,6 +36,13 @@ import Synchronization
 /// ```
 public final class Batcher<Input: Sendable, Output: Sendable>: Sendable {
     /// How the batcher groups and runs work; every field has a default.
+    ///
+    /// The defaults come from `soma bench-batching` (docs/PERFORMANCE.md): one analysis is
+    /// independent CPU work with no per-batch setup to amortise, so batching does not raise
+    /// throughput on this engine, and any wait for peers costs latency — with 4 clients a 1 ms delay
+    /// cut throughput fourfold. So batches take whatever is queued (up to 8) without waiting: under a
+    /// backlog a worker drains several requests per wake-up, when idle nothing waits, and the queue
+    /// still serves tiers in order.
     public struct Configuration: Sendable {
         /// Most inputs passed to one `process` call.
         public var maxBatchSize: Int
@@ -52,7 +59,7 @@ public final class Batcher<Input: Sendable, Output: Sendable>: Sendable {
 
         public init(
             maxBatchSize: Int = 8,
-            maxQueueDelay: Duration = .milliseconds(2),
+            maxQueueDelay: Duration = .zero,
             workers: Int = Configuration.defaultWorkers,
             enabled: Bool = true
         ) {
