@@ -6,7 +6,7 @@ SWIFT_ENV := env -u SOMA_SLOWDOWN
 RELEASE_BIN := .build/release/soma
 TEXT ?=
 
-.PHONY: all deps build release test unit smoke run models bench-batching ci clean help
+.PHONY: all deps build release test unit smoke run models bench bench-slowdown bench-peers bench-batching ci clean help
 MODELS_DIR ?= .build/models
 
 all: build
@@ -15,6 +15,9 @@ help:
 	@echo "make run     build (release) and analyse TEXT='...' or standard input"
 	@echo "make test    build, unit tests (accuracy table included), JSON Lines smoke over 10,000 real texts"
 	@echo "make models  compile the served models (FP16 + pruning) into $(MODELS_DIR) and print the trade-off report"
+	@echo "make bench   package-benchmark suites (Benchmarks/), p50/p90/p99 and SLO/budget gates; fails on a breach"
+	@echo "make bench-slowdown   the gates with SOMA_SLOWDOWN set: must go red (proves the gates can fail)"
+	@echo "make bench-peers      VADER (PyPI) against soma analyze --jsonl over the same texts"
 	@echo "make bench-batching   batched against unbatched pipeline throughput (release)"
 	@echo "make ci      what .ci/run calls: test, release build, models, throughput; prints the time of each phase"
 
@@ -46,6 +49,22 @@ run: release
 models: release
 	@scripts/ensure-deps.sh corpus
 	$(RELEASE_BIN) optimize --in Fixtures/models --out $(MODELS_DIR) --report
+
+BENCH := cd Benchmarks && env -u SOMA_SLOWDOWN $(SWIFT) package --allow-writing-to-package-directory benchmark --format jmh --no-progress
+
+bench: models
+	rm -rf Benchmarks/.build/bench-results
+	$(BENCH) --path .build/bench-results
+	python3 scripts/bench-gate.py Benchmarks/.build/bench-results
+
+bench-slowdown: models
+	rm -rf Benchmarks/.build/bench-slowdown
+	cd Benchmarks && SOMA_SLOWDOWN=2000 $(SWIFT) package --allow-writing-to-package-directory benchmark --format jmh --no-progress --path .build/bench-slowdown --target ModuleBenchmarks --filter '.*short.*'
+	python3 scripts/bench-gate.py Benchmarks/.build/bench-slowdown --expect-fail
+
+bench-peers: models
+	@scripts/ensure-deps.sh corpus
+	scripts/bench-peers.sh $(RELEASE_BIN) 10000
 
 bench-batching: release
 	@scripts/ensure-deps.sh corpus

@@ -23,3 +23,5 @@ phase release make release
 phase models make models
 phase throughput scripts/jsonl-smoke.sh .build/release/soma 10000
 phase batching .build/release/soma bench-batching --texts 3000
+phase bench make bench
+phase bench-slowdown make bench-slowdown

@@ -29,11 +29,11 @@ public struct Engine: Sendable {
     public func analyze(_ doc: Document, modules: Set<Module> = []) -> AnalysisResults {
         let chosen = modules.isEmpty ? Set(Module.allCases) : modules
         var results = AnalysisResults()
-        if chosen.contains(.emotion) { results.emotion = emotion.analyze(doc) }
-        if chosen.contains(.reasoning) { results.reasoning = reasoning.analyze(doc) }
-        if chosen.contains(.values) { results.values = values.analyze(doc) }
-        if chosen.contains(.theoryOfMind) { results.theoryOfMind = theoryOfMind.analyze(doc) }
-        if chosen.contains(.narrative) { results.narrative = narrative.analyze(doc) }
+        if chosen.contains(.emotion) { Slowdown.apply(); results.emotion = emotion.analyze(doc) }
+        if chosen.contains(.reasoning) { Slowdown.apply(); results.reasoning = reasoning.analyze(doc) }
+        if chosen.contains(.values) { Slowdown.apply(); results.values = values.analyze(doc) }
+        if chosen.contains(.theoryOfMind) { Slowdown.apply(); results.theoryOfMind = theoryOfMind.analyze(doc) }
+        if chosen.contains(.narrative) { Slowdown.apply(); results.narrative = narrative.analyze(doc) }
         return results
     }
 }

@@ -1,29 +1,74 @@
 /// A module's model in memory: its pattern table with FP32 weights, the trie over it and a
 /// single-word index.
 public struct ModuleModel: Sendable {
-    public let module: Module
-    public let patterns: [Pattern]
+    /// The tables live in one immutable object, so copying a model (or an analyser holding one)
+    /// is a single reference count, not one per table.
+    final class Storage: Sendable {
+        let module: Module
+        let patterns: [Pattern]
+        let weights: WeightTable
+        let matcher: PatternMatcher
+        let checksum: UInt64
+        let wordIndex: [String: [Int32]]
+        let dimensionIndex: [String: Int]
+        /// Bit per class (the first 64 classes by first appearance), and per word the classes it has
+        /// as a single-word pattern: the hot `contains(word:label:)` is one hash lookup and a bit test.
+        let labelBit: [String: UInt64]
+        let prefixMask: [String: UInt64]
+        let wordLabels: [String: UInt64]
+
+        init(module: Module, patterns: [Pattern], weights: WeightTable) {
+            self.module = module
+            self.patterns = patterns
+            self.weights = weights
+            matcher = PatternMatcher(patterns: patterns)
+            var index: [String: [Int32]] = [:]
+            for (i, p) in patterns.enumerated() where p.tokens.count == 1 {
+                index[p.tokens[0], default: []].append(Int32(i))
+            }
+            wordIndex = index
+            var bits: [String: UInt64] = [:]
+            for p in patterns where bits[p.label] == nil && bits.count < 64 { bits[p.label] = 1 << UInt64(bits.count) }
+            labelBit = bits
+            var prefixes: [String: UInt64] = ["": bits.values.reduce(0, |)]
+            for (label, bit) in bits {
+                var prefix = ""
+                for part in label.split(separator: ".", omittingEmptySubsequences: false).dropLast() {
+                    prefix += part + "."
+                    prefixes[prefix, default: 0] |= bit
+                }
+            }
+            prefixMask = prefixes
+            var words: [String: UInt64] = [:]
+            for (word, hits) in index {
+                var mask: UInt64 = 0
+                for h in hits { mask |= bits[patterns[Int(h)].label] ?? 0 }
+                words[word] = mask
+            }
+            wordLabels = words
+            dimensionIndex = Dictionary(uniqueKeysWithValues: module.dimensions.enumerated().map { ($1, $0) })
+            checksum = ModuleModel.checksum(module: module, patterns: patterns, weights: weights)
+        }
+    }
+
+    let storage: Storage
+
+    public var module: Module { storage.module }
+    public var patterns: [Pattern] { storage.patterns }
     /// Row `i` holds the weights of `patterns[i]`, in the order of `module.dimensions`.
-    public let weights: WeightTable
-    public let matcher: PatternMatcher
+    public var weights: WeightTable { storage.weights }
+    public var matcher: PatternMatcher { storage.matcher }
     /// Checksum over the table's canonical content (tokens, class, weights, flags).
-    public let checksum: UInt64
-    private let wordIndex: [String: [Int32]]
-    private let dimensionIndex: [String: Int]
+    public var checksum: UInt64 { storage.checksum }
+    private var wordIndex: [String: [Int32]] { storage.wordIndex }
+    private var dimensionIndex: [String: Int] { storage.dimensionIndex }
+    private var labelBit: [String: UInt64] { storage.labelBit }
+    private var prefixMask: [String: UInt64] { storage.prefixMask }
+    private var wordLabels: [String: UInt64] { storage.wordLabels }
 
     public init(module: Module, patterns: [Pattern], weights: WeightTable) {
         precondition(weights.count == patterns.count && weights.dimensions == module.dimensions.count)
-        self.module = module
-        self.patterns = patterns
-        self.weights = weights
-        matcher = PatternMatcher(patterns: patterns)
-        var index: [String: [Int32]] = [:]
-        for (i, p) in patterns.enumerated() where p.tokens.count == 1 {
-            index[p.tokens[0], default: []].append(Int32(i))
-        }
-        wordIndex = index
-        dimensionIndex = Dictionary(uniqueKeysWithValues: module.dimensions.enumerated().map { ($1, $0) })
-        checksum = Self.checksum(module: module, patterns: patterns, weights: weights)
+        storage = Storage(module: module, patterns: patterns, weights: weights)
     }
 
     /// Short, stable identifier of this model's content, e.g. `emotion-3f9a0c12`.
@@ -40,22 +85,29 @@ public struct ModuleModel: Sendable {
     }
 
     /// Whether `word` is a single-word pattern of class `label`.
+    @inline(__always)
     public func contains(word: String, label: String) -> Bool {
-        guard let hits = wordIndex[word] else { return false }
-        return hits.contains { patterns[Int($0)].label == label }
+        guard let bit = labelBit[label] else { return slowContains(word: word) { $0 == label } }
+        return (wordLabels[word] ?? 0) & bit != 0
     }
 
-    /// Whether `word` is a single-word pattern whose class starts with `prefix`.
+    /// Whether `word` is a single-word pattern whose class starts with `prefix` ("" = any class;
+    /// fast for prefixes ending at a ".", like "agent." or "verb.").
     public func contains(word: String, labelPrefix prefix: String) -> Bool {
+        if let mask = prefixMask[prefix], labelBit.count < 64 { return (wordLabels[word] ?? 0) & mask != 0 }
+        return slowContains(word: word) { $0.hasPrefix(prefix) }
+    }
+
+    private func slowContains(word: String, _ accept: (String) -> Bool) -> Bool {
         guard let hits = wordIndex[word] else { return false }
-        return hits.contains { patterns[Int($0)].label.hasPrefix(prefix) }
+        return hits.contains { accept(patterns[Int($0)].label) }
     }
 
     /// The weight named `dimension` of pattern `index` (0 when the module has no such weight).
     @inline(__always)
     public func weight(_ index: Int, _ dimension: String) -> Float {
         guard let d = dimensionIndex[dimension] else { return 0 }
-        return weights[index, d]
+        return storage.weights[index, d]
     }
 
     public func dimension(_ name: String) -> Int? { dimensionIndex[name] }

@@ -28,6 +28,7 @@ public enum ModuleAnalyzer: Sendable {
 
     /// Runs this module over `doc` and stores its result in `results`.
     public func analyze(_ doc: Document, into results: inout AnalysisResults) {
+        Slowdown.apply()
         switch self {
         case .emotion(let a): results.emotion = a.analyze(doc)
         case .reasoning(let a): results.reasoning = a.analyze(doc)
