@@ -92,10 +92,13 @@ public struct NarrativeAnalyzer: Analyzer {
 
     public func analyze(_ doc: Document) -> NarrativeResult {
         let ids = model.matcher.tokenIDs(doc)
+        let mentions = agents.agents(in: doc)
+        var agentStart = [Bool](repeating: false, count: doc.tokens.count)
+        for a in mentions { agentStart[a.range.lowerBound] = true }
         var events: [Found] = []
         var first = 0, second = 0, third = 0
         for sentence in doc.sentences {
-            let temporal = model.matcher.longestMatches(in: doc, ids: ids, range: sentence, isAgent: { agents.agent(in: doc, at: $0) != nil }, accept: { model.patterns[$0].label == "temporal" })
+            let temporal = model.matcher.longestMatches(in: doc, ids: ids, range: sentence, isAgent: { agentStart[$0] }, accept: { model.patterns[$0].label == "temporal" })
                 .filter { !doc.quoted[$0.range.lowerBound] }
             var sentenceLayer = 0
             for t in temporal where model.weight(t.pattern, "order") < 0 { sentenceLayer = -1 }
@@ -124,7 +127,7 @@ public struct NarrativeAnalyzer: Analyzer {
             }
             // Names and third-person nouns as narrative subjects count toward third person.
         }
-        for a in agents.agents(in: doc) where !a.isSelf && !doc.quoted[a.range.lowerBound] && AgentDetector.pronouns[doc.tokens[a.range.lowerBound].lower] == nil {
+        for a in mentions where !a.isSelf && !doc.quoted[a.range.lowerBound] && AgentDetector.pronouns[doc.tokens[a.range.lowerBound].lower] == nil {
             third += 1
         }
         let ordered = events.sorted { ($0.layer, $0.index) < ($1.layer, $1.index) }
@@ -141,7 +144,7 @@ public struct NarrativeAnalyzer: Analyzer {
         }
         return NarrativeResult(
             events: outEvents,
-            characters: characters(doc),
+            characters: characters(doc, mentions),
             arc: arc(doc),
             perspective: speakers.count >= 2 ? "mixed" : Self.perspective(first: first, second: second, third: third),
             tense: Self.tense(events.map(\.tense))
@@ -274,9 +277,9 @@ public struct NarrativeAnalyzer: Analyzer {
         return "third_person"
     }
 
-    func characters(_ doc: Document) -> [String] {
+    func characters(_ doc: Document, _ mentions: [AgentDetector.Agent]) -> [String] {
         var seen: [String] = []
-        for a in agents.agents(in: doc) where !doc.quoted[a.range.lowerBound] {
+        for a in mentions where !doc.quoted[a.range.lowerBound] {
             let name = a.name == "we" ? "we" : a.name
             if name == "you" { continue }
             if !seen.contains(name) { seen.append(name) }

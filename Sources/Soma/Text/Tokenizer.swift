@@ -16,6 +16,7 @@ public struct Tokenizer: Sendable {
 
     public func tokenize(_ text: String) -> [Token] {
         let scalars = Array(text.unicodeScalars)
+        let bytes = Array(text.utf8)
         var utf8Offsets = [Int](repeating: 0, count: scalars.count + 1)
         for (k, c) in scalars.enumerated() { utf8Offsets[k + 1] = utf8Offsets[k] + UTF8.width(c) }
         var tokens: [Token] = []
@@ -61,7 +62,7 @@ public struct Tokenizer: Sendable {
                 end = i + 1
                 kind = .symbol
             }
-            tokens.append(Self.makeToken(scalars, i..<end, utf8: utf8Offsets[i]..<utf8Offsets[end], kind: kind, paragraph: paragraph))
+            tokens.append(Self.makeToken(scalars, bytes, i..<end, utf8: utf8Offsets[i]..<utf8Offsets[end], kind: kind, paragraph: paragraph))
             i = end
         }
         return tokens
@@ -225,10 +226,10 @@ public struct Tokenizer: Sendable {
         return i
     }
 
-    static func makeToken(_ s: [Unicode.Scalar], _ range: Range<Int>, utf8: Range<Int>, kind: Token.Kind, paragraph: Bool) -> Token {
-        var view = String.UnicodeScalarView()
-        view.append(contentsOf: s[range])
-        let text = String(view)
+    /// Builds a token. Its strings are decoded straight from the text's UTF-8 bytes, so words of up
+    /// to 15 bytes are small strings stored inline (no allocation); ASCII is lower-cased byte-wise.
+    static func makeToken(_ s: [Unicode.Scalar], _ bytes: [UInt8], _ range: Range<Int>, utf8: Range<Int>, kind: Token.Kind, paragraph: Bool) -> Token {
+        let text = bytes.withUnsafeBufferPointer { String(decoding: UnsafeBufferPointer(rebasing: $0[utf8]), as: UTF8.self) }
         var upper = 0
         var lowerCount = 0
         for c in s[range] {
@@ -244,7 +245,17 @@ public struct Tokenizer: Sendable {
         let lower: String
         switch kind {
         case .emoji: lower = text
-        case .word, .emoticon, .url: lower = upper > 0 ? text.lowercased() : text
+        case .word, .emoticon, .url:
+            if upper == 0 {
+                lower = text
+            } else if utf8.count <= 64, bytes[utf8].allSatisfy({ $0 < 0x80 }) {
+                lower = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: utf8.count) { buffer in
+                    for (k, b) in bytes[utf8].enumerated() { buffer[k] = b >= 0x41 && b <= 0x5A ? b | 0x20 : b }
+                    return String(decoding: buffer, as: UTF8.self)
+                }
+            } else {
+                lower = text.lowercased()
+            }
         default: lower = text
         }
         return Token(
