@@ -93,7 +93,7 @@ def main() -> int:
     with open(args.ceilings, encoding="utf-8") as f:
         ceilings = json.load(f)
 
-    print(f"{'benchmark':<52} {'metric':<22} {'p50':>12} {'p90':>12} {'p99':>12}  gate")
+    print(f"{'benchmark':<64} {'metric':<22} {'p50':>12} {'p90':>12} {'p99':>12}  gate")
     breaches, checked = [], 0
     gated = {}
     for target, benches in ceilings.items():
@@ -118,7 +118,7 @@ def main() -> int:
                     if not ok:
                         breaches.append(f"{target}/{name} {metric} p90 {p90:g} > {kind} {limits[kind]:g}")
             verdict = "; ".join(verdicts)
-        print(f"{(target + '/' + name)[:52]:<52} {(metric + ' ' + unit)[:22]:<22} {v.get(50, 0):>12g} {v.get(90, 0):>12g} {v.get(99, 0):>12g}  {verdict}")
+        print(f"{(target + '/' + name)[:64]:<64} {(metric + ' ' + unit)[:22]:<22} {v.get(50, 0):>12g} {v.get(90, 0):>12g} {v.get(99, 0):>12g}  {verdict}")
     # A filtered run (the slowdown check) gates only what it ran.
     missing = [] if args.expect_fail else [k for k in gated if k not in results]
     for k in missing:

@@ -50,9 +50,15 @@ struct Analyze: ParsableCommand {
             FileHandle.standardError.write(Data("soma: \(error)\n".utf8))
             throw ExitCode(65)
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
-        var out = try encoder.encode(engine.analyze(text, modules: chosen))
+        let results = engine.analyze(text, modules: chosen)
+        var out: Data
+        if pretty {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            out = try encoder.encode(results)
+        } else {
+            out = Data(results.json())
+        }
         out.append(0x0A)
         FileHandle.standardOutput.write(out)
     }

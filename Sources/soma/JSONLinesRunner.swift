@@ -54,14 +54,12 @@ struct JSONLinesRunner {
     func processInParallel(_ lines: [Data], firstLine: Int) -> [Data] {
         let out = ResultSlots(count: lines.count)
         DispatchQueue.concurrentPerform(iterations: lines.count) { i in
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            out.set(i, process(lines[i], lineNumber: firstLine + i, encoder: encoder))
+            out.set(i, process(lines[i], lineNumber: firstLine + i))
         }
         return out.values
     }
 
-    func process(_ line: Data, lineNumber: Int, encoder: JSONEncoder) -> Data {
+    func process(_ line: Data, lineNumber: Int) -> Data {
         guard line.count <= maxLineBytes else {
             return failure(id: nil, code: "payload_too_large", message: "line \(lineNumber) is longer than \(maxLineBytes) bytes")
         }
@@ -85,12 +83,7 @@ struct JSONLinesRunner {
         object.removeValue(forKey: "results")
         object.removeValue(forKey: "error")
         if object["id"] == nil { object["id"] = NSNull() }
-        do {
-            let results = try encoder.encode(engine.analyze(text, modules: modules))
-            return splice(object, key: "results", json: results)
-        } catch {
-            return failure(id: id, code: "internal", message: "line \(lineNumber): could not encode the result")
-        }
+        return splice(object, key: "results", json: Data(engine.analyze(text, modules: modules).json()))
     }
 
     func failure(id: Any?, code: String, message: String) -> Data {

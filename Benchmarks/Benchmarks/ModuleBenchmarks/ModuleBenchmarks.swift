@@ -59,9 +59,14 @@ let benchmarks: @Sendable () -> Void = {
     let response = served.analyze(Texts.medium)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
-    Benchmark("json encode full response (medium)") { benchmark in
+    Benchmark("json encode full response (medium), JSONEncoder") { benchmark in
         for _ in benchmark.scaledIterations {
             blackHole(try encoder.encode(response))
+        }
+    }
+    Benchmark("json encode full response (medium), JSONWriter") { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(response.json())
         }
     }
 }
