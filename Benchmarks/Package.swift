@@ -9,6 +9,7 @@ let benchmarkTarget: (String) -> Target = { name in
     .executableTarget(
         name: name,
         dependencies: [
+            "BenchmarkSupport",
             .product(name: "Soma", package: root),
             .product(name: "Benchmark", package: "benchmark"),
         ],
@@ -25,6 +26,8 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
+        // Texts and model sets shared by the suites.
+        .target(name: "BenchmarkSupport", dependencies: [.product(name: "Soma", package: root)], path: "Sources/BenchmarkSupport"),
         benchmarkTarget("ModuleBenchmarks"),
         benchmarkTarget("ServingBenchmarks"),
     ],

@@ -316,7 +316,7 @@ struct L1CacheTests {
             await withTaskGroup(of: Void.self) { group in
                 for t in 0..<tasks {
                     group.addTask {
-                        var rng = SplitMix64(seed: UInt64(t))
+                        var rng = SeededRandom(seed: UInt64(t))
                         for _ in 0..<operationsPerTask {
                             let k = CacheKey.user("u\(rng.next(below: 8))", "k\(rng.next(below: 32))")
                             if rng.next(below: 2) == 0 {
@@ -350,7 +350,7 @@ struct L1CacheTests {
             let configuration = L1Cache<Int>.Configuration(maxBytes: 120, maxEntries: 8, defaultTTL: .seconds(10))
             let cache = L1Cache<Int>(configuration: configuration, clock: clock)
             var model = ReferenceLRU(configuration: configuration)
-            var rng = SplitMix64(seed: seed)
+            var rng = SeededRandom(seed: seed)
             let keys: [CacheKey] =
                 (0..<12).map { CacheKey.user("u\($0 % 3)", "k\($0)") }
                 + (0..<8).map { CacheKey.analysis(module: Module.allCases[$0 % 5], modelVersion: "v", normalizedText: "t\($0)") }
@@ -469,22 +469,3 @@ private struct ReferenceLRU {
     }
 }
 
-/// A small seeded generator (SplitMix64) so that random tests replay exactly.
-private struct SplitMix64 {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// A number in 0..<bound (bound > 0).
-    mutating func next(below bound: Int) -> Int {
-        Int(next() % UInt64(bound))
-    }
-}

@@ -134,7 +134,7 @@ struct TierQueueTests {
             a.tier.priority != b.tier.priority ? a.tier.priority > b.tier.priority : a.ticket < b.ticket
         }
 
-        var random = ReproducibleRandom(seed: seed)
+        var random = SeededRandom(seed: seed)
         var queue = TierQueue<Int>()
         var model: [Item] = []
         var issued: [UInt64] = []
@@ -201,19 +201,3 @@ struct TierQueueTests {
     }
 }
 
-/// SplitMix64: a small deterministic generator, so a failing seed reproduces.
-private struct ReproducibleRandom: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func next(below bound: UInt64) -> UInt64 { next() % bound }
-}

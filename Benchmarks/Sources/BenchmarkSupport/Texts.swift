@@ -1,7 +1,7 @@
 /// Benchmark inputs, written for this project: about 25, 150 and 1,000 words of journal-style text
 /// that exercises every module (emotion words, negation, contrast, markers, mental states, events).
-enum Texts {
-    static let sentences = [
+public enum Texts {
+    public static let sentences = [
         "I was furious because they lied to me, but I know she meant well and I still trust her.",
         "Yesterday my sister called and said she had already booked the tickets, so we will fly to Lisbon on Friday.",
         "I think my manager believes I want the promotion, although honestly I just want more freedom to choose my own projects.",
@@ -17,9 +17,9 @@ enum Texts {
     ]
 
     /// About 25 words.
-    static let short = sentences[0] + " They must have been scared."
+    public static let short = sentences[0] + " They must have been scared."
     /// About 150 words.
-    static let medium = sentences.prefix(8).joined(separator: " ")
+    public static let medium = sentences.prefix(8).joined(separator: " ")
     /// About 1,000 words.
-    static let long = (0..<5).map { _ in sentences.joined(separator: " ") }.joined(separator: "\n\n")
+    public static let long = (0..<5).map { _ in sentences.joined(separator: " ") }.joined(separator: "\n\n")
 }
