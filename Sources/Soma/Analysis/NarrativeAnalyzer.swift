@@ -58,9 +58,62 @@ public struct NarrativeAnalyzer: Analyzer {
     static let doPast: Set<String> = ["did", "didn't"]
     static let doPresent: Set<String> = ["do", "does", "don't", "doesn't"]
 
+    /// Class bits of the model, looked up once (per-token masks are tested against them).
+    struct Bits {
+        var verbBase: UInt64, verb3sg: UInt64, verbPast: UInt64, verbPP: UInt64, verbIng: UInt64
+        var auxFuture: UInt64, auxModal: UInt64, anyAux: UInt64, adverb: UInt64, article: UInt64
+        var preposition: UInt64, cognitive: UInt64, first: UInt64, second: UInt64, third: UInt64
+        var anyPronoun: UInt64, anyClass: UInt64
+
+        init(_ m: ModuleModel) {
+            verbBase = m.bit(for: "verb.base"); verb3sg = m.bit(for: "verb.3sg"); verbPast = m.bit(for: "verb.past")
+            verbPP = m.bit(for: "verb.pp"); verbIng = m.bit(for: "verb.ing"); auxFuture = m.bit(for: "aux.future")
+            auxModal = m.bit(for: "aux.modal"); anyAux = m.bit(for: "aux."); adverb = m.bit(for: "adverb")
+            article = m.bit(for: "article"); preposition = m.bit(for: "preposition"); cognitive = m.bit(for: "cognitive")
+            first = m.bit(for: "pronoun.first"); second = m.bit(for: "pronoun.second"); third = m.bit(for: "pronoun.third")
+            anyPronoun = m.bit(for: "pronoun."); anyClass = m.bit(for: "")
+        }
+    }
+
+    /// Closed-class words the verb rules test, as bits: one hash per token instead of one per test.
+    struct Closed: OptionSet {
+        let rawValue: UInt32
+        static let subject = Closed(rawValue: 1 << 0)
+        static let blocker = Closed(rawValue: 1 << 1)
+        static let pastBe = Closed(rawValue: 1 << 2)
+        static let presentBe = Closed(rawValue: 1 << 3)
+        static let perfectPast = Closed(rawValue: 1 << 4)
+        static let perfectPresent = Closed(rawValue: 1 << 5)
+        static let doPast = Closed(rawValue: 1 << 6)
+        static let doPresent = Closed(rawValue: 1 << 7)
+        static let negation = Closed(rawValue: 1 << 8)
+    }
+
+    static let closed: [String: Closed] = {
+        var table: [String: Closed] = [:]
+        func add(_ words: Set<String>, _ flag: Closed) { for w in words { table[w, default: []].insert(flag) } }
+        add(subjects, .subject); add(blockers, .blocker); add(pastBe, .pastBe); add(presentBe, .presentBe)
+        add(perfectPast, .perfectPast); add(perfectPresent, .perfectPresent); add(doPast, .doPast); add(doPresent, .doPresent)
+        add(Scope.negators.union(["not", "also", "just", "never", "already"]), .negation)
+        return table
+    }()
+
+    let bits: Bits
+
     public init(model: ModuleModel) {
         self.model = model
         agents = AgentDetector(model: model)
+        bits = Bits(model)
+    }
+
+    /// Per-token lookups done once per document.
+    struct Lookup {
+        var masks: [UInt64]
+        var closed: [Closed]
+    }
+
+    func lookup(_ doc: Document) -> Lookup {
+        Lookup(masks: doc.tokens.map { model.labelMask(of: $0.lower) }, closed: doc.tokens.map { Self.closed[$0.lower] ?? [] })
     }
 
     struct Found {
@@ -76,22 +129,25 @@ public struct NarrativeAnalyzer: Analyzer {
 
     /// A verb form by the lexicon, or — for a word the model does not know at all — by its ending:
     /// the verb table then only sharpens the analysis, so pruning rare verb forms costs little.
-    func isVerb(_ word: String, _ label: String) -> Bool {
-        if has(word, label) { return true }
+    func isVerb(_ doc: Document, _ i: Int, _ bit: UInt64, _ look: Lookup) -> Bool {
+        if look.masks[i] & bit != 0 { return true }
+        guard look.masks[i] & bits.anyClass == 0 else { return false }
+        let word = doc.tokens[i].lower
         let n = word.unicodeScalars.count
-        guard n >= 4, word.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic }), !model.contains(word: word, labelPrefix: "") else { return false }
-        switch label {
-        case "verb.past": return word.hasSuffix("ed")
-        case "verb.pp": return word.hasSuffix("ed") || word.hasSuffix("en")
-        case "verb.ing": return word.hasSuffix("ing")
-        case "verb.3sg": return word.hasSuffix("s") && !word.hasSuffix("ss") && !word.hasSuffix("us")
-        case "verb.base": return !word.hasSuffix("ed") && !word.hasSuffix("ing") && !word.hasSuffix("ly") && !word.hasSuffix("s")
+        guard n >= 4, word.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic }) else { return false }
+        switch bit {
+        case bits.verbPast: return word.hasSuffix("ed")
+        case bits.verbPP: return word.hasSuffix("ed") || word.hasSuffix("en")
+        case bits.verbIng: return word.hasSuffix("ing")
+        case bits.verb3sg: return word.hasSuffix("s") && !word.hasSuffix("ss") && !word.hasSuffix("us")
+        case bits.verbBase: return !word.hasSuffix("ed") && !word.hasSuffix("ing") && !word.hasSuffix("ly") && !word.hasSuffix("s")
         default: return false
         }
     }
 
     public func analyze(_ doc: Document) -> NarrativeResult {
         let ids = model.matcher.tokenIDs(doc)
+        let look = lookup(doc)
         let mentions = agents.agents(in: doc)
         var agentStart = [Bool](repeating: false, count: doc.tokens.count)
         for a in mentions { agentStart[a.range.lowerBound] = true }
@@ -109,11 +165,11 @@ public struct NarrativeAnalyzer: Analyzer {
                     defer { i += 1 }
                     let token = doc.tokens[i]
                     guard token.isWord, !doc.quoted[i] else { continue }
-                    let w = token.lower
-                    if has(w, "pronoun.first") { first += 1 }
-                    if has(w, "pronoun.second") { second += 1 }
-                    if has(w, "pronoun.third") { third += 1 }
-                    guard let (verb, tense, consumed) = finiteVerb(doc, at: i, clause: clause) else { continue }
+                    let mask = look.masks[i]
+                    if mask & bits.first != 0 { first += 1 }
+                    if mask & bits.second != 0 { second += 1 }
+                    if mask & bits.third != 0 { third += 1 }
+                    guard let (verb, tense, consumed) = finiteVerb(doc, at: i, clause: clause, look) else { continue }
                     // Story time: past perfect before the narrative's now, the future after it; a
                     // "before that" / "earlier" / "years ago" cue moves its sentence half a step back.
                     var layer: Float = tense == "past_perfect" ? -1 : (tense == "future" ? 1 : 0)
@@ -145,23 +201,27 @@ public struct NarrativeAnalyzer: Analyzer {
         return NarrativeResult(
             events: outEvents,
             characters: characters(doc, mentions),
-            arc: arc(doc),
+            arc: arc(doc, look),
             perspective: speakers.count >= 2 ? "mixed" : Self.perspective(first: first, second: second, third: third),
             tense: Self.tense(events.map(\.tense))
         )
     }
 
     /// The finite verb group starting at `i`: (main verb, tense, tokens consumed).
-    func finiteVerb(_ doc: Document, at i: Int, clause: Range<Int>) -> (String, String, Int)? {
+    func finiteVerb(_ doc: Document, at i: Int, clause: Range<Int>, _ look: Lookup) -> (String, String, Int)? {
         let w = doc.tokens[i].lower
-        let previous = i > clause.lowerBound ? doc.tokens[i - 1].lower : ""
+        let c = look.closed[i]
+        let hasPrevious = i > clause.lowerBound
+        let previous = hasPrevious ? doc.tokens[i - 1].lower : ""
+        let pc: Closed = hasPrevious ? look.closed[i - 1] : []
+        let pm: UInt64 = hasPrevious ? look.masks[i - 1] : 0
+        func next(_ k: Int) -> String? { k < clause.upperBound ? doc.tokens[k].lower : nil }
         // Look ahead past adverbs and negation for the main verb of an auxiliary.
-        func main(after k: Int, label: String) -> (String, Int)? {
+        func main(after k: Int, _ bit: UInt64) -> (String, Int)? {
             var j = k + 1
             while j < clause.upperBound, j <= k + 3 {
-                let n = doc.tokens[j].lower
-                if isVerb(n, label) { return (n, j - i + 1) }
-                if has(n, "adverb") || Scope.negators.contains(n) || n == "not" || n == "also" || n == "just" || n == "never" || n == "already" || n == "been" && label == "verb.pp" {
+                if isVerb(doc, j, bit, look) { return (doc.tokens[j].lower, j - i + 1) }
+                if look.masks[j] & bits.adverb != 0 || look.closed[j].contains(.negation) || (doc.tokens[j].lower == "been" && bit == bits.verbPP) {
                     j += 1
                     continue
                 }
@@ -169,59 +229,61 @@ public struct NarrativeAnalyzer: Analyzer {
             }
             return nil
         }
-        if w == "going" || w == "gonna", i + 1 < clause.upperBound, Self.presentBe.contains(previous) || Self.pastBe.contains(previous) || has(previous, "pronoun.first") {
+        if w == "going" || w == "gonna", i + 1 < clause.upperBound, pc.contains(.presentBe) || pc.contains(.pastBe) || pm & bits.first != 0 {
             let k = w == "gonna" ? i : i + 1
-            if w == "gonna" || doc.tokens[i + 1].lower == "to", let (v, n) = main(after: k, label: "verb.base") {
-                return (v, Self.pastBe.contains(previous) ? "past" : "future", n)
+            if w == "gonna" || next(i + 1) == "to", let (v, n) = main(after: k, bits.verbBase) {
+                return (v, pc.contains(.pastBe) ? "past" : "future", n)
             }
         }
-        if has(w, "aux.future") {
-            if let (v, n) = main(after: i, label: "verb.base") { return (v, "future", n) }
-            if i + 1 < clause.upperBound, ["be", "have", "do", "get"].contains(doc.tokens[i + 1].lower) { return (doc.tokens[i + 1].lower, "future", 2) }
+        if look.masks[i] & bits.auxFuture != 0 {
+            if let (v, n) = main(after: i, bits.verbBase) { return (v, "future", n) }
+            if let n = next(i + 1), ["be", "have", "do", "get"].contains(n) { return (n, "future", 2) }
             return nil
         }
-        if Self.perfectPast.contains(w) {
-            if let (v, n) = main(after: i, label: "verb.pp") { return (v, "past_perfect", n) }
-            if i + 1 < clause.upperBound, doc.tokens[i + 1].lower == "been" { return ("been", "past_perfect", 2) }
+        if c.contains(.perfectPast) {
+            if let (v, n) = main(after: i, bits.verbPP) { return (v, "past_perfect", n) }
+            if next(i + 1) == "been" { return ("been", "past_perfect", 2) }
             if w == "had" || w == "hadn't" { return ("had", "past", 1) }
             return nil
         }
-        if Self.perfectPresent.contains(w) {
+        if c.contains(.perfectPresent) {
             // The present perfect is a present tense: "I have lived here for years".
-            if let (v, n) = main(after: i, label: "verb.pp") { return (v, "present_perfect", n) }
-            if i + 1 < clause.upperBound, doc.tokens[i + 1].lower == "been" { return ("been", "present_perfect", 2) }
+            if let (v, n) = main(after: i, bits.verbPP) { return (v, "present_perfect", n) }
+            if next(i + 1) == "been" { return ("been", "present_perfect", 2) }
             if w == "has" || w == "have" || w.hasSuffix("'ve") { return (w == "has" ? "has" : "have", "present", 1) }
             return nil
         }
-        if Self.pastBe.contains(w) {
-            if i + 2 < clause.upperBound, doc.tokens[i + 1].lower == "going", doc.tokens[i + 2].lower == "to" { return nil }
-            if let (v, n) = main(after: i, label: "verb.ing") { return (v, "past", n) }
-            if let (v, n) = main(after: i, label: "verb.pp") { return (v, "past", n) }
+        let goingTo = next(i + 1) == "going" && next(i + 2) == "to"
+        if c.contains(.pastBe) {
+            if goingTo { return nil }
+            if let (v, n) = main(after: i, bits.verbIng) { return (v, "past", n) }
+            if let (v, n) = main(after: i, bits.verbPP) { return (v, "past", n) }
             return (w, "past", 1)
         }
-        if Self.presentBe.contains(w) {
+        if c.contains(.presentBe) {
             // "I'm going to run": the future is read at "going".
-            if i + 2 < clause.upperBound, doc.tokens[i + 1].lower == "going", doc.tokens[i + 2].lower == "to" { return nil }
-            if let (v, n) = main(after: i, label: "verb.ing"), v != "going" { return (v, "present", n) }
-            if let (v, n) = main(after: i, label: "verb.pp") { return (v, "present", n) }
+            if goingTo { return nil }
+            if let (v, n) = main(after: i, bits.verbIng), v != "going" { return (v, "present", n) }
+            if let (v, n) = main(after: i, bits.verbPP) { return (v, "present", n) }
             return (Self.copula[w] ?? w, "present", 1)
         }
-        if Self.doPast.contains(w), let (v, n) = main(after: i, label: "verb.base") { return (v, "past", n) }
-        if Self.doPresent.contains(w), let (v, n) = main(after: i, label: "verb.base") { return (v, "present", n) }
-        if has(w, "aux.modal") {
-            if let (v, n) = main(after: i, label: "verb.base") { return (v, "modal", n) }
-            if i + 1 < clause.upperBound, ["be", "have", "do"].contains(doc.tokens[i + 1].lower) { return (doc.tokens[i + 1].lower, "modal", 2) }
+        if c.contains(.doPast), let (v, n) = main(after: i, bits.verbBase) { return (v, "past", n) }
+        if c.contains(.doPresent), let (v, n) = main(after: i, bits.verbBase) { return (v, "present", n) }
+        if look.masks[i] & bits.auxModal != 0 {
+            if let (v, n) = main(after: i, bits.verbBase) { return (v, "modal", n) }
+            if let n = next(i + 1), ["be", "have", "do"].contains(n) { return (n, "modal", 2) }
             return nil
         }
-        if Self.blockers.contains(previous) || previous == "to" { return nil }
-        let isPast = isVerb(w, "verb.past")
-        let isBase = has(w, "verb.base")
-        let is3sg = isVerb(w, "verb.3sg")
-        let subjectBefore = Self.subjects.contains(previous) || has(previous, "pronoun.first") || has(previous, "pronoun.third") || has(previous, "adverb") || doc.tokens[max(clause.lowerBound, i - 1)].isCapitalized && i > clause.lowerBound
+        if pc.contains(.blocker) || previous == "to" { return nil }
+        let isPast = isVerb(doc, i, bits.verbPast, look)
+        let isBase = look.masks[i] & bits.verbBase != 0
+        let is3sg = isVerb(doc, i, bits.verb3sg, look)
+        let previousCapitalized = hasPrevious && doc.tokens[i - 1].isCapitalized
+        let subjectBefore = pc.contains(.subject) || pm & (bits.first | bits.third | bits.adverb) != 0 || previousCapitalized
         if isPast && !(isBase && !subjectBefore) {
             if isBase {
                 // "read", "put": past unless a subject that takes the base form in the present.
-                if ["he", "she", "it"].contains(previous) || doc.tokens[max(clause.lowerBound, i - 1)].isCapitalized && i > clause.lowerBound { return (w, "past", 1) }
+                if previous == "he" || previous == "she" || previous == "it" || previousCapitalized { return (w, "past", 1) }
                 return (w, "ambiguous", 1)
             }
             return (w, "past", 1)
@@ -229,7 +291,7 @@ public struct NarrativeAnalyzer: Analyzer {
         // "her grandson manages": a determiner + noun subject right before a third-person form.
         let nounSubject = i >= clause.lowerBound + 2 && doc.tokens[i - 1].isWord && AgentDetector.determiners.contains(doc.tokens[i - 2].lower)
         if is3sg && (subjectBefore || nounSubject) { return (w, "present", 1) }
-        if isBase && subjectBefore && ["i", "you", "we", "they"].contains(previous) { return (w, "present", 1) }
+        if isBase && subjectBefore && (previous == "i" || previous == "you" || previous == "we" || previous == "they") { return (w, "present", 1) }
         return nil
     }
 
@@ -287,7 +349,7 @@ public struct NarrativeAnalyzer: Analyzer {
         return seen
     }
 
-    func arc(_ doc: Document) -> NarrativeResult.Arc {
+    func arc(_ doc: Document, _ look: Lookup) -> NarrativeResult.Arc {
         let words = doc.tokens.indices.filter { doc.tokens[$0].isWord }
         var staging = [Double](repeating: 0, count: Self.segments)
         var plot = staging
@@ -299,10 +361,10 @@ public struct NarrativeAnalyzer: Analyzer {
             guard hi > lo else { continue }
             var a = 0, p = 0, c = 0
             for k in lo..<hi {
-                let w = doc.tokens[words[k]].lower
-                if has(w, "article") || has(w, "preposition") { a += 1 }
-                if model.contains(word: w, labelPrefix: "aux.") || has(w, "adverb") || model.contains(word: w, labelPrefix: "pronoun.") { p += 1 }
-                if has(w, "cognitive") { c += 1 }
+                let mask = look.masks[words[k]]
+                if mask & (bits.article | bits.preposition) != 0 { a += 1 }
+                if mask & (bits.anyAux | bits.adverb | bits.anyPronoun) != 0 { p += 1 }
+                if mask & bits.cognitive != 0 { c += 1 }
             }
             let n = Float(hi - lo)
             staging[s] = rounded(Float(a) / n)

@@ -98,6 +98,17 @@ public struct ModuleModel: Sendable {
         return slowContains(word: word) { $0.hasPrefix(prefix) }
     }
 
+    /// The classes `word` has as a single-word pattern, as a bit mask (see `bit(for:)`).
+    @inline(__always)
+    public func labelMask(of word: String) -> UInt64 { wordLabels[word] ?? 0 }
+
+    /// The bit of class `label` in `labelMask(of:)` (0 for a class the model lacks), or of every
+    /// class starting with `label` when it ends with "." (and "" for any class).
+    public func bit(for label: String) -> UInt64 {
+        if label.isEmpty || label.hasSuffix(".") { return prefixMask[label] ?? 0 }
+        return labelBit[label] ?? 0
+    }
+
     private func slowContains(word: String, _ accept: (String) -> Bool) -> Bool {
         guard let hits = wordIndex[word] else { return false }
         return hits.contains { accept(patterns[Int($0)].label) }
