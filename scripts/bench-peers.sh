@@ -13,22 +13,7 @@ if [[ ! -x "$venv/bin/python" ]]; then
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-python3 - "$count" "$work/in.jsonl" <<'PY'
-import json, os, sys
-count, out = int(sys.argv[1]), sys.argv[2]
-root = "/usr/share/games/fortunes"
-texts = []
-for name in sorted(os.listdir(root)):
-    p = os.path.join(root, name)
-    if "." in name or name in ("art", "ascii-art") or not os.path.isfile(p):
-        continue
-    for block in open(p, encoding="utf-8", errors="replace").read().split("\n%\n"):
-        if block.strip():
-            texts.append(block.strip())
-with open(out, "w", encoding="utf-8") as f:
-    for i in range(count):
-        f.write(json.dumps({"id": i, "text": texts[i % len(texts)]}) + "\n")
-PY
+python3 scripts/fortunes-jsonl.py "$count" "$work/in.jsonl" --ids numbers
 
 # Both sides are timed as whole processes over the same JSON Lines file: start-up, lexicon or
 # model loading, JSON in and out, analysis.

@@ -9,27 +9,7 @@ count="${2:-10000}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-python3 - "$count" "$work/in.jsonl" <<'PY'
-import json, os, sys
-count, out = int(sys.argv[1]), sys.argv[2]
-root = "/usr/share/games/fortunes"
-skip = {"art", "ascii-art"}
-texts = []
-for name in sorted(os.listdir(root)):
-    path = os.path.join(root, name)
-    if "." in name or name in skip or not os.path.isfile(path):
-        continue
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for n, block in enumerate(f.read().split("\n%\n")):
-            t = block.strip()
-            if t:
-                texts.append((f"{name}:{n}", t))
-if len(texts) < count:
-    sys.exit(f"only {len(texts)} fortunes found, need {count}")
-with open(out, "w", encoding="utf-8") as f:
-    for i, t in texts[:count]:
-        f.write(json.dumps({"id": i, "text": t}) + "\n")
-PY
+python3 "$(dirname "$0")/fortunes-jsonl.py" "$count" "$work/in.jsonl" --no-cycle
 
 start=$(date +%s.%N)
 "$bin" analyze --jsonl "$work/in.jsonl" > "$work/out.jsonl"

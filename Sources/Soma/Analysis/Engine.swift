@@ -27,13 +27,21 @@ public struct Engine: Sendable {
     }
 
     public func analyze(_ doc: Document, modules: Set<Module> = []) -> AnalysisResults {
-        let chosen = modules.isEmpty ? Set(Module.allCases) : modules
         var results = AnalysisResults()
-        if chosen.contains(.emotion) { Slowdown.apply(); results.emotion = emotion.analyze(doc) }
-        if chosen.contains(.reasoning) { Slowdown.apply(); results.reasoning = reasoning.analyze(doc) }
-        if chosen.contains(.values) { Slowdown.apply(); results.values = values.analyze(doc) }
-        if chosen.contains(.theoryOfMind) { Slowdown.apply(); results.theoryOfMind = theoryOfMind.analyze(doc) }
-        if chosen.contains(.narrative) { Slowdown.apply(); results.narrative = narrative.analyze(doc) }
+        for m in Module.allCases where modules.isEmpty || modules.contains(m) {
+            analyzer(m).analyze(doc, into: &results)
+        }
         return results
+    }
+
+    /// The analyser of `module`, in the form the pipeline runs it.
+    public func analyzer(_ module: Module) -> ModuleAnalyzer {
+        switch module {
+        case .emotion: .emotion(emotion)
+        case .reasoning: .reasoning(reasoning)
+        case .values: .values(values)
+        case .theoryOfMind: .theoryOfMind(theoryOfMind)
+        case .narrative: .narrative(narrative)
+        }
     }
 }

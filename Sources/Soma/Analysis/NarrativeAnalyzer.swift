@@ -125,7 +125,6 @@ public struct NarrativeAnalyzer: Analyzer {
         var time: String?
     }
 
-    func has(_ word: String, _ label: String) -> Bool { model.contains(word: word, label: label) }
 
     /// A verb form by the lexicon, or — for a word the model does not know at all — by its ending:
     /// the verb table then only sharpens the analysis, so pruning rare verb forms costs little.

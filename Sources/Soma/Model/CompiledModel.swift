@@ -105,7 +105,7 @@ public enum CompiledModel {
         header.f32(minFrequency)
         header.u16(UInt16(flagNames.count))
         header.bytes([UInt8](repeating: 0, count: 14))
-        header.u64(fnv1a(payload.data))
+        header.u64(FNV1a.hash(payload.data))
         precondition(header.data.count == headerSize)
         return header.data + payload.data
     }
@@ -152,7 +152,7 @@ public enum CompiledModel {
                 throw LoadError(code: .wrongModule, message: "\(origin): holds module \(header.module.rawValue), expected \(expected.rawValue)")
             }
             let payload = UnsafeRawBufferPointer(rebasing: raw[headerSize...])
-            guard fnv1a(payload) == counts.payloadChecksum else {
+            guard FNV1a.hash(payload) == counts.payloadChecksum else {
                 throw LoadError(code: .corrupt, message: "\(origin): payload checksum mismatch (file corrupt)")
             }
             var tokens: [String] = []
@@ -245,14 +245,6 @@ public enum CompiledModel {
         )
     }
 
-    static func fnv1a(_ bytes: some Sequence<UInt8>) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in bytes {
-            hash ^= UInt64(b)
-            hash &*= 0x0000_0100_0000_01B3
-        }
-        return hash
-    }
 }
 
 /// Little-endian writer for the compiled format.

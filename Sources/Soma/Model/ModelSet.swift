@@ -73,16 +73,9 @@ public struct ModelSet: Sendable {
 
     /// One string for the whole set, derived from the per-module checksums.
     public var version: String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for m in Module.allCases {
-            var c = self[m].checksum
-            for _ in 0..<8 {
-                hash ^= c & 0xFF
-                hash &*= 0x0000_0100_0000_01B3
-                c >>= 8
-            }
-        }
-        return "soma-" + String(hash, radix: 16)
+        var hash = FNV1a()
+        for m in Module.allCases { hash.mix(self[m].checksum) }
+        return "soma-" + String(hash.value, radix: 16)
     }
 
     /// Where models are found when nobody says: `SOMA_MODEL_DIR`, then `./Fixtures/models`, then the

@@ -149,13 +149,8 @@ public struct ModuleModel: Sendable {
     }
 
     static func checksum(module: Module, patterns: [Pattern], weights: WeightTable) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        func mix(_ bytes: some Sequence<UInt8>) {
-            for b in bytes {
-                hash ^= UInt64(b)
-                hash &*= 0x0000_0100_0000_01B3
-            }
-        }
+        var hash = FNV1a()
+        func mix(_ bytes: some Sequence<UInt8>) { hash.mix(bytes) }
         mix(module.rawValue.utf8)
         for (i, p) in patterns.enumerated() {
             mix(p.tokens.joined(separator: " ").utf8)
@@ -166,6 +161,6 @@ public struct ModuleModel: Sendable {
             mix(p.flags.sorted().joined(separator: ",").utf8)
             mix([1])
         }
-        return hash
+        return hash.value
     }
 }
