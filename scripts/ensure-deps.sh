@@ -12,6 +12,8 @@ want() { dpkg -s "$1" >/dev/null 2>&1 || need_pkgs+=("$1"); }
 case "$phase" in
   build)
     command -v swift >/dev/null || { echo "ensure-deps: swift is not on PATH (expected at /opt/swift)" >&2; exit 1; }
+    want libsqlite3-dev   # the embedded store (CSQLite)
+    want pkg-config       # SwiftPM finds sqlite3's flags through it
     ;;
   corpus|smoke)
     want fortunes

@@ -1,7 +1,8 @@
-/// The error envelope of the HTTP contract: `{"error": {"code", "message", "request_id"}}`.
+/// The error envelope of the HTTP contract: `{"error": {"code", "message", "request_id", "field"?}}`.
 ///
-/// The routes arrive with the HTTP service; the codes and their statuses are fixed here so the CLI,
-/// the service and its tests share one table.
+/// Handlers throw it; the outer middleware renders it (with `Retry-After` when set), and renders any
+/// other error as `internal` without leaking what it was. The codes and their statuses are fixed
+/// here so the service and its tests share one table.
 public struct APIError: Error, Codable, Sendable, Equatable {
     public struct Code: RawRepresentable, Codable, Sendable, Hashable {
         public var rawValue: String
@@ -43,15 +44,46 @@ public struct APIError: Error, Codable, Sendable, Equatable {
     public var code: Code
     public var message: String
     public var requestID: String?
+    /// The request field a `validation_failed` is about (a JSON path such as `items[2].text`).
+    public var field: String?
+    /// Sent as `Retry-After` (whole seconds, rounded up) with 429 and 503.
+    public var retryAfter: Duration?
+    /// Extra response headers (e.g. `RateLimit-*` on a 429).
+    public var headers: [String: String]
 
-    public init(_ code: Code, _ message: String, requestID: String? = nil) {
+    public init(_ code: Code, _ message: String, requestID: String? = nil, field: String? = nil, retryAfter: Duration? = nil, headers: [String: String] = [:]) {
         self.code = code
         self.message = message
         self.requestID = requestID
+        self.field = field
+        self.retryAfter = retryAfter
+        self.headers = headers
     }
 
     enum CodingKeys: String, CodingKey {
-        case code, message
+        case code, message, field
         case requestID = "request_id"
+    }
+
+    public static func == (lhs: APIError, rhs: APIError) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message && lhs.requestID == rhs.requestID && lhs.field == rhs.field
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(code, forKey: .code)
+        try c.encode(message, forKey: .message)
+        try c.encodeIfPresent(requestID, forKey: .requestID)
+        try c.encodeIfPresent(field, forKey: .field)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            try c.decode(Code.self, forKey: .code),
+            try c.decode(String.self, forKey: .message),
+            requestID: try c.decodeIfPresent(String.self, forKey: .requestID),
+            field: try c.decodeIfPresent(String.self, forKey: .field)
+        )
     }
 }

@@ -5,6 +5,9 @@ struct SomaCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "soma",
         abstract: "Cognitive text analysis: emotion, reasoning, values, theory of mind and narrative.",
-        subcommands: [Analyze.self, Optimize.self, BenchBatching.self]
+        subcommands: [Serve.self, Analyze.self, Optimize.self, BenchBatching.self]
     )
+
+    /// The service's version string (`/health`).
+    static let version = "0.4.0"
 }

@@ -95,6 +95,14 @@ public struct JSONWriter {
         bytes.append(contentsOf: json)
     }
 
+    /// Splices the members of another JSON object (its bytes without the braces) into the object
+    /// being written.
+    public mutating func rawMembers(_ members: some Collection<UInt8>) {
+        guard !members.isEmpty else { return }
+        separator()
+        bytes.append(contentsOf: members)
+    }
+
     private mutating func writeString(_ s: String) {
         bytes.append(UInt8(ascii: "\""))
         for b in s.utf8 {

@@ -74,7 +74,12 @@ public struct TextPipeline: Sendable {
     public init() {}
 
     public func process(_ text: String) -> Document {
-        let normalized = TextNormalizer.normalize(text)
+        process(normalized: TextNormalizer.normalize(text))
+    }
+
+    /// The same for a text already passed through `TextNormalizer.normalize` (the serving path
+    /// normalises once for the cache key and the analysis).
+    public func process(normalized: String) -> Document {
         let tokens = tokenizer.tokenize(normalized)
         return Document(text: normalized, tokens: tokens, sentences: splitter.split(tokens))
     }

@@ -1,0 +1,255 @@
+import Synchronization
+
+/// Where a module's result came from, as the response's `cache` object says.
+public enum CacheSource: String, Sendable, Hashable {
+    case l1, l2, fallback, miss
+}
+
+/// Why a response is degraded (the `degraded_reason` field and the `soma_degraded_total` label).
+public enum DegradedReason: String, Sendable, Hashable {
+    /// The deadline passed before the full pipeline finished (waiting or running).
+    case deadline
+    /// The full pipeline failed (e.g. a model could not be loaded).
+    case error
+}
+
+/// One analysis to serve.
+public struct AnalysisRequest: Sendable {
+    public var text: String
+    /// The modules asked for, at least one.
+    public var modules: [Module]
+    public var user: String
+    public var tier: Tier
+    /// On the service's time line (`AnalysisService.now() + timeout`).
+    public var deadline: Duration
+
+    public init(text: String, modules: [Module], user: String, tier: Tier, deadline: Duration) {
+        self.text = text
+        self.modules = modules
+        self.user = user
+        self.tier = tier
+        self.deadline = deadline
+    }
+}
+
+/// What the service answered: per-module result JSON, where each came from, and timings.
+public struct AnalysisOutcome: Sendable {
+    /// The result object of each module that has one, as JSON (the value under `results.<module>`).
+    public var results: [Module: [UInt8]] = [:]
+    /// One entry per requested module.
+    public var cache: [Module: CacheSource] = [:]
+    public var degraded: DegradedReason?
+    /// Milliseconds: `total`, `queue` (waiting for a worker), and one per module computed.
+    public var timings: [(name: String, milliseconds: Double)] = []
+
+    /// True only when every requested module was a cache hit.
+    public var cached: Bool { !cache.isEmpty && cache.values.allSatisfy { $0 != .miss } }
+
+    /// Writes the `results` object (keys sorted, as the rest of the API).
+    public func writeResults(to w: inout JSONWriter) {
+        w.beginObject()
+        for module in results.keys.sorted(by: { $0.rawValue < $1.rawValue }) {
+            w.key(module.rawValue)
+            w.raw(results[module]!)
+        }
+        w.endObject()
+    }
+
+    /// The `results` object alone, as stored with an entry.
+    public func resultsJSON() -> [UInt8] {
+        var w = JSONWriter()
+        writeResults(to: &w)
+        return w.bytes
+    }
+}
+
+/// The serving path of one analysis request, without HTTP (ARCHITECTURE §3 steps 3–4):
+/// normalise → L1 lookup per module → on a miss, admission by the session manager (tier order,
+/// bounds, shedding) → modules run, emotion first, checking the deadline between modules → results
+/// written back to the cache. When the deadline passes, or the pipeline fails, the degradation chain
+/// answers: what was computed or cached, plus the basic response (emotion, the cheapest model),
+/// marked degraded.
+///
+/// Throws `AdmissionRefusal` (not `.expired`: an expired wait degrades) when the request is
+/// refused or shed, `AnalysisServiceError` when not even the basic answer could be made.
+public final class AnalysisService: Sendable {
+    public struct Configuration: Sendable {
+        public var cache: L1Cache<[UInt8]>.Configuration
+        /// Called before each module runs on the full path: an instrumentation point for tests and
+        /// fault injection (delay a module, block until released). `nil` in production.
+        public var beforeModule: (@Sendable (_ user: String, _ module: Module) async -> Void)?
+
+        public init(cache: L1Cache<[UInt8]>.Configuration = .init(maxBytes: 128 << 20, defaultTTL: .seconds(3600)), beforeModule: (@Sendable (_ user: String, _ module: Module) async -> Void)? = nil) {
+            self.cache = cache
+            self.beforeModule = beforeModule
+        }
+    }
+
+    public let catalog: ModelCatalog
+    public let registry: ModelRegistry
+    public let sessions: SessionManager
+    public let cache: L1Cache<[UInt8]>
+    private let configuration: Configuration
+    private let metrics: SomaMetrics
+    private let textPipeline = TextPipeline()
+    private let analyzers = Mutex<[Module: (checksum: UInt64, analyzer: ModuleAnalyzer)]>([:])
+
+    public init(
+        catalog: ModelCatalog,
+        registry: ModelRegistry,
+        sessions: SessionManager,
+        configuration: Configuration = Configuration(),
+        metrics: SomaMetrics,
+        clock: any Clock<Duration> = ContinuousClock()
+    ) {
+        self.catalog = catalog
+        self.registry = registry
+        self.sessions = sessions
+        self.configuration = configuration
+        self.metrics = metrics
+        self.cache = L1Cache(configuration: configuration.cache, clock: clock)
+    }
+
+    /// Now on the time line deadlines are given in.
+    public func now() -> Duration { sessions.now() }
+
+    /// The model version string of the responses.
+    public var modelVersion: String { catalog.version }
+
+    public func cacheKey(_ module: Module, normalized: String) -> CacheKey {
+        CacheKey.analysis(module: module, modelVersion: catalog[module].version, normalizedText: normalized)
+    }
+
+    public func analyze(_ request: AnalysisRequest) async throws -> AnalysisOutcome {
+        let start = now()
+        let normalized = TextNormalizer.normalize(request.text)
+        var outcome = AnalysisOutcome()
+        var missing: [Module] = []
+        for module in request.modules {
+            if let hit = cache.get(cacheKey(module, normalized: normalized)) {
+                outcome.results[module] = hit
+                outcome.cache[module] = .l1
+                metrics.cache(layer: "l1", hit: true)
+            } else {
+                outcome.cache[module] = .miss
+                metrics.cache(layer: "l1", hit: false)
+                missing.append(module)
+            }
+        }
+        defer { outcome.timings.insert(("total", milliseconds(now() - start)), at: 0) }
+        guard !missing.isEmpty else { return outcome }
+
+        // Emotion first: it is the basic response if the deadline cuts the rest short.
+        missing.sort { ($0 == .emotion ? 0 : 1, $0) < ($1 == .emotion ? 0 : 1, $1) }
+        do {
+            if now() >= request.deadline { throw AdmissionRefusal(.expired, retryAfter: .zero) }
+            try await sessions.withAdmission(user: request.user, tier: request.tier, deadline: request.deadline) {
+                outcome.timings.append(("queue", milliseconds(now() - start)))
+                let doc = textPipeline.process(normalized: normalized)
+                for module in missing {
+                    if now() >= request.deadline {
+                        outcome.degraded = .deadline
+                        break
+                    }
+                    try await run(module, on: doc, normalized: normalized, into: &outcome, hookUser: request.user)
+                }
+            }
+            recordQueueDepth()
+        } catch let refusal as AdmissionRefusal where refusal.reason == .expired {
+            recordQueueDepth()
+            try Task.checkCancellation()
+            outcome.degraded = .deadline
+        } catch let refusal as AdmissionRefusal {
+            recordQueueDepth()
+            throw refusal
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            outcome.degraded = .error
+        }
+
+        if let reason = outcome.degraded {
+            metrics.degraded(reason: reason.rawValue)
+            if outcome.results[.emotion] == nil {
+                // The basic response: emotion, outside the queue (it costs well under a millisecond).
+                do {
+                    let doc = textPipeline.process(normalized: normalized)
+                    try await run(.emotion, on: doc, normalized: normalized, into: &outcome, hookUser: nil)
+                    if outcome.cache[.emotion] == nil { outcome.cache[.emotion] = .miss }
+                } catch {
+                    if outcome.results.isEmpty { throw AnalysisServiceError(reason: reason) }
+                }
+            }
+        }
+        return outcome
+    }
+
+    private func run(_ module: Module, on doc: Document, normalized: String, into outcome: inout AnalysisOutcome, hookUser user: String?) async throws {
+        if let user, let before = configuration.beforeModule { await before(user, module) }
+        let model = try await registry.acquire(module)
+        let started = now()
+        var results = AnalysisResults()
+        analyzer(for: model).analyze(doc, into: &results)
+        await registry.release(module)
+        let json = results.json(of: module)
+        let elapsed = now() - started
+        metrics.module(module, duration: elapsed)
+        outcome.timings.append((module.rawValue, milliseconds(elapsed)))
+        outcome.results[module] = json
+        cache.set(cacheKey(module, normalized: normalized), json, cost: json.count + 96)
+    }
+
+    private func recordQueueDepth() {
+        for tier in Tier.allCases { metrics.queueDepth(tier: tier, sessions.queuedCount(tier: tier)) }
+    }
+
+    /// Unloads idle models and forgets their analysers.
+    @discardableResult
+    public func sweep() async -> [Module] {
+        let unloaded = await registry.sweep()
+        analyzers.withLock { cache in for m in unloaded { cache[m] = nil } }
+        return unloaded
+    }
+
+    /// Unloads one model now unless it is in use (the admin action).
+    public func unload(_ module: Module) async -> Bool {
+        guard await registry.unload(module) else { return false }
+        analyzers.withLock { $0[module] = nil }
+        return true
+    }
+
+    private func analyzer(for model: ModuleModel) -> ModuleAnalyzer {
+        if let cached = analyzers.withLock({ $0[model.module] }), cached.checksum == model.checksum {
+            return cached.analyzer
+        }
+        let built = ModuleAnalyzer(model: model)
+        analyzers.withLock { $0[model.module] = (model.checksum, built) }
+        return built
+    }
+
+    private func milliseconds(_ d: Duration) -> Double {
+        let (s, atto) = d.components
+        return ((Double(s) * 1000 + Double(atto) / 1e15) * 1000).rounded() / 1000
+    }
+}
+
+/// Not even the basic (degraded) answer could be made (HTTP 504 `deadline_exceeded`, or 500 when
+/// the cause was an error).
+public struct AnalysisServiceError: Error, Sendable, Equatable {
+    public var reason: DegradedReason
+}
+
+extension AnalysisResults {
+    /// The JSON of one module's result (the value under `results.<module>`).
+    public func json(of module: Module) -> [UInt8] {
+        var w = JSONWriter(capacity: 512)
+        switch module {
+        case .emotion: emotion?.write(to: &w)
+        case .reasoning: reasoning?.write(to: &w)
+        case .values: values?.write(to: &w)
+        case .theoryOfMind: theoryOfMind?.write(to: &w)
+        case .narrative: narrative?.write(to: &w)
+        }
+        return w.bytes
+    }
+}

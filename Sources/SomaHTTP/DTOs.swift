@@ -1,0 +1,55 @@
+import Soma
+
+/// `POST /v1/analyze` and one batch item.
+struct AnalyzeBody: Decodable, Sendable {
+    var text: String
+    var modules: [String]?
+}
+
+/// `POST /v1/analyze/batch`.
+struct BatchBody: Decodable, Sendable {
+    var items: [AnalyzeBody]
+    /// The default module list for items that give none.
+    var modules: [String]?
+}
+
+/// The single-module routes and `POST /v1/entries`.
+struct TextBody: Decodable, Sendable {
+    var text: String
+}
+
+/// `POST /admin/cache/warm`.
+struct WarmBody: Decodable, Sendable {
+    var texts: [String]?
+    var modules: [String]?
+}
+
+enum Validation {
+    /// Parses a module list: all modules when absent; 422 `validation_failed` when empty,
+    /// `unknown_module` naming the first unknown one.
+    static func modules(_ names: [String]?, field: String) throws -> [Module] {
+        guard let names else { return Module.allCases }
+        guard !names.isEmpty else {
+            throw APIError(.validationFailed, "\(field) must name at least one module", field: field)
+        }
+        var chosen: Set<Module> = []
+        for (i, name) in names.enumerated() {
+            guard let module = Module(name: name) else {
+                throw APIError(.unknownModule, "\(field)[\(i)]: unknown module \"\(name.prefix(64))\"; known: \(Module.allCases.map(\.rawValue).joined(separator: ", "))", field: "\(field)[\(i)]")
+            }
+            chosen.insert(module)
+        }
+        return chosen.sorted()
+    }
+
+    /// A text must have a non-blank character and fit the tier's size cap (413 above it).
+    static func text(_ text: String, field: String, limits: TierLimits, tier: Tier) throws {
+        guard text.contains(where: { !$0.isWhitespace }) else {
+            throw APIError(.validationFailed, "\(field) must not be empty", field: field)
+        }
+        let bytes = text.utf8.count
+        guard bytes <= limits.maxTextBytes else {
+            throw APIError(.payloadTooLarge, "\(field) is \(bytes) bytes; the \(tier.rawValue) tier allows \(limits.maxTextBytes)", field: field)
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Soma
+
+/// Reading JSON requests with the contract's errors, and writing JSON responses.
+enum JSONIO {
+    static let contentType = "application/json; charset=utf-8"
+
+    /// Reads and decodes the body as `T`: 415 for a non-JSON content type, 413 above `limit` bytes,
+    /// 400 `invalid_json` for malformed JSON, 422 `validation_failed` naming the field for a wrong
+    /// shape.
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request, limit: Int) async throws -> T {
+        let bytes = try await body(of: request, limit: limit, requireJSON: true)
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(bytes))
+        } catch let error as DecodingError {
+            throw apiError(error)
+        }
+    }
+
+    /// The raw body, with the content-type and size checks. An empty body is allowed only when
+    /// `requireJSON` is false.
+    static func body(of request: Request, limit: Int, requireJSON: Bool) async throws -> [UInt8] {
+        if requireJSON {
+            guard let type = request.headers[.contentType], isJSON(type) else {
+                throw APIError(.unsupportedMediaType, "the body must be JSON (Content-Type: application/json)")
+            }
+        }
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+            throw APIError(.payloadTooLarge, "the body is larger than \(limit) bytes")
+        }
+        let body = request.body
+        let buffer: ByteBuffer
+        do {
+            buffer = try await body.collect(upTo: limit)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw APIError(.payloadTooLarge, "the body is larger than \(limit) bytes")
+        }
+        return Array(buffer.readableBytesView)
+    }
+
+    static func isJSON(_ contentType: String) -> Bool {
+        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        return mediaType == "application/json" || (mediaType.hasPrefix("application/") && mediaType.hasSuffix("+json"))
+    }
+
+    /// Maps a decoding failure to the contract: syntax → `invalid_json`, shape → `validation_failed`.
+    static func apiError(_ error: DecodingError) -> APIError {
+        func path(_ codingPath: [any CodingKey], _ last: (any CodingKey)? = nil) -> String {
+            var out = ""
+            for key in codingPath + (last.map { [$0] } ?? []) {
+                if let index = key.intValue { out += "[\(index)]" } else { out += out.isEmpty ? key.stringValue : "." + key.stringValue }
+            }
+            return out.isEmpty ? "$" : out
+        }
+        switch error {
+        case .dataCorrupted(let context) where context.codingPath.isEmpty:
+            return APIError(.invalidJSON, "the body is not valid JSON")
+        case .dataCorrupted(let context):
+            let field = path(context.codingPath)
+            return APIError(.validationFailed, "\(field): invalid value", field: field)
+        case .keyNotFound(let key, let context):
+            let field = path(context.codingPath, key)
+            return APIError(.validationFailed, "\(field) is required", field: field)
+        case .typeMismatch(let type, let context):
+            let field = path(context.codingPath)
+            return APIError(.validationFailed, "\(field) must be \(describe(type))", field: field)
+        case .valueNotFound(let type, let context):
+            let field = path(context.codingPath)
+            return APIError(.validationFailed, "\(field) must be \(describe(type)), not null", field: field)
+        @unknown default:
+            return APIError(.invalidJSON, "the body could not be read")
+        }
+    }
+
+    private static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Int.Type, is Double.Type: "a number"
+        case is Bool.Type: "a boolean"
+        case is [Any].Type: "an array"
+        default:
+            String(describing: type).hasPrefix("Array") ? "an array" : "an object"
+        }
+    }
+
+    /// A JSON response from writer bytes.
+    static func response(_ status: HTTPResponse.Status, _ bytes: [UInt8], headers: HTTPFields = [:]) -> Response {
+        var fields = headers
+        fields[.contentType] = contentType
+        var buffer = ByteBuffer()
+        buffer.writeBytes(bytes)
+        return Response(status: status, headers: fields, body: .init(byteBuffer: buffer))
+    }
+
+    /// Builds a JSON object with the fast writer.
+    static func object(_ build: (inout JSONWriter) -> Void) -> [UInt8] {
+        var w = JSONWriter(capacity: 512)
+        w.beginObject()
+        build(&w)
+        w.endObject()
+        return w.bytes
+    }
+
+    /// The error envelope.
+    static func errorBody(_ error: APIError) -> [UInt8] {
+        object { w in
+            w.key("error")
+            writeError(&w, error)
+        }
+    }
+
+    /// The object under `error`.
+    static func writeError(_ w: inout JSONWriter, _ error: APIError) {
+        w.beginObject()
+        w.key("code"); w.string(error.code.rawValue)
+        w.key("message"); w.string(error.message)
+        w.key("request_id"); w.string(error.requestID ?? "")
+        if let field = error.field { w.key("field"); w.string(field) }
+        w.endObject()
+    }
+
+    /// Whole seconds for `Retry-After`, rounded up, at least 1.
+    static func seconds(_ d: Duration) -> Int {
+        let (s, atto) = d.components
+        return max(1, Int(s) + (atto > 0 ? 1 : 0))
+    }
+}

@@ -1,0 +1,169 @@
+import HTTPTypes
+import Hummingbird
+import Logging
+import Soma
+
+extension HTTPField.Name {
+    static let requestID = Self("X-Request-Id")!
+    static let userID = Self("X-User-Id")!
+    static let userTier = Self("X-User-Tier")!
+    static let requestDeadline = Self("X-Request-Deadline-Ms")!
+    static let idempotencyKey = Self("Idempotency-Key")!
+    static let rateLimitLimit = Self("RateLimit-Limit")!
+    static let rateLimitRemaining = Self("RateLimit-Remaining")!
+    static let rateLimitReset = Self("RateLimit-Reset")!
+}
+
+/// The outermost middleware: request id in and out, every error rendered as the JSON envelope,
+/// one metric sample and one structured log line per request.
+struct RequestMiddleware: RouterMiddleware {
+    typealias Context = SomaRequestContext
+    let metrics: SomaMetrics
+    let inFlight: InFlightCounter
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let clock = ContinuousClock()
+        let start = clock.now
+        var context = context
+        context.requestID = Self.requestID(from: request)
+        context.logger[metadataKey: "soma.request.id"] = .string(context.requestID)
+        inFlight.change(by: 1)
+        defer { inFlight.change(by: -1) }
+
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch {
+            response = Self.render(error, requestID: context.requestID, logger: context.logger)
+        }
+        response.headers[.requestID] = context.requestID
+        let elapsed = clock.now - start
+        let route = context.endpointPath ?? "unmatched"
+        metrics.http(route: route, method: request.method.rawValue, status: response.status.code, duration: elapsed)
+        let level: Logger.Level = switch response.status.code {
+        case 503: .info  // shedding and draining are expected under load and on shutdown
+        case 500...: .warning
+        default: .debug
+        }
+        context.logger.log(level: level, "request", metadata: [
+            "soma.http.method": .string(request.method.rawValue),
+            "soma.http.route": .string(route),
+            "soma.http.status": .stringConvertible(response.status.code),
+            "soma.http.duration_ms": .stringConvertible(Double(elapsed.components.attoseconds / 1_000_000_000_000) / 1000 + Double(elapsed.components.seconds) * 1000),
+        ])
+        return response
+    }
+
+    /// A client's id when it is sane (1–128 visible ASCII characters), else a fresh one.
+    static func requestID(from request: Request) -> String {
+        if let given = request.headers[.requestID], (1...128).contains(given.utf8.count),
+           given.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) {
+            return given
+        }
+        return RequestIDGenerator.next()
+    }
+
+    /// Renders any error as the contract's envelope; internals never reach the client.
+    static func render(_ error: any Error, requestID: String, logger: Logger) -> Response {
+        var api: APIError
+        switch error {
+        case let e as APIError:
+            api = e
+        case let e as HTTPError:
+            switch e.status.code {
+            case 404, 405: api = APIError(.notFound, "no such route")
+            case 413: api = APIError(.payloadTooLarge, "the body is too large")
+            case 400: api = APIError(.invalidRequest, "the request is malformed")
+            default:
+                logger.warning("unexpected HTTP error", metadata: ["soma.error": .string("\(e)")])
+                api = APIError(.internal, "internal error")
+            }
+        case let e as StoreError:
+            if e.code != .invalidCursor { logger.warning("store error", metadata: ["soma.error": .string(e.description)]) }
+            api = e.code == .invalidCursor ? APIError(.invalidRequest, "cursor is not valid", field: "cursor")
+                : e.code == .unavailable ? APIError(.unavailable, "storage is unavailable, retry later", retryAfter: .seconds(1))
+                : APIError(.internal, "internal error")
+        default:
+            logger.error("unhandled error", metadata: ["soma.error": .string(String(reflecting: error))])
+            api = APIError(.internal, "internal error")
+        }
+        api.requestID = requestID
+        var headers = HTTPFields()
+        if let retry = api.retryAfter { headers[.retryAfter] = String(JSONIO.seconds(retry)) }
+        for (name, value) in api.headers {
+            if let field = HTTPField.Name(name) { headers[field] = value }
+        }
+        return JSONIO.response(.init(code: api.code.status), JSONIO.errorBody(api), headers: headers)
+    }
+}
+
+/// `/v1` auth and identity (ARCHITECTURE §4): the service token when one is configured, then
+/// `X-User-Id` and `X-User-Tier`.
+struct IdentityMiddleware: RouterMiddleware {
+    typealias Context = SomaRequestContext
+    let serviceToken: String?
+    let activeUsers: ActiveUsers
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if let serviceToken {
+            guard let presented = bearer(request), ConstantTime.equals(presented, serviceToken) else {
+                throw APIError(.unauthorized, "a valid service token is required (Authorization: Bearer …)")
+            }
+        }
+        let user: String
+        if let given = request.headers[.userID] {
+            guard (1...128).contains(given.utf8.count), given.unicodeScalars.allSatisfy({ !$0.properties.generalCategory.isControlOrSeparator || $0 == " " }) else {
+                throw APIError(.invalidRequest, "X-User-Id must be 1 to 128 printable characters", field: "X-User-Id")
+            }
+            user = given
+        } else if serviceToken != nil {
+            throw APIError(.invalidRequest, "X-User-Id is required", field: "X-User-Id")
+        } else {
+            user = "anonymous"
+        }
+        var tier = Tier.standard
+        if let given = request.headers[.userTier] {
+            guard let parsed = Tier(header: given) else {
+                throw APIError(.invalidRequest, "X-User-Tier must be premium, standard or free", field: "X-User-Tier")
+            }
+            tier = parsed
+        }
+        activeUsers.record(user)
+        var context = context
+        context.identity = Identity(user: user, tier: tier)
+        context.logger[metadataKey: "soma.user.id"] = .string(user)
+        return try await next(request, context)
+    }
+}
+
+/// `/admin` auth: a separate token; with none configured, admin is refused outright.
+struct AdminMiddleware: RouterMiddleware {
+    typealias Context = SomaRequestContext
+    let adminToken: String?
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let adminToken else {
+            throw APIError(.forbidden, "admin routes are disabled: no admin token is configured")
+        }
+        guard let presented = bearer(request), ConstantTime.equals(presented, adminToken) else {
+            throw APIError(.unauthorized, "a valid admin token is required (Authorization: Bearer …)")
+        }
+        return try await next(request, context)
+    }
+}
+
+private func bearer(_ request: Request) -> Substring? {
+    guard let header = request.headers[.authorization] else { return nil }
+    let parts = header.split(separator: " ", maxSplits: 1)
+    guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+    return parts[1].drop { $0 == " " }
+}
+
+extension Unicode.GeneralCategory {
+    fileprivate var isControlOrSeparator: Bool {
+        switch self {
+        case .control, .format, .lineSeparator, .paragraphSeparator, .spaceSeparator, .surrogate, .unassigned, .privateUse: true
+        default: false
+        }
+    }
+}
