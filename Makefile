@@ -5,20 +5,24 @@ SWIFT ?= swift
 SWIFT_ENV := env -u SOMA_SLOWDOWN
 RELEASE_BIN := .build/release/soma
 TEXT ?=
+DURATION ?= 10
 
-.PHONY: all deps build release test unit smoke run models bench bench-slowdown bench-peers bench-batching ci clean help
+.PHONY: all deps build release test unit smoke run analyze http-smoke bench-http models bench bench-slowdown bench-peers bench-batching ci clean help
 MODELS_DIR ?= .build/models
 
 all: build
 
 help:
-	@echo "make run     build (release) and analyse TEXT='...' or standard input"
+	@echo "make run     build (release) and serve the HTTP API on 127.0.0.1:8788 (embedded SQLite + in-process cache)"
+	@echo "make analyze build (release) and analyse TEXT='...' or standard input"
 	@echo "make test    build, unit tests (accuracy table included), JSON Lines smoke over 10,000 real texts"
 	@echo "make models  compile the served models (FP16 + pruning) into $(MODELS_DIR) and print the trade-off report"
 	@echo "make bench   package-benchmark suites (Benchmarks/), p50/p90/p99 and SLO/budget gates; fails on a breach"
 	@echo "make bench-slowdown   the gates with SOMA_SLOWDOWN set: must go red (proves the gates can fail)"
 	@echo "make bench-peers      VADER (PyPI) against soma analyze --jsonl over the same texts"
 	@echo "make bench-batching   batched against unbatched pipeline throughput (release)"
+	@echo "make http-smoke      start the release server, call the README's curl commands, SIGTERM, expect exit 0"
+	@echo "make bench-http      wrk: hello-world vs soma cached/uncached, single instance (DURATION=10)"
 	@echo "make ci      what .ci/run calls: test, release build, models, throughput; prints the time of each phase"
 
 deps:
@@ -43,8 +47,18 @@ smoke: deps
 test: unit smoke
 
 run: release
+	$(RELEASE_BIN) serve
+
+analyze: release
 	@if [ -n "$(TEXT)" ]; then printf '%s\n' "$(TEXT)" | $(RELEASE_BIN) analyze --pretty; \
 	else echo "soma: reading text from standard input (Ctrl-D to end)" >&2; $(RELEASE_BIN) analyze --pretty; fi
+
+http-smoke: release
+	scripts/http-smoke.sh $(RELEASE_BIN)
+
+bench-http:
+	@scripts/ensure-deps.sh build
+	scripts/bench-http.sh $(DURATION)
 
 models: release
 	@scripts/ensure-deps.sh corpus

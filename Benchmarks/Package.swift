@@ -24,12 +24,15 @@ let package = Package(
     dependencies: [
         .package(path: "../"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // Texts and model sets shared by the suites.
         .target(name: "BenchmarkSupport", dependencies: [.product(name: "Soma", package: root)], path: "Sources/BenchmarkSupport"),
         benchmarkTarget("ModuleBenchmarks"),
         benchmarkTarget("ServingBenchmarks"),
+        // A Hummingbird hello-world: the HTTP baseline of scripts/bench-http.sh.
+        .executableTarget(name: "HelloServer", dependencies: [.product(name: "Hummingbird", package: "hummingbird")], path: "Sources/HelloServer"),
     ],
     swiftLanguageModes: [.v6]
 )

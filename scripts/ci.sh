@@ -20,6 +20,7 @@ trap summary EXIT
 
 phase test make test
 phase release make release
+phase http-smoke scripts/http-smoke.sh .build/release/soma
 phase models make models
 phase throughput scripts/jsonl-smoke.sh .build/release/soma 10000
 phase batching .build/release/soma bench-batching --texts 3000

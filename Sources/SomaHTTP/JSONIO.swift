@@ -128,3 +128,14 @@ enum JSONIO {
         return max(1, Int(s) + (atto > 0 ? 1 : 0))
     }
 }
+
+/// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds) of a decision.
+enum RateLimitHeaders {
+    static func fields(_ decision: RateLimitDecision) -> [HTTPField] {
+        [
+            HTTPField(name: .rateLimitLimit, value: String(decision.limit)),
+            HTTPField(name: .rateLimitRemaining, value: String(max(0, decision.remaining))),
+            HTTPField(name: .rateLimitReset, value: String(JSONIO.seconds(decision.resetAfter))),
+        ]
+    }
+}

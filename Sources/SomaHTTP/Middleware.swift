@@ -132,7 +132,20 @@ struct IdentityMiddleware: RouterMiddleware {
         var context = context
         context.identity = Identity(user: user, tier: tier)
         context.logger[metadataKey: "soma.user.id"] = .string(user)
-        return try await next(request, context)
+        let note = RateLimitNote()
+        context.rateLimit = note
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch {
+            response = RequestMiddleware.render(error, requestID: context.requestID, logger: context.logger)
+        }
+        if let decision = note.recorded {
+            for field in RateLimitHeaders.fields(decision) where response.headers[field.name] == nil {
+                response.headers.append(field)
+            }
+        }
+        return response
     }
 }
 

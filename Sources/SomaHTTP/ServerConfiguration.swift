@@ -30,6 +30,8 @@ public struct ServerConfiguration: Sendable {
     /// `SOMA_CACHE_BYTES` (128 MiB) and `SOMA_CACHE_TTL_SECONDS` (3600).
     public var cacheBytes = 128 << 20
     public var cacheTTL: Duration = .seconds(3600)
+    /// `SOMA_CACHE_SCOPE`: `shared` (analysis entries are content-addressed and shared) or `user`.
+    public var cacheScope: AnalysisService.Configuration.CacheScope = .shared
     /// Per-user data (profile) lives shorter in L1 (`SOMA_USER_CACHE_TTL_SECONDS`, 60).
     public var userCacheTTL: Duration = .seconds(60)
     /// Models unused this long are unloaded (`SOMA_MODEL_IDLE_SECONDS`, 600).
@@ -92,6 +94,12 @@ public struct ServerConfiguration: Sendable {
         if let n = try int("SOMA_CACHE_BYTES", min: 0) { c.cacheBytes = n }
         if let n = try int("SOMA_CACHE_TTL_SECONDS", min: 1) { c.cacheTTL = .seconds(n) }
         if let n = try int("SOMA_USER_CACHE_TTL_SECONDS", min: 1) { c.userCacheTTL = .seconds(n) }
+        if let raw = value("SOMA_CACHE_SCOPE") {
+            guard let scope = AnalysisService.Configuration.CacheScope(rawValue: raw.lowercased()) else {
+                throw ConfigurationError.invalid("SOMA_CACHE_SCOPE", raw)
+            }
+            c.cacheScope = scope
+        }
         if let n = try int("SOMA_MODEL_IDLE_SECONDS", min: 1) { c.modelIdleTimeout = .seconds(n) }
         if let n = try int("SOMA_DRAIN_SECONDS", min: 0) { c.drainDelay = .seconds(n) }
         if let n = try int("SOMA_BACKLOG", min: 1) { c.backlog = n }

@@ -63,12 +63,13 @@ struct SomaAPI: Sendable {
     private func analyze(_ text: String, modules: [Module], request: Request, context: SomaRequestContext) async throws -> Response {
         let identity = context.identity!
         try Validation.text(text, field: "text", limits: configuration.tiers[identity.tier], tier: identity.tier)
-        let decision = try await spend(identity, cost: 1)
-        let outcome = try await run(text, modules: modules, identity: identity, deadline: deadline(request))
+        let deadline = try deadline(request)
+        try await spend(context, cost: 1)
+        let outcome = try await run(text, modules: modules, identity: identity, deadline: deadline)
         let body = JSONIO.object { w in
             writeEnvelope(&w, outcome, context: context)
         }
-        return JSONIO.response(.ok, body, headers: rateLimitHeaders(decision))
+        return JSONIO.response(.ok, body)
     }
 
     private func batch(_ request: Request, _ context: SomaRequestContext) async throws -> Response {
@@ -80,8 +81,8 @@ struct SomaAPI: Sendable {
             throw APIError(.validationFailed, "items holds \(body.items.count); the \(identity.tier.rawValue) tier allows \(limits.maxBatchItems)", field: "items")
         }
         let defaults = try Validation.modules(body.modules, field: "modules")
-        let decision = try await spend(identity, cost: body.items.count)
         let deadline = try deadline(request)
+        try await spend(context, cost: body.items.count)
         var w = JSONWriter(capacity: 2048 * body.items.count)
         w.beginObject()
         w.key("request_id"); w.string(context.requestID)
@@ -103,7 +104,7 @@ struct SomaAPI: Sendable {
         }
         w.endArray()
         w.endObject()
-        return JSONIO.response(.ok, w.bytes, headers: rateLimitHeaders(decision))
+        return JSONIO.response(.ok, w.bytes)
     }
 
     /// Runs one analysis, turning refusals into the contract's errors.
@@ -158,23 +159,18 @@ struct SomaAPI: Sendable {
 
     // MARK: Rate limit
 
-    private func spend(_ identity: Identity, cost: Int) async throws -> RateLimitDecision {
+    /// Spends `cost` of the caller's budget; the decision goes out as `RateLimit-*` on whatever
+    /// the answer turns out to be (the identity middleware adds them).
+    @discardableResult
+    private func spend(_ context: SomaRequestContext, cost: Int) async throws -> RateLimitDecision {
+        let identity = context.identity!
         let decision = await limiter.acquire(user: identity.user, tier: identity.tier, cost: cost)
+        context.rateLimit?.record(decision)
         guard decision.allowed else {
             metrics.rateLimited(tier: identity.tier)
-            var headers: [String: String] = [:]
-            for field in rateLimitHeaders(decision) { headers[field.name.rawName] = field.value }
-            throw APIError(.rateLimited, decision.reason?.description ?? "rate limit exceeded", retryAfter: decision.retryAfter ?? decision.resetAfter, headers: headers)
+            throw APIError(.rateLimited, decision.reason?.description ?? "rate limit exceeded", retryAfter: decision.retryAfter ?? decision.resetAfter)
         }
         return decision
-    }
-
-    private func rateLimitHeaders(_ decision: RateLimitDecision) -> HTTPFields {
-        [
-            .rateLimitLimit: String(decision.limit),
-            .rateLimitRemaining: String(max(0, decision.remaining)),
-            .rateLimitReset: String(JSONIO.seconds(decision.resetAfter)),
-        ]
     }
 
     // MARK: Entries and profile
@@ -190,8 +186,9 @@ struct SomaAPI: Sendable {
             }
             key = given
         }
-        let decision = try await spend(identity, cost: 1)
-        let outcome = try await run(body.text, modules: Module.allCases, identity: identity, deadline: deadline(request))
+        let deadline = try deadline(request)
+        try await spend(context, cost: 1)
+        let outcome = try await run(body.text, modules: Module.allCases, identity: identity, deadline: deadline)
         if outcome.degraded != nil {
             // An entry is stored with its full analysis or not at all: never partial data.
             metrics.shed(tier: identity.tier)
@@ -211,7 +208,7 @@ struct SomaAPI: Sendable {
             w.key("persisted"); w.string("stored")
             w.key("entry"); writeEntry(&w, stored.entry)
         }
-        return JSONIO.response(.created, response, headers: rateLimitHeaders(decision))
+        return JSONIO.response(.created, response)
     }
 
     private func listEntries(_ request: Request, _ context: SomaRequestContext) async throws -> Response {
@@ -224,7 +221,7 @@ struct SomaAPI: Sendable {
             limit = n
         }
         let cursor = request.uri.queryParameters.get("cursor")
-        let decision = try await spend(identity, cost: 1)
+        try await spend(context, cost: 1)
         let page = try await store.entries(user: identity.user, limit: limit, cursor: cursor)
         let body = JSONIO.object { w in
             w.key("request_id"); w.string(context.requestID)
@@ -235,13 +232,13 @@ struct SomaAPI: Sendable {
             w.key("next_cursor")
             if let next = page.nextCursor { w.string(next) } else { w.null() }
         }
-        return JSONIO.response(.ok, body, headers: rateLimitHeaders(decision))
+        return JSONIO.response(.ok, body)
     }
 
     private func deleteEntry(_ request: Request, _ context: SomaRequestContext) async throws -> Response {
         let identity = context.identity!
         let id = context.parameters.get("id") ?? ""
-        let decision = try await spend(identity, cost: 1)
+        try await spend(context, cost: 1)
         guard try await store.deleteEntry(user: identity.user, id: id) else {
             throw APIError(.notFound, "no entry \(id.prefix(64)) for this user")
         }
@@ -252,12 +249,12 @@ struct SomaAPI: Sendable {
             w.key("id"); w.string(id)
             w.key("deleted"); w.bool(true)
         }
-        return JSONIO.response(.ok, body, headers: rateLimitHeaders(decision))
+        return JSONIO.response(.ok, body)
     }
 
     private func eraseUser(_ request: Request, _ context: SomaRequestContext) async throws -> Response {
         let identity = context.identity!
-        let decision = try await spend(identity, cost: 1)
+        try await spend(context, cost: 1)
         let erased = try await store.deleteUser(identity.user)
         let cacheEntries = userCache.removeAll { $0.userID == identity.user }
         let body = JSONIO.object { w in
@@ -269,12 +266,12 @@ struct SomaAPI: Sendable {
             w.key("cache_entries"); w.number(cacheEntries)
             w.endObject()
         }
-        return JSONIO.response(.ok, body, headers: rateLimitHeaders(decision))
+        return JSONIO.response(.ok, body)
     }
 
     private func profile(_ request: Request, _ context: SomaRequestContext) async throws -> Response {
         let identity = context.identity!
-        let decision = try await spend(identity, cost: 1)
+        try await spend(context, cost: 1)
         let key = CacheKey.user(identity.user, "profile")
         let cached: Bool
         let document: [UInt8]
@@ -302,7 +299,7 @@ struct SomaAPI: Sendable {
             // The cached document is an object holding updated_at and profile: splice its members.
             w.rawMembers(document.dropFirst().dropLast())
         }
-        return JSONIO.response(.ok, body, headers: rateLimitHeaders(decision))
+        return JSONIO.response(.ok, body)
     }
 
     private func invalidateProfile(_ user: String) {
@@ -356,8 +353,13 @@ struct SomaAPI: Sendable {
         case .starting: reason = "the instance is starting"
         case .draining: reason = "the instance is shutting down"
         case .ready:
-            // The embedded store is local state: if it cannot serve, this instance cannot either.
-            if !(await store.isHealthy()) { (status, reason) = ("not_ready", "local state is not usable") }
+            // Local state (the embedded store, the state directory): if it cannot serve, this
+            // instance cannot either. Remote dependencies never make an instance unready.
+            if !FileManager.default.isWritableFile(atPath: configuration.stateDirectory.path) {
+                (status, reason) = ("not_ready", "the state directory is not writable")
+            } else if !(await store.isHealthy()) {
+                (status, reason) = ("not_ready", "local state is not usable")
+            }
         }
         let body = JSONIO.object { w in
             w.key("status"); w.string(status)
@@ -424,8 +426,7 @@ struct SomaAPI: Sendable {
         var warmed = 0, skipped = 0
         for text in body.texts ?? [] {
             guard text.contains(where: { !$0.isWhitespace }) else { skipped += 1; continue }
-            let outcome = try await service.analyze(AnalysisRequest(
-                text: text, modules: modules, user: "admin:warm", tier: .free, deadline: service.now() + configuration.maxDeadline))
+            let outcome = try await run(text, modules: modules, identity: Identity(user: "admin:warm", tier: .free), deadline: service.now() + configuration.maxDeadline)
             if outcome.degraded != nil { skipped += 1 } else { warmed += 1 }
         }
         return reply(.ok, context) { w in

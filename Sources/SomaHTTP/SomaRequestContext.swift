@@ -15,6 +15,9 @@ public struct SomaRequestContext: RequestContext {
     public var requestID: String = ""
     /// Set by the auth middleware on `/v1` routes.
     public var identity: Identity?
+    /// Where the handler leaves the rate-limit decision, so that every answer after the request
+    /// was counted (errors included) carries `RateLimit-*`.
+    var rateLimit: RateLimitNote?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)

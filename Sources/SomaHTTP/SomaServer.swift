@@ -89,7 +89,7 @@ public struct SomaServer: Sendable {
         let sessions = SessionManager(configuration: configuration.admission, clock: clock)
         let service = AnalysisService(
             catalog: catalog, registry: registry, sessions: sessions,
-            configuration: .init(cache: .init(maxBytes: configuration.cacheBytes, defaultTTL: configuration.cacheTTL), beforeModule: beforeModule),
+            configuration: .init(cache: .init(maxBytes: configuration.cacheBytes, defaultTTL: configuration.cacheTTL), cacheScope: configuration.cacheScope, beforeModule: beforeModule),
             metrics: metrics, clock: clock
         )
         let store = try store ?? SQLiteStore(path: configuration.resolvedSQLitePath, logger: logger)

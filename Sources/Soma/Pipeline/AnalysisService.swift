@@ -74,13 +74,26 @@ public struct AnalysisOutcome: Sendable {
 /// refused or shed, `AnalysisServiceError` when not even the basic answer could be made.
 public final class AnalysisService: Sendable {
     public struct Configuration: Sendable {
+        /// Whether analysis entries are shared by all users (content-addressed, the default) or
+        /// kept per user (`SOMA_CACHE_SCOPE=user`, for operators who consider "someone analysed
+        /// this text" sensitive).
+        public enum CacheScope: String, Sendable {
+            case shared, user
+        }
+
         public var cache: L1Cache<[UInt8]>.Configuration
+        public var cacheScope: CacheScope = .shared
         /// Called before each module runs on the full path: an instrumentation point for tests and
         /// fault injection (delay a module, block until released). `nil` in production.
         public var beforeModule: (@Sendable (_ user: String, _ module: Module) async -> Void)?
 
-        public init(cache: L1Cache<[UInt8]>.Configuration = .init(maxBytes: 128 << 20, defaultTTL: .seconds(3600)), beforeModule: (@Sendable (_ user: String, _ module: Module) async -> Void)? = nil) {
+        public init(
+            cache: L1Cache<[UInt8]>.Configuration = .init(maxBytes: 128 << 20, defaultTTL: .seconds(3600)),
+            cacheScope: CacheScope = .shared,
+            beforeModule: (@Sendable (_ user: String, _ module: Module) async -> Void)? = nil
+        ) {
             self.cache = cache
+            self.cacheScope = cacheScope
             self.beforeModule = beforeModule
         }
     }
@@ -116,8 +129,14 @@ public final class AnalysisService: Sendable {
     /// The model version string of the responses.
     public var modelVersion: String { catalog.version }
 
-    public func cacheKey(_ module: Module, normalized: String) -> CacheKey {
-        CacheKey.analysis(module: module, modelVersion: catalog[module].version, normalizedText: normalized)
+    /// The cache key of `module`'s result for a normalised text; with the user scope, the user is
+    /// part of the key (as a suffix of the version part, so the key layout stays the same).
+    public func cacheKey(_ module: Module, normalized: String, user: String) -> CacheKey {
+        let version = catalog[module].version
+        switch configuration.cacheScope {
+        case .shared: return CacheKey.analysis(module: module, modelVersion: version, normalizedText: normalized)
+        case .user: return CacheKey.analysis(module: module, modelVersion: version + "@" + user, normalizedText: normalized)
+        }
     }
 
     public func analyze(_ request: AnalysisRequest) async throws -> AnalysisOutcome {
@@ -125,8 +144,15 @@ public final class AnalysisService: Sendable {
         let normalized = TextNormalizer.normalize(request.text)
         var outcome = AnalysisOutcome()
         var missing: [Module] = []
+        var keys: [Module: CacheKey] = [:]
+        func key(_ module: Module) -> CacheKey {
+            if let known = keys[module] { return known }
+            let made = cacheKey(module, normalized: normalized, user: request.user)
+            keys[module] = made
+            return made
+        }
         for module in request.modules {
-            if let hit = cache.get(cacheKey(module, normalized: normalized)) {
+            if let hit = cache.get(key(module)) {
                 outcome.results[module] = hit
                 outcome.cache[module] = .l1
                 metrics.cache(layer: "l1", hit: true)
@@ -151,7 +177,7 @@ public final class AnalysisService: Sendable {
                         outcome.degraded = .deadline
                         break
                     }
-                    try await run(module, on: doc, normalized: normalized, into: &outcome, hookUser: request.user)
+                    try await run(module, on: doc, key: key(module), into: &outcome, hookUser: request.user)
                 }
             }
             recordQueueDepth()
@@ -174,7 +200,7 @@ public final class AnalysisService: Sendable {
                 // The basic response: emotion, outside the queue (it costs well under a millisecond).
                 do {
                     let doc = textPipeline.process(normalized: normalized)
-                    try await run(.emotion, on: doc, normalized: normalized, into: &outcome, hookUser: nil)
+                    try await run(.emotion, on: doc, key: key(.emotion), into: &outcome, hookUser: nil)
                     if outcome.cache[.emotion] == nil { outcome.cache[.emotion] = .miss }
                 } catch {
                     if outcome.results.isEmpty { throw AnalysisServiceError(reason: reason) }
@@ -184,7 +210,7 @@ public final class AnalysisService: Sendable {
         return outcome
     }
 
-    private func run(_ module: Module, on doc: Document, normalized: String, into outcome: inout AnalysisOutcome, hookUser user: String?) async throws {
+    private func run(_ module: Module, on doc: Document, key: CacheKey, into outcome: inout AnalysisOutcome, hookUser user: String?) async throws {
         if let user, let before = configuration.beforeModule { await before(user, module) }
         let model = try await registry.acquire(module)
         let started = now()
@@ -196,7 +222,7 @@ public final class AnalysisService: Sendable {
         metrics.module(module, duration: elapsed)
         outcome.timings.append((module.rawValue, milliseconds(elapsed)))
         outcome.results[module] = json
-        cache.set(cacheKey(module, normalized: normalized), json, cost: json.count + 96)
+        cache.set(key, json, cost: json.count + 96)
     }
 
     private func recordQueueDepth() {

@@ -52,7 +52,6 @@ public final class SessionManager: Sendable {
         var waiters: [UInt64: CheckedContinuation<Decision, Never>] = [:]
         /// Decisions reached before the waiter had parked its continuation.
         var early: [UInt64: Decision] = [:]
-        var shed: [Tier: Int] = [:]
     }
 
     public let configuration: AdmissionConfiguration
@@ -154,7 +153,8 @@ public final class SessionManager: Sendable {
         switch decision {
         case .run:
             if Task.isCancelled {
-                finish(id, serviceTime: nil)
+                // It never ran: free the slot without teaching the service-time estimate.
+                release(id)
                 throw CancellationError()
             }
             return id
@@ -177,14 +177,15 @@ public final class SessionManager: Sendable {
             }
         } onCancel: {
             let resumes = state.withLock { s -> [(CheckedContinuation<Decision, Never>, Decision)] in
-                let known = s.machine.state(of: id) != nil
+                let queued = if case .queued = s.machine.state(of: id) { true } else { false }
                 let actions = s.machine.cancel(id: id, now: timeline.now())
                 var resumes = actions.flatMap { Self.resolve($0, in: &s) }
                 let cancelled = Decision.refused(AdmissionRefusal(.expired, retryAfter: .zero))
                 if let own = s.waiters.removeValue(forKey: id) {
                     resumes.append((own, cancelled))
-                } else if known {
-                    // Not parked yet: it will find this decision when it does.
+                } else if queued {
+                    // Not parked yet: it will find this decision when it does. (A request already
+                    // told to run finds out about the cancellation in `admit`.)
                     s.early[id] = cancelled
                 }
                 return resumes
@@ -196,6 +197,14 @@ public final class SessionManager: Sendable {
     private func finish(_ id: UInt64, serviceTime: Duration?) {
         let resumes = state.withLock { s in
             s.machine.finish(id: id, now: timeline.now(), serviceTime: serviceTime).flatMap { Self.resolve($0, in: &s) }
+        }
+        for (continuation, decision) in resumes { continuation.resume(returning: decision) }
+    }
+
+    /// Ends request `id` as cancelled (`AdmissionStateMachine.cancel`) and starts what that frees.
+    private func release(_ id: UInt64) {
+        let resumes = state.withLock { s in
+            s.machine.cancel(id: id, now: timeline.now()).flatMap { Self.resolve($0, in: &s) }
         }
         for (continuation, decision) in resumes { continuation.resume(returning: decision) }
     }

@@ -341,3 +341,21 @@ struct HTTPRoutesTests {
         }
     }
 }
+
+@Suite("HTTP cache scope", .timeLimit(.minutes(1)))
+struct HTTPCacheScopeTests {
+    @Test func sharedScopeSharesAcrossUsersUserScopeDoesNot() async throws {
+        try await withRouter(try await TestServer.make()) { client in
+            _ = try await client.post("/v1/emotion", #"{"text": "Shared text."}"#, headers: user("a"))
+            let other = try await client.post("/v1/emotion", #"{"text": "Shared text."}"#, headers: user("b"))
+            #expect(other.json["cached"] as? Bool == true)
+        }
+        try await withRouter(try await TestServer.make { $0.cacheScope = .user }) { client in
+            _ = try await client.post("/v1/emotion", #"{"text": "Private text."}"#, headers: user("a"))
+            let same = try await client.post("/v1/emotion", #"{"text": "Private text."}"#, headers: user("a"))
+            #expect(same.json["cached"] as? Bool == true)
+            let other = try await client.post("/v1/emotion", #"{"text": "Private text."}"#, headers: user("b"))
+            #expect(other.json["cached"] as? Bool == false)
+        }
+    }
+}
