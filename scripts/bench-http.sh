@@ -13,6 +13,7 @@ command -v wrk >/dev/null || {
 env -u SOMA_SLOWDOWN swift build -c release --product soma >/dev/null
 (cd Benchmarks && env -u SOMA_SLOWDOWN swift build -c release --product HelloServer >/dev/null)
 
+ulimit -n 65536 2>/dev/null || true
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -28,6 +29,7 @@ SOMA_STATE_DIR="$work/state" SOMA_LOG_LEVEL=warning \
 SOMA_TIER_STANDARD_RPM=1000000000 SOMA_TIER_STANDARD_CONCURRENCY=64 \
   .build/release/soma serve --port "$soma_port" >"$work/soma.log" 2>&1 & soma_pid=$!; pids+=($soma_pid)
 wait_http "http://127.0.0.1:$hello_port/"; wait_http "http://127.0.0.1:$soma_port/ready"
+idle_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$soma_pid/status")
 
 cat >"$work/cached.lua" <<'LUA'
 wrk.method = "POST"
@@ -54,10 +56,10 @@ request = function()
 end
 LUA
 
-run() {  # name url [script]
-  local name="$1" url="$2" script="${3:-}"
+run() {  # name url [script] [connections]
+  local name="$1" url="$2" script="${3:-}" conns="${4:-$connections}"
   local out
-  out=$(wrk -t2 -c"$connections" -d"${duration}s" --latency ${script:+-s "$script"} "$url")
+  out=$(wrk -t2 -c"$conns" -d"${duration}s" --latency ${script:+-s "$script"} "$url")
   local rps p50 p99 non2xx
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
@@ -73,6 +75,8 @@ run "hummingbird hello-world" "http://127.0.0.1:$hello_port/"
 run "soma GET /health" "http://127.0.0.1:$soma_port/health"
 run "soma analyze, cached (L1)" "http://127.0.0.1:$soma_port/v1/analyze" "$work/cached.lua"
 run "soma analyze, uncached" "http://127.0.0.1:$soma_port/v1/analyze" "$work/uncached.lua"
+run "soma analyze, cached, 1000 conns" "http://127.0.0.1:$soma_port/v1/analyze" "$work/cached.lua" 1000
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$soma_pid/status")
-echo "soma resident memory after the run: $((rss_kb / 1024)) MiB"
+cache_bytes=$(curl -s "http://127.0.0.1:$soma_port/metrics" | awk '/^soma_cache_bytes\{layer="l1"\}/ {printf "%d", $2}')
+echo "soma resident memory: $((idle_rss_kb / 1024)) MiB after start, $((rss_kb / 1024)) MiB after the run, of which L1 cache $((cache_bytes / 1048576)) MiB (bounded at SOMA_CACHE_BYTES, 128 MiB by default)"
 curl -s "http://127.0.0.1:$soma_port/metrics" | grep -E '^soma_(shed|degraded|rate_limited)_total' || true

@@ -110,6 +110,8 @@ public struct SomaServer: Sendable {
                 metrics.set(SomaMetrics.Name.activeUsers, [], Double(activeUsers.count()))
                 metrics.set(SomaMetrics.Name.instanceStatus, [], readiness.current == .ready ? 2 : readiness.current == .draining ? 0 : 1)
                 for tier in Tier.allCases { metrics.queueDepth(tier: tier, sessions.queuedCount(tier: tier)) }
+                metrics.set(SomaMetrics.Name.cacheBytes, [("layer", "l1")], Double(service.cache.bytes))
+                metrics.set(SomaMetrics.Name.cacheEntries, [("layer", "l1")], Double(service.cache.count))
                 return prometheus.emitToBuffer()
             }
         )

@@ -15,6 +15,8 @@ public final class SomaMetrics: Sendable {
         public static let inFlight = "soma_http_requests_in_flight"
         public static let moduleDuration = "soma_module_duration_seconds"
         public static let cacheRequests = "soma_cache_requests_total"
+        public static let cacheBytes = "soma_cache_bytes"
+        public static let cacheEntries = "soma_cache_entries"
         public static let queueDepth = "soma_queue_depth"
         public static let rateLimited = "soma_rate_limited_total"
         public static let shed = "soma_shed_total"
