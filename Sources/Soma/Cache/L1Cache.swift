@@ -93,14 +93,10 @@ public final class L1Cache<Value: Sendable>: Sendable {
         precondition((configuration.maxEntries ?? 1) >= 1, "maxEntries must be at least 1")
         precondition(configuration.defaultTTL > .zero, "defaultTTL must be positive")
         self.configuration = configuration
-        self.elapsed = Self.elapsedTime(on: clock)
+        self.elapsed = Timeline(clock: clock).now
         self.state = Mutex(State(maxBytes: configuration.maxBytes, maxEntries: configuration.maxEntries ?? .max))
     }
 
-    private static func elapsedTime<C: Clock<Duration>>(on clock: C) -> @Sendable () -> Duration {
-        let start = clock.now
-        return { start.duration(to: clock.now) }
-    }
 
     // MARK: Operations
 

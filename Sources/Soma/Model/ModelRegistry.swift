@@ -106,13 +106,9 @@ public actor ModelRegistry {
         self.clock = clock
         self.sizeOf = sizeOf
         self.onEvent = onEvent
-        elapsed = Self.elapsedTime(on: clock)
+        elapsed = Timeline(clock: clock).now
     }
 
-    private static func elapsedTime<C: Clock<Duration>>(on clock: C) -> @Sendable () -> Duration {
-        let start = clock.now
-        return { start.duration(to: clock.now) }
-    }
 
     // MARK: Use
 

@@ -112,14 +112,10 @@ public final class Batcher<Input: Sendable, Output: Sendable>: Sendable {
         precondition(configuration.maxQueueDelay >= .zero, "maxQueueDelay must not be negative")
         self.configuration = configuration
         self.clock = clock
-        self.elapsed = Self.elapsedTime(on: clock)
+        self.elapsed = Timeline(clock: clock).now
         self.process = process
     }
 
-    private static func elapsedTime<C: Clock<Duration>>(on clock: C) -> @Sendable () -> Duration {
-        let start = clock.now
-        return { start.duration(to: clock.now) }
-    }
 
     /// Processes `input` with its peers and returns its output.
     ///

@@ -61,7 +61,7 @@ public final class SlidingWindowRateLimiter: RateLimiter {
     /// - Parameter clock: the clock windows are measured on; tests pass a manual one.
     public init(configuration: Configuration = Configuration(), clock: any Clock<Duration> = ContinuousClock()) {
         self.configuration = configuration
-        self.elapsed = Self.elapsedTime(on: clock)
+        self.elapsed = Timeline(clock: clock).now
         self.state = Mutex(State(sweepThreshold: configuration.maxTrackedUsers))
     }
 
@@ -70,10 +70,6 @@ public final class SlidingWindowRateLimiter: RateLimiter {
         self.init(configuration: Configuration(policy: policy), clock: clock)
     }
 
-    private static func elapsedTime<C: Clock<Duration>>(on clock: C) -> @Sendable () -> Duration {
-        let start = clock.now
-        return { start.duration(to: clock.now) }
-    }
 
     public func acquire(user: String, tier: Tier, cost: Int) async -> RateLimitDecision {
         acquireNow(user: user, tier: tier, cost: cost)

@@ -38,13 +38,9 @@ public final class ActiveUsers: Sendable {
         self.window = window
         self.maxTracked = maxTracked
         self.sweepInterval = min(.seconds(1), window / 10)
-        self.elapsed = Self.elapsedTime(on: clock)
+        self.elapsed = Timeline(clock: clock).now
     }
 
-    private static func elapsedTime<C: Clock<Duration>>(on clock: C) -> @Sendable () -> Duration {
-        let start = clock.now
-        return { start.duration(to: clock.now) }
-    }
 
     /// Marks `user` as seen now.
     public func record(_ user: String) {
