@@ -3,6 +3,7 @@
 #   build  – the Swift toolchain must be present (it is on these machines; not installable via apt)
 #   corpus – Debian's fortunes package: real text by others, the reference corpus (pruning
 #            frequencies, agreement) and the JSON Lines smoke run
+#   redis  – a throwaway redis-server (with redis-cli) for the Redis integration tests
 set -euo pipefail
 phase="${1:-build}"
 
@@ -14,10 +15,15 @@ case "$phase" in
     command -v swift >/dev/null || { echo "ensure-deps: swift is not on PATH (expected at /opt/swift)" >&2; exit 1; }
     want libsqlite3-dev   # the embedded store (CSQLite)
     want pkg-config       # SwiftPM finds sqlite3's flags through it
+    want libhiredis-dev   # the Redis client (CHiredis)
     ;;
   corpus|smoke)
     want fortunes
     want python3
+    ;;
+  redis)
+    want redis-server     # scripts/redis-server.sh; pulls in redis-tools (redis-cli)
+    want python3          # scripts/redis-server.sh picks a free port with it
     ;;
   *) echo "ensure-deps: unknown phase $phase" >&2; exit 2 ;;
 esac

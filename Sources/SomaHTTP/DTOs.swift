@@ -22,6 +22,8 @@ struct TextBody: Decodable, Sendable {
 struct WarmBody: Decodable, Sendable {
     var texts: [String]?
     var modules: [String]?
+    /// How many of the most active users' profiles to preload.
+    var users: Int?
 }
 
 enum Validation {

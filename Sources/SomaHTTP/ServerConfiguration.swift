@@ -30,6 +30,16 @@ public struct ServerConfiguration: Sendable {
     /// `SOMA_CACHE_BYTES` (128 MiB) and `SOMA_CACHE_TTL_SECONDS` (3600).
     public var cacheBytes = 128 << 20
     public var cacheTTL: Duration = .seconds(3600)
+    /// `REDIS_URL` (redis://[:password@]host:port[/db]): L2 cache and shared rate limits. Unset: the
+    /// embedded default (in-process cache and limits only).
+    public var redisURL: String?
+    /// `SOMA_REDIS_POOL` (4), `SOMA_REDIS_TIMEOUT_MS` (250: connect and command timeout).
+    public var redisPoolSize = 4
+    public var redisTimeout: Duration = .milliseconds(250)
+    /// The circuit breaker around Redis.
+    public var redisBreaker = CircuitBreakerConfiguration()
+    /// The local fallback cache file while Redis is down (`<state>/cache.sqlite`; `SOMA_FALLBACK_CACHE_BYTES`, 256 MiB).
+    public var fallbackCacheBytes = 256 << 20
     /// `SOMA_CACHE_SCOPE`: `shared` (analysis entries are content-addressed and shared) or `user`.
     public var cacheScope: AnalysisService.Configuration.CacheScope = .shared
     /// Per-user data (profile) lives shorter in L1 (`SOMA_USER_CACHE_TTL_SECONDS`, 60).
@@ -94,6 +104,16 @@ public struct ServerConfiguration: Sendable {
         if let n = try int("SOMA_CACHE_BYTES", min: 0) { c.cacheBytes = n }
         if let n = try int("SOMA_CACHE_TTL_SECONDS", min: 1) { c.cacheTTL = .seconds(n) }
         if let n = try int("SOMA_USER_CACHE_TTL_SECONDS", min: 1) { c.userCacheTTL = .seconds(n) }
+        c.redisURL = value("REDIS_URL")
+        if let n = try int("SOMA_REDIS_POOL", min: 1) { c.redisPoolSize = n }
+        if let n = try int("SOMA_REDIS_TIMEOUT_MS", min: 1) { c.redisTimeout = .milliseconds(n) }
+        if let n = try int("SOMA_FALLBACK_CACHE_BYTES", min: 0) { c.fallbackCacheBytes = n }
+        // The breaker around Redis (resilience4j semantics; see CircuitBreakerConfiguration).
+        if let n = try int("SOMA_REDIS_BREAKER_WINDOW", min: 1) { c.redisBreaker.slidingWindowSize = n }
+        if let n = try int("SOMA_REDIS_BREAKER_MIN_CALLS", min: 1) { c.redisBreaker.minimumNumberOfCalls = n }
+        if let n = try int("SOMA_REDIS_BREAKER_FAILURE_PERCENT", min: 1) { c.redisBreaker.failureRateThreshold = Double(n) }
+        if let n = try int("SOMA_REDIS_BREAKER_WAIT_MS", min: 1) { c.redisBreaker.waitDurationInOpenState = .milliseconds(n) }
+        if let n = try int("SOMA_REDIS_SLOW_CALL_MS", min: 1) { c.redisBreaker.slowCallDurationThreshold = .milliseconds(n) }
         if let raw = value("SOMA_CACHE_SCOPE") {
             guard let scope = AnalysisService.Configuration.CacheScope(rawValue: raw.lowercased()) else {
                 throw ConfigurationError.invalid("SOMA_CACHE_SCOPE", raw)

@@ -11,8 +11,8 @@ struct SomaAPI: Sendable {
     let store: any Store
     let limiter: any RateLimiter
     let metrics: SomaMetrics
-    let userCache: L1Cache<[UInt8]>
-    let profiles: ProfileBuilder
+    let profiles: ProfileService
+    let warmer: CacheWarmer
     let readiness: Readiness
     let activeUsers: ActiveUsers
     let startedAt: ContinuousClock.Instant
@@ -200,7 +200,7 @@ struct SomaAPI: Sendable {
         let stored = try await store.insertEntry(entry, idempotencyKey: key)
         if case .inserted = stored {
             metrics.increment(SomaMetrics.Name.entriesWritten, [("persisted", "stored")])
-            invalidateProfile(identity.user)
+            await invalidateProfile(identity.user)
         }
         let response = JSONIO.object { w in
             w.key("request_id"); w.string(context.requestID)
@@ -242,7 +242,7 @@ struct SomaAPI: Sendable {
         guard try await store.deleteEntry(user: identity.user, id: id) else {
             throw APIError(.notFound, "no entry \(id.prefix(64)) for this user")
         }
-        invalidateProfile(identity.user)
+        await invalidateProfile(identity.user)
         let body = JSONIO.object { w in
             w.key("request_id"); w.string(context.requestID)
             w.key("user_id"); w.string(identity.user)
@@ -256,7 +256,7 @@ struct SomaAPI: Sendable {
         let identity = context.identity!
         try await spend(context, cost: 1)
         let erased = try await store.deleteUser(identity.user)
-        let cacheEntries = userCache.removeAll { $0.userID == identity.user }
+        let cacheEntries = await service.cache.invalidateUser(identity.user)
         let body = JSONIO.object { w in
             w.key("request_id"); w.string(context.requestID)
             w.key("user_id"); w.string(identity.user)
@@ -272,26 +272,7 @@ struct SomaAPI: Sendable {
     private func profile(_ request: Request, _ context: SomaRequestContext) async throws -> Response {
         let identity = context.identity!
         try await spend(context, cost: 1)
-        let key = CacheKey.user(identity.user, "profile")
-        let cached: Bool
-        let document: [UInt8]
-        if let hit = userCache.get(key) {
-            metrics.cache(layer: "l1", hit: true)
-            (cached, document) = (true, hit)
-        } else {
-            metrics.cache(layer: "l1", hit: false)
-            let entries = try await store.recentEntries(user: identity.user, limit: configuration.profileEntries)
-            let built = try profiles.build(entries: entries)
-            let updated = Date()
-            let profileJSON = built.json()
-            document = JSONIO.object { w in
-                w.key("updated_at"); w.string(Self.timestamp(updated))
-                w.key("profile"); w.raw(profileJSON)
-            }
-            try await store.saveProfile(ProfileSnapshot(userID: identity.user, snapshot: profileJSON, updatedAt: updated))
-            userCache.set(key, document, cost: document.count + 64, ttl: configuration.userCacheTTL)
-            cached = false
-        }
+        let (document, cached) = try await profiles.document(for: identity.user)
         let body = JSONIO.object { w in
             w.key("request_id"); w.string(context.requestID)
             w.key("user_id"); w.string(identity.user)
@@ -302,8 +283,8 @@ struct SomaAPI: Sendable {
         return JSONIO.response(.ok, body)
     }
 
-    private func invalidateProfile(_ user: String) {
-        _ = userCache.remove(CacheKey.user(user, "profile"))
+    private func invalidateProfile(_ user: String) async {
+        await service.cache.invalidateUser(user)
     }
 
     private func writeEntry(_ w: inout JSONWriter, _ entry: Entry) {
@@ -324,9 +305,11 @@ struct SomaAPI: Sendable {
 
     private func health(_ context: SomaRequestContext) async throws -> Response {
         let storeUp = await store.isHealthy()
+        let cache = service.cache
+        let redisState = cache.remote == nil ? nil : (cache.remoteHealthy ? "up" : "fallback")
         let phase = readiness.current
         let body = JSONIO.object { w in
-            w.key("status"); w.string(storeUp ? "ok" : "degraded")
+            w.key("status"); w.string(storeUp && redisState != "fallback" ? "ok" : "degraded")
             w.key("instance_id"); w.string(configuration.instanceID)
             w.key("version"); w.string(version)
             w.key("model_version"); w.string(service.modelVersion)
@@ -341,6 +324,12 @@ struct SomaAPI: Sendable {
             w.key("kind"); w.string("memory")
             w.key("state"); w.string("up")
             w.endObject()
+            if let redisState {
+                w.key("redis"); w.beginObject()
+                w.key("kind"); w.string("redis")
+                w.key("state"); w.string(redisState)
+                w.endObject()
+            }
             w.endObject()
         }
         return JSONIO.response(.ok, body)
@@ -413,7 +402,7 @@ struct SomaAPI: Sendable {
 
     private func warm(_ request: Request, _ context: SomaRequestContext) async throws -> Response {
         let raw = try await JSONIO.body(of: request, limit: configuration.maxBodyBytes * 16, requireJSON: false)
-        var body = WarmBody(texts: nil, modules: nil)
+        var body = WarmBody(texts: nil, modules: nil, users: nil)
         if !raw.isEmpty {
             guard let type = request.headers[.contentType], JSONIO.isJSON(type) else {
                 throw APIError(.unsupportedMediaType, "the body must be JSON (Content-Type: application/json)")
@@ -423,16 +412,22 @@ struct SomaAPI: Sendable {
             }
         }
         let modules = try Validation.modules(body.modules, field: "modules")
-        var warmed = 0, skipped = 0
-        for text in body.texts ?? [] {
-            guard text.contains(where: { !$0.isWhitespace }) else { skipped += 1; continue }
-            let outcome = try await run(text, modules: modules, identity: Identity(user: "admin:warm", tier: .free), deadline: service.now() + configuration.maxDeadline)
-            if outcome.degraded != nil { skipped += 1 } else { warmed += 1 }
+        if let users = body.users, !(0...10_000).contains(users) {
+            throw APIError(.validationFailed, "users must be from 0 to 10000", field: "users")
+        }
+        var report: CacheWarmer.Report
+        let given = body.texts ?? []
+        do {
+            report = try await warmer.warm(texts: CacheWarmer.rankedByFrequency(given), modules: modules, users: body.users ?? 0, deadline: configuration.maxDeadline)
+            report.skipped += given.count { !$0.contains(where: { !$0.isWhitespace }) }
+        } catch is AdmissionRefusal {
+            throw APIError(.overloaded, "the service is overloaded; warm later", retryAfter: .seconds(1))
         }
         return reply(.ok, context) { w in
-            w.key("texts"); w.number(warmed)
-            w.key("entries"); w.number(warmed * modules.count)
-            w.key("skipped"); w.number(skipped)
+            w.key("texts"); w.number(report.texts)
+            w.key("entries"); w.number(report.entries)
+            w.key("skipped"); w.number(report.skipped)
+            w.key("users"); w.number(report.users)
         }
     }
 

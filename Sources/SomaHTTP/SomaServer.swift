@@ -18,6 +18,8 @@ public struct SomaServer: Sendable {
     public let readiness: Readiness
     public let service: AnalysisService
     public let store: any Store
+    /// Preloads frequent texts and active users' profiles (`soma warm-cache`).
+    public let warmer: CacheWarmer
     public let prometheus: PrometheusCollectorRegistry
     /// Background work beside the server: idle-model sweeps, limiter and cache pruning.
     public let maintenance: MaintenanceService
@@ -87,31 +89,63 @@ public struct SomaServer: Sendable {
         }
 
         let sessions = SessionManager(configuration: configuration.admission, clock: clock)
+        let local = SlidingWindowRateLimiter(policy: configuration.tiers, clock: clock)
+        var redis: (client: RedisClient, breaker: CircuitBreaker, cache: RedisCache, fallback: SQLiteCache)?
+        if let url = configuration.redisURL {
+            let client = try RedisClient(
+                url: url, poolSize: configuration.redisPoolSize,
+                connectTimeout: configuration.redisTimeout, commandTimeout: configuration.redisTimeout,
+                clientName: "soma-\(configuration.instanceID)")
+            let breaker = CircuitBreaker(name: "redis", configuration: configuration.redisBreaker, clock: clock) { from, to in
+                metrics.set(SomaMetrics.Name.circuitState, [("dependency", "redis")], Double(to.stateValue))
+                logger.warning("redis circuit breaker", metadata: ["soma.from": .string("\(from)"), "soma.to": .string("\(to)")])
+            }
+            metrics.set(SomaMetrics.Name.circuitState, [("dependency", "redis")], 0)
+            let fallback = try SQLiteCache(
+                path: configuration.stateDirectory.appendingPathComponent("cache.sqlite").path,
+                maxBytes: configuration.fallbackCacheBytes)
+            redis = (client, breaker, RedisCache(client: client), fallback)
+            do { try await client.ping() } catch {
+                // Not fatal: the instance serves on its fallbacks and the breaker finds Redis when it returns.
+                logger.warning("redis is not reachable at start; serving on the local fallbacks", metadata: ["soma.error": .string("\(error)")])
+            }
+        }
+        let cache = TieredCache(
+            configuration: .init(ttl: configuration.cacheTTL, userTTL: configuration.userCacheTTL),
+            l1: L1Cache(configuration: .init(maxBytes: configuration.cacheBytes, defaultTTL: configuration.cacheTTL), clock: clock),
+            remote: redis?.cache, fallback: redis?.fallback, breaker: redis?.breaker,
+            metrics: metrics
+        )
+        let limiter: any RateLimiter = redis.map {
+            ResilientRateLimiter(shared: RedisRateLimiter(client: $0.client, policy: configuration.tiers), local: local, breaker: $0.breaker, metrics: metrics)
+        } ?? local
         let service = AnalysisService(
-            catalog: catalog, registry: registry, sessions: sessions,
-            configuration: .init(cache: .init(maxBytes: configuration.cacheBytes, defaultTTL: configuration.cacheTTL), cacheScope: configuration.cacheScope, beforeModule: beforeModule),
-            metrics: metrics, clock: clock
+            catalog: catalog, registry: registry, sessions: sessions, cache: cache,
+            configuration: .init(cacheScope: configuration.cacheScope, beforeModule: beforeModule),
+            metrics: metrics
         )
         let store = try store ?? SQLiteStore(path: configuration.resolvedSQLitePath, logger: logger)
         try await store.migrate()
-        let limiter = SlidingWindowRateLimiter(policy: configuration.tiers, clock: clock)
-        let userCache = L1Cache<[UInt8]>(configuration: .init(maxBytes: max(1 << 20, configuration.cacheBytes / 8), defaultTTL: configuration.userCacheTTL), clock: clock)
         let readiness = Readiness()
         let activeUsers = ActiveUsers(clock: clock)
         let inFlight = InFlightCounter(metrics: metrics)
         let process = ProcessMetrics(registry: prometheus, stateDirectory: configuration.stateDirectory)
 
+        let profiles = ProfileService(store: store, cache: cache, builder: ProfileBuilder(), entryLimit: configuration.profileEntries)
+        let warmer = CacheWarmer(service: service, profiles: profiles, metrics: metrics)
         let api = SomaAPI(
             configuration: configuration, service: service, store: store, limiter: limiter, metrics: metrics,
-            userCache: userCache, profiles: ProfileBuilder(), readiness: readiness, activeUsers: activeUsers,
+            profiles: profiles, warmer: warmer, readiness: readiness, activeUsers: activeUsers,
             startedAt: .now, version: version,
             metricsText: {
                 process.refresh()
                 metrics.set(SomaMetrics.Name.activeUsers, [], Double(activeUsers.count()))
-                metrics.set(SomaMetrics.Name.instanceStatus, [], readiness.current == .ready ? 2 : readiness.current == .draining ? 0 : 1)
+                // 2 ok, 1 degraded (ready, a fallback serves), 0 not ready (starting or draining).
+                let degraded = cache.remote != nil && !cache.remoteHealthy
+                metrics.set(SomaMetrics.Name.instanceStatus, [], readiness.current != .ready ? 0 : degraded ? 1 : 2)
                 for tier in Tier.allCases { metrics.queueDepth(tier: tier, sessions.queuedCount(tier: tier)) }
-                metrics.set(SomaMetrics.Name.cacheBytes, [("layer", "l1")], Double(service.cache.bytes))
-                metrics.set(SomaMetrics.Name.cacheEntries, [("layer", "l1")], Double(service.cache.count))
+                metrics.set(SomaMetrics.Name.cacheBytes, [("layer", "l1")], Double(cache.l1.bytes))
+                metrics.set(SomaMetrics.Name.cacheEntries, [("layer", "l1")], Double(cache.l1.count))
                 return prometheus.emitToBuffer()
             }
         )
@@ -136,9 +170,9 @@ public struct SomaServer: Sendable {
             logger.warning("no SOMA_SERVICE_TOKEN configured: authentication is off, callers are 'anonymous' unless they send X-User-Id")
         }
         return SomaServer(
-            configuration: configuration, application: application, readiness: readiness, service: service, store: store,
+            configuration: configuration, application: application, readiness: readiness, service: service, store: store, warmer: warmer,
             prometheus: prometheus,
-            maintenance: MaintenanceService(service: service, limiter: limiter, userCache: userCache, logger: logger),
+            maintenance: MaintenanceService(service: service, limiter: local, logger: logger),
             drain: DrainService(readiness: readiness, delay: configuration.drainDelay, logger: logger)
         )
     }
@@ -149,7 +183,6 @@ public struct SomaServer: Sendable {
 public struct MaintenanceService: Service {
     let service: AnalysisService
     let limiter: SlidingWindowRateLimiter
-    let userCache: L1Cache<[UInt8]>
     let logger: Logger
     var interval: Duration = .seconds(10)
 
@@ -162,8 +195,7 @@ public struct MaintenanceService: Service {
                     logger.info("unloaded idle models", metadata: ["soma.modules": .string(unloaded.map(\.rawValue).joined(separator: ","))])
                 }
                 _ = limiter.pruneIdleUsers()
-                _ = service.cache.purgeExpired()
-                _ = userCache.purgeExpired()
+                _ = service.cache.l1.purgeExpired()
             }
         }
     }

@@ -481,7 +481,7 @@ struct OpenAPIValidatorTests {
         check("POST", "/admin/models/emotion/load", 200, #"{"request_id": "r", "changed": true, "model": \#(model)}"#)
         check("POST", "/admin/models/emotion/unload", 200, #"{"request_id": "r", "changed": false, "model": \#(model)}"#)
         check("POST", "/admin/init-schema", 200, #"{"request_id": "r", "schema": "ok"}"#)
-        check("POST", "/admin/cache/warm", 200, #"{"request_id": "r", "texts": 10, "entries": 50, "skipped": 0}"#)
+        check("POST", "/admin/cache/warm", 200, #"{"request_id": "r", "texts": 10, "entries": 50, "skipped": 0, "users": 0}"#)
         let badModel = model.replacingOccurrences(of: #""bytes": 48213"#, with: #""bytes": "48213""#)
         #expect(doc.validateResponse(method: "GET", path: "/admin/models", status: 200, body: Data(#"{"request_id": "r", "models": [\#(badModel)]}"#.utf8))
             == ["$.models[0].bytes: expected integer, got string"])

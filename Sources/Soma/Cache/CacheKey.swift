@@ -49,6 +49,15 @@ public struct CacheKey: Hashable, Sendable, CustomStringConvertible {
         CacheKey(.analysis(module, modelVersion: modelVersion, text: SHA256.hash(normalizedText)))
     }
 
+    /// The names of every per-user entry the service writes: erasing a user deletes exactly these,
+    /// with no scan over the key space.
+    public static let userEntryNames = ["profile"]
+
+    /// Every per-user key of `userID`.
+    public static func userEntries(of userID: String) -> [CacheKey] {
+        userEntryNames.map { user(userID, $0) }
+    }
+
     /// The key of the per-user entry `name` (e.g. "profile") of `userID`.
     public static func user(_ userID: String, _ name: String) -> CacheKey {
         CacheKey(.user(userID, name: name))

@@ -81,18 +81,15 @@ public final class AnalysisService: Sendable {
             case shared, user
         }
 
-        public var cache: L1Cache<[UInt8]>.Configuration
         public var cacheScope: CacheScope = .shared
         /// Called before each module runs on the full path: an instrumentation point for tests and
         /// fault injection (delay a module, block until released). `nil` in production.
         public var beforeModule: (@Sendable (_ user: String, _ module: Module) async -> Void)?
 
         public init(
-            cache: L1Cache<[UInt8]>.Configuration = .init(maxBytes: 128 << 20, defaultTTL: .seconds(3600)),
             cacheScope: CacheScope = .shared,
             beforeModule: (@Sendable (_ user: String, _ module: Module) async -> Void)? = nil
         ) {
-            self.cache = cache
             self.cacheScope = cacheScope
             self.beforeModule = beforeModule
         }
@@ -101,7 +98,7 @@ public final class AnalysisService: Sendable {
     public let catalog: ModelCatalog
     public let registry: ModelRegistry
     public let sessions: SessionManager
-    public let cache: L1Cache<[UInt8]>
+    public let cache: TieredCache
     private let configuration: Configuration
     private let metrics: SomaMetrics
     private let textPipeline = TextPipeline()
@@ -111,16 +108,16 @@ public final class AnalysisService: Sendable {
         catalog: ModelCatalog,
         registry: ModelRegistry,
         sessions: SessionManager,
+        cache: TieredCache,
         configuration: Configuration = Configuration(),
-        metrics: SomaMetrics,
-        clock: any Clock<Duration> = ContinuousClock()
+        metrics: SomaMetrics
     ) {
         self.catalog = catalog
         self.registry = registry
         self.sessions = sessions
         self.configuration = configuration
         self.metrics = metrics
-        self.cache = L1Cache(configuration: configuration.cache, clock: clock)
+        self.cache = cache
     }
 
     /// Now on the time line deadlines are given in.
@@ -141,6 +138,12 @@ public final class AnalysisService: Sendable {
 
     public func analyze(_ request: AnalysisRequest) async throws -> AnalysisOutcome {
         let start = now()
+        var outcome = try await serve(request, start: start)
+        outcome.timings.insert(("total", milliseconds(now() - start)), at: 0)
+        return outcome
+    }
+
+    private func serve(_ request: AnalysisRequest, start: Duration) async throws -> AnalysisOutcome {
         let normalized = TextNormalizer.normalize(request.text)
         var outcome = AnalysisOutcome()
         var missing: [Module] = []
@@ -151,20 +154,20 @@ public final class AnalysisService: Sendable {
             keys[module] = made
             return made
         }
-        for module in request.modules {
-            if let hit = cache.get(key(module)) {
-                outcome.results[module] = hit
-                outcome.cache[module] = .l1
-                metrics.cache(layer: "l1", hit: true)
+        let hits = await cache.get(request.modules.map(key))
+        for (module, hit) in zip(request.modules, hits) {
+            if let hit {
+                outcome.results[module] = hit.value
+                outcome.cache[module] = hit.source
             } else {
                 outcome.cache[module] = .miss
-                metrics.cache(layer: "l1", hit: false)
                 missing.append(module)
             }
         }
-        defer { outcome.timings.insert(("total", milliseconds(now() - start)), at: 0) }
         guard !missing.isEmpty else { return outcome }
 
+        // Computed results, written to the cache layers once the answer is known.
+        var fills: [(key: CacheKey, value: [UInt8])] = []
         // Emotion first: it is the basic response if the deadline cuts the rest short.
         missing.sort { ($0 == .emotion ? 0 : 1, $0) < ($1 == .emotion ? 0 : 1, $1) }
         do {
@@ -177,7 +180,8 @@ public final class AnalysisService: Sendable {
                         outcome.degraded = .deadline
                         break
                     }
-                    try await run(module, on: doc, key: key(module), into: &outcome, hookUser: request.user)
+                    let json = try await run(module, on: doc, into: &outcome, hookUser: request.user)
+                    fills.append((key(module), json))
                 }
             }
             recordQueueDepth()
@@ -200,17 +204,21 @@ public final class AnalysisService: Sendable {
                 // The basic response: emotion, outside the queue (it costs well under a millisecond).
                 do {
                     let doc = textPipeline.process(normalized: normalized)
-                    try await run(.emotion, on: doc, key: key(.emotion), into: &outcome, hookUser: nil)
+                    let json = try await run(.emotion, on: doc, into: &outcome, hookUser: nil)
+                    fills.append((key(.emotion), json))
                     if outcome.cache[.emotion] == nil { outcome.cache[.emotion] = .miss }
                 } catch {
                     if outcome.results.isEmpty { throw AnalysisServiceError(reason: reason) }
                 }
             }
         }
+        // A failing layer below L1 costs no answer: the tiered cache swallows its errors.
+        await cache.set(fills)
         return outcome
     }
 
-    private func run(_ module: Module, on doc: Document, key: CacheKey, into outcome: inout AnalysisOutcome, hookUser user: String?) async throws {
+    /// Runs one module and records its result and timing; returns the result JSON.
+    private func run(_ module: Module, on doc: Document, into outcome: inout AnalysisOutcome, hookUser user: String?) async throws -> [UInt8] {
         if let user, let before = configuration.beforeModule { await before(user, module) }
         let model = try await registry.acquire(module)
         let started = now()
@@ -222,7 +230,7 @@ public final class AnalysisService: Sendable {
         metrics.module(module, duration: elapsed)
         outcome.timings.append((module.rawValue, milliseconds(elapsed)))
         outcome.results[module] = json
-        cache.set(key, json, cost: json.count + 96)
+        return json
     }
 
     private func recordQueueDepth() {

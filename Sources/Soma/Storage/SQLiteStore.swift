@@ -308,6 +308,16 @@ public final class SQLiteStore: Store {
         }
     }
 
+    public func mostActiveUsers(limit: Int) async throws -> [String] {
+        guard limit > 0 else { return [] }
+        return try withConnection { db throws(StoreError) in
+            try db.query(
+                "SELECT user_id, COUNT(*) AS n FROM entries GROUP BY user_id ORDER BY n DESC, user_id LIMIT ?",
+                [.integer(Int64(clamping: limit))]
+            ) { row throws(StoreError) in row.text(0) }
+        }
+    }
+
     // MARK: - Profiles
 
     public func profile(user: String) async throws -> ProfileSnapshot? {

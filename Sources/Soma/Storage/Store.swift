@@ -133,6 +133,10 @@ public protocol Store: Sendable {
     /// from.
     func recentEntries(user: String, limit: Int) async throws -> [Entry]
 
+    /// The users with the most entries, most first (ties by user id): whose profiles cache warming
+    /// preloads.
+    func mostActiveUsers(limit: Int) async throws -> [String]
+
     /// The stored profile snapshot of the user, if any.
     func profile(user: String) async throws -> ProfileSnapshot?
 

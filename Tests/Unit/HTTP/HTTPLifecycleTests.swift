@@ -18,7 +18,7 @@ struct HTTPLifecycleTests {
         })
         defer { TestServer.cleanup(server) }
         let group = ServiceGroup(configuration: .init(services: server.services.map { .init(service: $0) }, logger: Logger(label: "test")))
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        let client = HTTPClient.shared
 
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
@@ -50,7 +50,6 @@ struct HTTPLifecycleTests {
             #expect(json?["degraded"] as? Bool == false)
             try await tasks.waitForAll()
         }
-        try await client.shutdown()
     }
 
     /// The real binary: SIGTERM while a request runs → that request completes, the process exits 0.
@@ -75,7 +74,7 @@ struct HTTPLifecycleTests {
         defer { if process.isRunning { process.terminate() } }
 
         let port = try await Self.listeningPort(log, process)
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        let client = HTTPClient.shared
         let base = "http://127.0.0.1:\(port)"
         async let inFlight: HTTPClientResponse = {
             var request = HTTPClientRequest(url: base + "/v1/analyze")
@@ -97,7 +96,6 @@ struct HTTPLifecycleTests {
         let body = try await response.body.collect(upTo: 1 << 20)
         let json = try JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any]
         #expect((json?["results"] as? [String: Any])?.count == 5)
-        try await client.shutdown()
         try await eventually(.seconds(20)) { !process.isRunning }
         #expect(process.terminationReason == .exit)
         #expect(process.terminationStatus == 0)

@@ -25,6 +25,8 @@ struct HTTPRoutesTests {
             let second = try await client.post("/v1/analyze", #"{"text": "\#(sampleText)"}"#)
             #expect(second.json["cached"] as? Bool == true)
             #expect((second.json["cache"] as? [String: String])?.values.allSatisfy { $0 == "l1" } == true)
+            #expect((second.json["timings_ms"] as? [String: Any])?["total"] != nil, "a cached answer has its total time too")
+            #expect((first.json["timings_ms"] as? [String: Any])?.keys.contains("queue") == true)
             #expect((second.results["emotion"] as? NSDictionary) == (first.results["emotion"] as? NSDictionary))
             #expect(second.results["emotion"] != nil)
         }
