@@ -15,8 +15,8 @@ all: build
 help:
 	@echo "make run     build (release) and serve the HTTP API on 127.0.0.1:8788 (embedded SQLite + in-process cache)"
 	@echo "make analyze build (release) and analyse TEXT='...' or standard input"
-	@echo "make test    build, unit and HTTP tests (accuracy table included), Redis integration tests against a real"
-	@echo "             redis-server started on a free loopback port, JSON Lines smoke over 10,000 real texts"
+	@echo "make test    build, unit and HTTP tests (accuracy table included), integration tests against a real"
+	@echo "             redis-server and PostgreSQL started on free loopback ports, JSON Lines smoke over 10,000 texts"
 	@echo "make models  compile the served models (FP16 + pruning) into $(MODELS_DIR) and print the trade-off report"
 	@echo "make bench   package-benchmark suites (Benchmarks/), p50/p90/p99 and SLO/budget gates; fails on a breach"
 	@echo "make bench-slowdown   the gates with SOMA_SLOWDOWN set: must go red (proves the gates can fail)"
@@ -38,6 +38,7 @@ release: deps
 unit: deps
 	@scripts/ensure-deps.sh corpus
 	@scripts/ensure-deps.sh redis
+	@scripts/ensure-deps.sh postgres
 	$(SWIFT_ENV) $(SWIFT) build --build-tests
 	$(SWIFT_ENV) $(SWIFT) test --skip-build --filter UnitTests
 	@# Integration suites start real servers and several soma processes: one suite at a time.

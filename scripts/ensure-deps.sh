@@ -4,6 +4,7 @@
 #   corpus – Debian's fortunes package: real text by others, the reference corpus (pruning
 #            frequencies, agreement) and the JSON Lines smoke run
 #   redis  – a throwaway redis-server (with redis-cli) for the Redis integration tests
+#   postgres – a throwaway PostgreSQL server for the PostgreSQL integration tests
 set -euo pipefail
 phase="${1:-build}"
 
@@ -16,6 +17,7 @@ case "$phase" in
     want libsqlite3-dev   # the embedded store (CSQLite)
     want pkg-config       # SwiftPM finds sqlite3's flags through it
     want libhiredis-dev   # the Redis client (CHiredis)
+    want libpq-dev        # the PostgreSQL client (CLibPQ)
     ;;
   corpus|smoke)
     want fortunes
@@ -24,6 +26,10 @@ case "$phase" in
   redis)
     want redis-server     # scripts/redis-server.sh; pulls in redis-tools (redis-cli)
     want python3          # scripts/redis-server.sh picks a free port with it
+    ;;
+  postgres)
+    want postgresql       # scripts/postgres-server.sh (initdb, pg_ctl, pg_isready, createdb)
+    want python3          # scripts/postgres-server.sh picks a free port with it
     ;;
   *) echo "ensure-deps: unknown phase $phase" >&2; exit 2 ;;
 esac

@@ -49,6 +49,10 @@ enum Validation {
         guard text.contains(where: { !$0.isWhitespace }) else {
             throw APIError(.validationFailed, "\(field) must not be empty", field: field)
         }
+        guard !text.utf8.contains(0) else {
+            // PostgreSQL text cannot hold NUL; refusing it here keeps both stores alike.
+            throw APIError(.validationFailed, "\(field) must not contain NUL characters", field: field)
+        }
         let bytes = text.utf8.count
         guard bytes <= limits.maxTextBytes else {
             throw APIError(.payloadTooLarge, "\(field) is \(bytes) bytes; the \(tier.rawValue) tier allows \(limits.maxTextBytes)", field: field)

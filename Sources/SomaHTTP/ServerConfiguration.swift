@@ -30,6 +30,14 @@ public struct ServerConfiguration: Sendable {
     /// `SOMA_CACHE_BYTES` (128 MiB) and `SOMA_CACHE_TTL_SECONDS` (3600).
     public var cacheBytes = 128 << 20
     public var cacheTTL: Duration = .seconds(3600)
+    /// `DATABASE_URL` (postgresql://user:pass@host:port/db): entries and profiles in PostgreSQL, with
+    /// the local outbox while it is unavailable. Unset: the embedded SQLite store.
+    public var databaseURL: String?
+    /// `SOMA_DB_POOL` (8), `SOMA_DB_TIMEOUT_MS` (2000: connect and statement timeout).
+    public var databasePoolSize = 8
+    public var databaseTimeout: Duration = .seconds(2)
+    /// The circuit breaker around PostgreSQL.
+    public var databaseBreaker = CircuitBreakerConfiguration()
     /// `REDIS_URL` (redis://[:password@]host:port[/db]): L2 cache and shared rate limits. Unset: the
     /// embedded default (in-process cache and limits only).
     public var redisURL: String?
@@ -104,6 +112,14 @@ public struct ServerConfiguration: Sendable {
         if let n = try int("SOMA_CACHE_BYTES", min: 0) { c.cacheBytes = n }
         if let n = try int("SOMA_CACHE_TTL_SECONDS", min: 1) { c.cacheTTL = .seconds(n) }
         if let n = try int("SOMA_USER_CACHE_TTL_SECONDS", min: 1) { c.userCacheTTL = .seconds(n) }
+        c.databaseURL = value("DATABASE_URL")
+        if let n = try int("SOMA_DB_POOL", min: 1) { c.databasePoolSize = n }
+        if let n = try int("SOMA_DB_TIMEOUT_MS", min: 1) { c.databaseTimeout = .milliseconds(n) }
+        if let n = try int("SOMA_DB_BREAKER_WINDOW", min: 1) { c.databaseBreaker.slidingWindowSize = n }
+        if let n = try int("SOMA_DB_BREAKER_MIN_CALLS", min: 1) { c.databaseBreaker.minimumNumberOfCalls = n }
+        if let n = try int("SOMA_DB_BREAKER_WAIT_MS", min: 1) { c.databaseBreaker.waitDurationInOpenState = .milliseconds(n) }
+        // Database calls are slower than cache calls: a call is slow at a quarter of the timeout.
+        c.databaseBreaker.slowCallDurationThreshold = max(.milliseconds(100), c.databaseTimeout / 4)
         c.redisURL = value("REDIS_URL")
         if let n = try int("SOMA_REDIS_POOL", min: 1) { c.redisPoolSize = n }
         if let n = try int("SOMA_REDIS_TIMEOUT_MS", min: 1) { c.redisTimeout = .milliseconds(n) }

@@ -9,6 +9,8 @@ struct SomaAPI: Sendable {
     let configuration: ServerConfiguration
     let service: AnalysisService
     let store: any Store
+    /// With PostgreSQL: where entries go while it is unavailable.
+    let outbox: Outbox?
     let limiter: any RateLimiter
     let metrics: SomaMetrics
     let profiles: ProfileService
@@ -196,19 +198,37 @@ struct SomaAPI: Sendable {
         }
         let now = UnixMilliseconds.rounded(Date())
         let entry = Entry(id: EntryID.generate(now: now), userID: identity.user, text: body.text, createdAt: now, analysis: outcome.resultsJSON(), modelVersion: service.modelVersion)
-        try await store.recordUser(identity.user, tier: identity.tier)
-        let stored = try await store.insertEntry(entry, idempotencyKey: key)
+        var persisted = "stored"
+        let stored: EntryInsertResult
+        if let outbox, let key, let queued = try outbox.queued(user: identity.user, idempotencyKey: key) {
+            // The same write is already waiting in the outbox: answer as the first time.
+            (stored, persisted) = (.existing(queued), "queued")
+        } else if let outbox, outbox.pendingCount > 0 {
+            // While a backlog drains, new writes queue behind it: the database receives every
+            // instance's writes in the order they were acknowledged.
+            (stored, persisted) = (try outbox.enqueue(entry, idempotencyKey: key), "queued")
+        } else {
+            do {
+                try await store.recordUser(identity.user, tier: identity.tier)
+                stored = try await store.insertEntry(entry, idempotencyKey: key)
+            } catch let error as StoreError where error.code == .unavailable && outbox != nil {
+                // PostgreSQL is unavailable: the entry is durable in this instance's outbox
+                // (fsync'd) and replayed in order once the database answers.
+                stored = try outbox!.enqueue(entry, idempotencyKey: key)
+                persisted = "queued"
+            }
+        }
         if case .inserted = stored {
-            metrics.increment(SomaMetrics.Name.entriesWritten, [("persisted", "stored")])
+            metrics.increment(SomaMetrics.Name.entriesWritten, [("persisted", persisted)])
             await invalidateProfile(identity.user)
         }
         let response = JSONIO.object { w in
             w.key("request_id"); w.string(context.requestID)
             w.key("user_id"); w.string(identity.user)
-            w.key("persisted"); w.string("stored")
+            w.key("persisted"); w.string(persisted)
             w.key("entry"); writeEntry(&w, stored.entry)
         }
-        return JSONIO.response(.created, response)
+        return JSONIO.response(persisted == "stored" ? .created : .accepted, response)
     }
 
     private func listEntries(_ request: Request, _ context: SomaRequestContext) async throws -> Response {
@@ -255,7 +275,9 @@ struct SomaAPI: Sendable {
     private func eraseUser(_ request: Request, _ context: SomaRequestContext) async throws -> Response {
         let identity = context.identity!
         try await spend(context, cost: 1)
-        let erased = try await store.deleteUser(identity.user)
+        var erased = try await store.deleteUser(identity.user)
+        // Queued writes too: a replay after the erase must not bring them back.
+        erased.entries += try outbox?.deleteUser(identity.user) ?? 0
         let cacheEntries = await service.cache.invalidateUser(identity.user)
         let body = JSONIO.object { w in
             w.key("request_id"); w.string(context.requestID)
@@ -317,9 +339,17 @@ struct SomaAPI: Sendable {
             w.key("draining"); w.bool(phase == .draining)
             w.key("dependencies"); w.beginObject()
             w.key("store"); w.beginObject()
-            w.key("kind"); w.string("sqlite")
-            w.key("state"); w.string(storeUp ? "up" : "down")
+            w.key("kind"); w.string(outbox == nil ? "sqlite" : "postgres")
+            // With PostgreSQL down, writes go to the outbox: the fallback serves.
+            w.key("state"); w.string(storeUp ? "up" : outbox == nil ? "down" : "fallback")
             w.endObject()
+            if let outbox {
+                w.key("outbox"); w.beginObject()
+                w.key("kind"); w.string("sqlite")
+                w.key("state"); w.string("up")
+                w.key("pending"); w.number(outbox.pendingCount)
+                w.endObject()
+            }
             w.key("cache"); w.beginObject()
             w.key("kind"); w.string("memory")
             w.key("state"); w.string("up")
@@ -346,7 +376,9 @@ struct SomaAPI: Sendable {
             // instance cannot either. Remote dependencies never make an instance unready.
             if !FileManager.default.isWritableFile(atPath: configuration.stateDirectory.path) {
                 (status, reason) = ("not_ready", "the state directory is not writable")
-            } else if !(await store.isHealthy()) {
+            } else if outbox == nil, !(await store.isHealthy()) {
+                // The embedded store is local state; a remote database never makes an instance
+                // unready (writes queue in the outbox, which lives in the state directory).
                 (status, reason) = ("not_ready", "local state is not usable")
             }
         }

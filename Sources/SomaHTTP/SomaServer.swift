@@ -26,6 +26,11 @@ public struct SomaServer: Sendable {
     /// Turns the instance not-ready on graceful shutdown and waits `drainDelay` before the server
     /// stops accepting.
     public let drain: DrainService
+    /// Replays the outbox into PostgreSQL (only with `DATABASE_URL`); stops after the server, so
+    /// entries acknowledged by the last requests are flushed if the database answers.
+    public let replayer: OutboxReplayer?
+    /// The local outbox (only with `DATABASE_URL`).
+    public let outbox: Outbox?
 
     /// Histogram buckets that resolve the fast path and the SLO (ARCHITECTURE §8).
     public static let latencyBuckets: [Duration] = [
@@ -36,7 +41,7 @@ public struct SomaServer: Sendable {
 
     /// The services in start order; graceful shutdown runs them in reverse: drain first (not
     /// ready, wait), then the server (stop accepting, finish in-flight requests), then maintenance.
-    public var services: [any Service] { [maintenance, application, drain] }
+    public var services: [any Service] { [maintenance] + (replayer.map { [$0] } ?? []) + [application, drain] }
 
     /// Builds an instance. Fails when the models cannot be loaded or the state directory or the
     /// store is not usable: an instance that cannot serve does not start.
@@ -98,6 +103,7 @@ public struct SomaServer: Sendable {
                 clientName: "soma-\(configuration.instanceID)")
             let breaker = CircuitBreaker(name: "redis", configuration: configuration.redisBreaker, clock: clock) { from, to in
                 metrics.set(SomaMetrics.Name.circuitState, [("dependency", "redis")], Double(to.stateValue))
+                metrics.increment(SomaMetrics.Name.circuitTransitions, [("dependency", "redis"), ("to", to.description)])
                 logger.warning("redis circuit breaker", metadata: ["soma.from": .string("\(from)"), "soma.to": .string("\(to)")])
             }
             metrics.set(SomaMetrics.Name.circuitState, [("dependency", "redis")], 0)
@@ -124,17 +130,48 @@ public struct SomaServer: Sendable {
             configuration: .init(cacheScope: configuration.cacheScope, beforeModule: beforeModule),
             metrics: metrics
         )
-        let store = try store ?? SQLiteStore(path: configuration.resolvedSQLitePath, logger: logger)
-        try await store.migrate()
+        var postgres: (client: PostgresClient, store: GuardedStore, outbox: Outbox, replayer: OutboxReplayer)?
+        let chosenStore: any Store
+        if let store {
+            chosenStore = store
+            try await store.migrate()
+        } else if let url = configuration.databaseURL {
+            let client = try PostgresClient(
+                url: url, poolSize: configuration.databasePoolSize,
+                connectTimeout: configuration.databaseTimeout, queryTimeout: configuration.databaseTimeout,
+                applicationName: "soma-\(configuration.instanceID)")
+            let breaker = CircuitBreaker(name: "postgres", configuration: configuration.databaseBreaker, clock: clock) { from, to in
+                metrics.set(SomaMetrics.Name.circuitState, [("dependency", "postgres")], Double(to.stateValue))
+                metrics.increment(SomaMetrics.Name.circuitTransitions, [("dependency", "postgres"), ("to", to.description)])
+                logger.warning("postgres circuit breaker", metadata: ["soma.from": .string("\(from)"), "soma.to": .string("\(to)")])
+            }
+            metrics.set(SomaMetrics.Name.circuitState, [("dependency", "postgres")], 0)
+            let guarded = GuardedStore(PostgresStore(client: client, logger: logger), breaker: breaker)
+            let outbox = try Outbox(path: configuration.stateDirectory.appendingPathComponent("outbox.sqlite").path)
+            metrics.set(SomaMetrics.Name.outboxPending, [], Double(outbox.pendingCount))
+            let replayer = OutboxReplayer(outbox: outbox, store: guarded, breaker: nil, metrics: metrics, logger: logger)
+            postgres = (client, guarded, outbox, replayer)
+            chosenStore = guarded
+            do { try await guarded.migrate() } catch {
+                // Not fatal: entries queue in the outbox and the schema is migrated on the first call that reaches the database.
+                logger.warning("postgres is not reachable at start; entries queue in the outbox", metadata: ["soma.error": .string("\(error)")])
+            }
+        } else {
+            let embedded = try SQLiteStore(path: configuration.resolvedSQLitePath, logger: logger)
+            try await embedded.migrate()
+            chosenStore = embedded
+        }
+        let store = chosenStore
         let readiness = Readiness()
         let activeUsers = ActiveUsers(clock: clock)
         let inFlight = InFlightCounter(metrics: metrics)
         let process = ProcessMetrics(registry: prometheus, stateDirectory: configuration.stateDirectory)
 
+        let database = postgres
         let profiles = ProfileService(store: store, cache: cache, builder: ProfileBuilder(), entryLimit: configuration.profileEntries)
         let warmer = CacheWarmer(service: service, profiles: profiles, metrics: metrics)
         let api = SomaAPI(
-            configuration: configuration, service: service, store: store, limiter: limiter, metrics: metrics,
+            configuration: configuration, service: service, store: store, outbox: postgres?.outbox, limiter: limiter, metrics: metrics,
             profiles: profiles, warmer: warmer, readiness: readiness, activeUsers: activeUsers,
             startedAt: .now, version: version,
             metricsText: {
@@ -144,6 +181,13 @@ public struct SomaServer: Sendable {
                 let degraded = cache.remote != nil && !cache.remoteHealthy
                 metrics.set(SomaMetrics.Name.instanceStatus, [], readiness.current != .ready ? 0 : degraded ? 1 : 2)
                 for tier in Tier.allCases { metrics.queueDepth(tier: tier, sessions.queuedCount(tier: tier)) }
+                if let postgres = database {
+                    let pool = postgres.client.poolStats
+                    for (state, n) in [("open", pool.open), ("idle", pool.idle), ("leased", pool.leased), ("waiting", pool.waiting)] {
+                        metrics.set(SomaMetrics.Name.dbConnections, [("state", state)], Double(n))
+                    }
+                    metrics.set(SomaMetrics.Name.outboxPending, [], Double(postgres.outbox.pendingCount))
+                }
                 metrics.set(SomaMetrics.Name.cacheBytes, [("layer", "l1")], Double(cache.l1.bytes))
                 metrics.set(SomaMetrics.Name.cacheEntries, [("layer", "l1")], Double(cache.l1.count))
                 return prometheus.emitToBuffer()
@@ -173,7 +217,9 @@ public struct SomaServer: Sendable {
             configuration: configuration, application: application, readiness: readiness, service: service, store: store, warmer: warmer,
             prometheus: prometheus,
             maintenance: MaintenanceService(service: service, limiter: local, logger: logger),
-            drain: DrainService(readiness: readiness, delay: configuration.drainDelay, logger: logger)
+            drain: DrainService(readiness: readiness, delay: configuration.drainDelay, logger: logger),
+            replayer: postgres?.replayer,
+            outbox: postgres?.outbox
         )
     }
 }

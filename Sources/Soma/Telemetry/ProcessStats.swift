@@ -2,6 +2,10 @@ public import Foundation
 
 #if canImport(Glibc)
 import Glibc
+// hiredis' header includes <sys/time.h> textually, so depending on build order Clang attributes
+// `timeval`'s members to the CHiredis module (seen in release builds); importing it here keeps
+// `tv_sec`/`tv_usec` visible either way.
+import CHiredis
 #elseif canImport(Musl)
 import Musl
 #elseif canImport(Darwin)

@@ -5,7 +5,7 @@ import Testing
 /// What only the SQLite store shows: the file, several processes, the users table.
 @Suite(.timeLimit(.minutes(1)))
 struct SQLiteStoreTests {
-    typealias S = StoreSamples
+    typealias S = SQLiteSamples
 
     /// Runs `body` with a fresh temporary directory, removed afterwards.
     func withDirectory(_ body: (StoreTestDirectory) async throws -> Void) async throws {

@@ -2,21 +2,6 @@ import Foundation
 import Soma
 import Testing
 
-/// A unique scratch directory under the system temporary directory, removed by `remove()`.
-struct StoreTestDirectory: Sendable {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("soma-store-tests-\(UUID().uuidString)", isDirectory: true)
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    /// The path of a database file inside the directory.
-    func database(_ name: String = "soma.sqlite") -> String { url.appendingPathComponent(name).path }
-
-    func remove() { try? FileManager.default.removeItem(at: url) }
-}
-
 /// A store made for one test, and what tears it down afterwards.
 struct StoreUnderTest: Sendable {
     let store: any Store
@@ -28,24 +13,38 @@ struct StoreUnderTest: Sendable {
 /// that no other test uses.
 struct StoreFactory: Sendable, CustomTestStringConvertible {
     let name: String
+    /// Whether `make` needs the PostgreSQL test server (see `withStore`).
+    var requiresPostgres = false
     let make: @Sendable () async throws -> StoreUnderTest
 
     var testDescription: String { name }
 
-    static let all: [StoreFactory] = [.sqlite]
+    static let all: [StoreFactory] = [.sqlite, .postgres]
 
     /// SQLite in a file of its own temporary directory.
     static let sqlite = StoreFactory(name: "SQLite") {
-        let directory = try StoreTestDirectory()
-        let store = try SQLiteStore(path: directory.database())
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("soma-store-it-\(UUID().uuidString)", isDirectory: true)
+        let store = try SQLiteStore(path: directory.appendingPathComponent("soma.sqlite").path)
         return StoreUnderTest(store: store) {
             store.close()
-            directory.remove()
+            try? FileManager.default.removeItem(at: directory)
         }
     }
 
+    /// PostgreSQL in a database of its own on the shared test server (`PostgresTestDatabase`).
+    static let postgres = StoreFactory(name: "PostgreSQL", requiresPostgres: true) {
+        let database = try await PostgresTestDatabase.create()
+        return StoreUnderTest(store: PostgresStore(client: database.client)) { await database.drop() }
+    }
+
     /// Runs `body` with a fresh store (migrated unless told otherwise), then tears it down.
+    ///
+    /// A factory that needs PostgreSQL skips the test when no server can be started outside CI, as
+    /// `.requiresPostgres` does for a whole suite; under `CI=true` the failure to start one fails it.
     func withStore(migrated: Bool = true, _ body: (any Store) async throws -> Void) async throws {
+        if requiresPostgres, !(await PostgresHarness.shouldRun()) {
+            try Test.cancel("PostgreSQL could not be started (skipped outside CI)")
+        }
         let made = try await make()
         do {
             if migrated { try await made.store.migrate() }
@@ -88,6 +87,23 @@ enum StoreSamples {
             cursor = page.nextCursor
         } while cursor != nil && pages.count < 1_000
         return pages
+    }
+
+    /// `text` as a JSON string literal (quotes included), escaped as JSON requires.
+    static func jsonString(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
     }
 
     /// Strings that look like SQL injection, or are otherwise awkward, but free of NUL.

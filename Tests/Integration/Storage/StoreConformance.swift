@@ -66,11 +66,11 @@ struct StoreConformanceTests {
     func paginatesNewestFirstWithTiesOrderedByIDDescending(factory: StoreFactory) async throws {
         try await factory.withStore { store async throws in
             // 23 entries in groups of four that share a timestamp, inserted in a scrambled order.
-            var rng = SeededRandom(seed: 7)
             let all = (0..<23).map { i in
                 S.entry(user: "alice", id: String(format: "entry-%02d", i), text: "text \(i)", milliseconds: S.baseMilliseconds + Int64(i / 4) * 1_000)
             }
-            for entry in all.shuffled(using: &rng) { _ = try await store.insertEntry(entry, idempotencyKey: nil) }
+            // 10 is coprime with 23: every entry once, in an order unrelated to the expected one.
+            for i in 0..<all.count { _ = try await store.insertEntry(all[i * 10 % all.count], idempotencyKey: nil) }
             _ = try await store.insertEntry(S.entry(user: "bob", milliseconds: S.baseMilliseconds + 2_000), idempotencyKey: nil)
             let expected = all.sorted {
                 ($0.createdAt, $0.id) > ($1.createdAt, $1.id)
@@ -243,13 +243,13 @@ struct StoreConformanceTests {
             for (i, odd) in S.oddStrings.enumerated() {
                 let entry = S.entry(
                     user: odd, text: odd, milliseconds: S.baseMilliseconds + Int64(i),
-                    analysis: Array(#"{"text":"\#(odd.replacingOccurrences(of: "\\", with: "\\\\"))"}"#.utf8), modelVersion: odd
+                    analysis: Array(#"{"text":\#(S.jsonString(odd))}"#.utf8), modelVersion: odd
                 )
                 #expect(try await store.insertEntry(entry, idempotencyKey: odd) == .inserted(entry))
                 #expect(try await store.entry(user: odd, id: entry.id) == entry, "\(odd.debugDescription)")
                 #expect(try await store.entries(user: odd, limit: 10, cursor: nil).entries == [entry], "\(odd.debugDescription)")
                 #expect(try await store.insertEntry(S.entry(user: odd), idempotencyKey: odd) == .existing(entry), "\(odd.debugDescription)")
-                let profile = ProfileSnapshot(userID: odd, snapshot: Array(odd.utf8), updatedAt: UnixMilliseconds.date(S.baseMilliseconds))
+                let profile = ProfileSnapshot(userID: odd, snapshot: Array(#"{ "note" : \#(S.jsonString(odd)) }"#.utf8), updatedAt: UnixMilliseconds.date(S.baseMilliseconds))
                 try await store.saveProfile(profile)
                 #expect(try await store.profile(user: odd) == profile, "\(odd.debugDescription)")
             }
@@ -292,6 +292,34 @@ struct StoreConformanceTests {
             #expect(try await store.entries(user: "alice", limit: 10, cursor: nil).entries == [entry])
             #expect(try await store.deleteUser("carol") == UserErasure(user: true))
             #expect(try await store.deleteUser("alice") == UserErasure(entries: 1, user: true))
+        }
+    }
+
+    @Test(arguments: StoreFactory.all)
+    func mostActiveUsersCountEntriesWithTiesByUserID(factory: StoreFactory) async throws {
+        try await factory.withStore { store async throws in
+            #expect(try await store.mostActiveUsers(limit: 10) == [])
+            // "B" sorts before "a" bytewise (as SQLite's BINARY and PostgreSQL's "C" collation compare).
+            let counts = ["a": 3, "B": 3, "carol": 1, "dave": 2, "ünï": 2]
+            for (user, count) in counts {
+                for i in 0..<count { _ = try await store.insertEntry(S.entry(user: user, milliseconds: S.baseMilliseconds + Int64(i)), idempotencyKey: nil) }
+            }
+            try await store.recordUser("eve", tier: .premium)
+            #expect(try await store.mostActiveUsers(limit: 10) == ["B", "a", "dave", "ünï", "carol"], "users without entries are not listed")
+            #expect(try await store.mostActiveUsers(limit: 2) == ["B", "a"])
+            #expect(try await store.mostActiveUsers(limit: 0) == [])
+            #expect(try await store.mostActiveUsers(limit: -1) == [])
+            _ = try await store.deleteUser("B")
+            #expect(try await store.mostActiveUsers(limit: 3) == ["a", "dave", "ünï"])
+        }
+    }
+
+    @Test(arguments: StoreFactory.all)
+    func aReachableStoreIsHealthyBeforeAndAfterMigrating(factory: StoreFactory) async throws {
+        try await factory.withStore(migrated: false) { store async throws in
+            #expect(await store.isHealthy(), "healthy means reachable, schema or not")
+            try await store.migrate()
+            #expect(await store.isHealthy())
         }
     }
 }

@@ -1,0 +1,235 @@
+import Foundation
+import Synchronization
+
+/// The instance's local, durable queue of entry writes the store could not take (PostgreSQL
+/// unavailable: its circuit breaker open, or a timeout). `POST /v1/entries` enqueues here and
+/// answers 202 `"persisted": "queued"`; `OutboxReplayer` replays the queue into the store, oldest
+/// first, once the store is back.
+///
+/// One SQLite file in the instance's state directory, in WAL mode with `synchronous=FULL`: when
+/// `enqueue` returns, the entry is committed and on disk, and survives a crash or a restart. The
+/// file belongs to one instance: open it from one process, through one `Outbox`, at a time
+/// (`pendingCount` is this instance's running count, not re-read from the file).
+///
+/// Like `SQLiteStore`, one connection serves every call under a `Mutex`, and SQLite calls run
+/// synchronously on the calling thread (an enqueue costs one small transaction and its fsync).
+/// Failures throw `StoreError` (`.unavailable` for a locked, unreadable or full disk).
+///
+/// Entries keep the exact bytes of `analysis` (stored as a BLOB) and `createdAt` at millisecond
+/// precision, as stores do.
+public final class Outbox: Sendable {
+    /// How long a statement waits for a lock before failing.
+    public static let busyTimeout = Duration.seconds(5)
+
+    private struct State {
+        /// `nil` once `close()` ran.
+        var connection: SQLiteConnection?
+        /// Rows in the table, kept in step with every insert and delete.
+        var pending: Int
+    }
+
+    private let state: Mutex<State>
+    /// Where the outbox file lives.
+    public let path: String
+
+    /// Schema, idempotent. `seq` (AUTOINCREMENT: never reused, even after the last row is deleted)
+    /// is the replay order.
+    private static let schema = [
+        """
+        CREATE TABLE IF NOT EXISTS outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id TEXT NOT NULL,
+            idempotency_key TEXT,
+            entry_id TEXT NOT NULL UNIQUE,
+            text TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            analysis BLOB NOT NULL,
+            model_version TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT
+        )
+        """,
+        """
+        CREATE UNIQUE INDEX IF NOT EXISTS outbox_user_idempotency_key
+        ON outbox (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+        """,
+    ]
+
+    /// Opens (creating the file, its parent directories and the table if needed) the outbox at
+    /// `path`. Throws `StoreError` when the file cannot be opened or is not durable.
+    public init(path: String) throws {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        } catch {
+            throw StoreError(.unavailable, "cannot create directory \(directory.path) for the outbox: \(error)")
+        }
+        // The connection sets WAL, `synchronous=FULL` and the busy timeout.
+        let connection = try SQLiteConnection(path: path, busyTimeout: Self.busyTimeout)
+        // 2 = FULL, 3 = EXTRA: a commit is fsync'd before it returns.
+        let synchronous = try connection.query("PRAGMA synchronous") { $0.int64(0) }.first ?? 0
+        guard synchronous >= 2 else {
+            throw StoreError(.failed, "SQLite refused synchronous=FULL (got \(synchronous)) for the outbox at \(path)")
+        }
+        let pending = try connection.transaction { () throws(StoreError) -> Int in
+            for statement in Self.schema { try connection.executeOnce(statement) }
+            return Int(try connection.query("SELECT count(*) FROM outbox") { $0.int64(0) }.first ?? 0)
+        }
+        self.state = Mutex(State(connection: connection, pending: pending))
+        self.path = path
+    }
+
+    /// Closes the file; every later call fails with `StoreError(.unavailable)`. What is queued stays
+    /// in the file for the next `Outbox` opened on it.
+    public func close() {
+        state.withLock { $0.connection = nil }
+    }
+
+    // MARK: - Writing
+
+    /// Queues `entry`, durably: when this returns the entry is committed to disk.
+    ///
+    /// Idempotent like a store: when the same user already queued an entry under `idempotencyKey`,
+    /// or already queued this very entry id, returns `.existing` with the queued entry and writes
+    /// nothing. An entry id queued by another user throws `StoreError(.failed)`.
+    ///
+    /// `.inserted` carries the entry as it will be replayed (`createdAt` rounded to the millisecond).
+    public func enqueue(_ entry: Entry, idempotencyKey: String?) throws -> EntryInsertResult {
+        let milliseconds = UnixMilliseconds.from(entry.createdAt)
+        var stored = entry
+        stored.createdAt = UnixMilliseconds.date(milliseconds)
+        return try withConnection { [stored] db, pending throws(StoreError) -> EntryInsertResult in
+            let result = try db.transaction { () throws(StoreError) -> EntryInsertResult in
+                if let idempotencyKey,
+                   let previous = try Self.queued(in: db, where: "user_id = ? AND idempotency_key = ?", [.text(stored.userID), .text(idempotencyKey)]).first {
+                    return .existing(previous.entry)
+                }
+                if let previous = try Self.queued(in: db, where: "entry_id = ?", [.text(stored.id)]).first {
+                    guard previous.entry.userID == stored.userID else {
+                        throw StoreError(.failed, "entry id \(stored.id) is already queued for another user")
+                    }
+                    return .existing(previous.entry)
+                }
+                // `CAST(? AS BLOB)`: the bytes are bound as TEXT (the connection binds no BLOBs) and
+                // stored as a BLOB, byte for byte, NULs and invalid UTF-8 included.
+                try db.execute(
+                    """
+                    INSERT INTO outbox (user_id, idempotency_key, entry_id, text, created_at, analysis, model_version)
+                    VALUES (?, ?, ?, ?, ?, CAST(? AS BLOB), ?)
+                    """,
+                    [
+                        .text(stored.userID), idempotencyKey.map { .text($0) } ?? .null, .text(stored.id), .text(stored.text),
+                        .integer(milliseconds), .textBytes(stored.analysis), .text(stored.modelVersion),
+                    ]
+                )
+                return .inserted(stored)
+            }
+            if case .inserted = result { pending += 1 }
+            return result
+        }
+    }
+
+    /// Removes the queued entry `seq` (it reached the store). Removing one that is not there (any
+    /// more) does nothing.
+    /// Drops every queued entry of `userID` (erasing a user must not let a later replay bring
+    /// their entries back); returns how many there were.
+    @discardableResult
+    public func deleteUser(_ userID: String) throws -> Int {
+        try withConnection { db, pending throws(StoreError) -> Int in
+            let removed = try db.execute("DELETE FROM outbox WHERE user_id = ?", [.text(userID)])
+            pending -= removed
+            return removed
+        }
+    }
+
+    public func remove(seq: Int64) throws {
+        try withConnection { db, pending throws(StoreError) in
+            pending -= try db.execute("DELETE FROM outbox WHERE seq = ?", [.integer(seq)])
+        }
+    }
+
+    /// Records a failed replay of `seq`: one more attempt, and `error` as the last error.
+    public func recordFailure(seq: Int64, error: String) throws {
+        try withConnection { db, _ throws(StoreError) in
+            _ = try db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE seq = ?",
+                [.text(error), .integer(seq)]
+            )
+        }
+    }
+
+    // MARK: - Reading
+
+    /// How many entries are queued. Cheap: a running count, no query.
+    public var pendingCount: Int { state.withLock { $0.pending } }
+
+    /// The entry `user` queued under `idempotencyKey`, if it is still queued.
+    public func queued(user: String, idempotencyKey: String) throws -> Entry? {
+        try withConnection { db, _ throws(StoreError) in
+            try Self.queued(in: db, where: "user_id = ? AND idempotency_key = ?", [.text(user), .text(idempotencyKey)]).first?.entry
+        }
+    }
+
+    /// The oldest `limit` queued entries, in queue (`seq`) order: the order to replay them in.
+    /// Empty when `limit` is below 1.
+    public func oldest(limit: Int) throws -> [(seq: Int64, entry: Entry, idempotencyKey: String?)] {
+        guard limit > 0 else { return [] }
+        return try withConnection { db, _ throws(StoreError) in
+            try Self.queued(in: db, where: "1 ORDER BY seq LIMIT ?", [.integer(Int64(clamping: limit))]).map {
+                (seq: $0.seq, entry: $0.entry, idempotencyKey: $0.idempotencyKey)
+            }
+        }
+    }
+
+    /// How often replaying `seq` failed and the last error; `nil` when `seq` is not queued.
+    public func attempts(seq: Int64) throws -> (count: Int, lastError: String?)? {
+        try withConnection { db, _ throws(StoreError) in
+            try db.query(
+                "SELECT attempts, last_error, last_error IS NOT NULL FROM outbox WHERE seq = ?",
+                [.integer(seq)]
+            ) { row in
+                (count: Int(row.int64(0)), lastError: row.int64(2) != 0 ? row.text(1) : nil)
+            }.first
+        }
+    }
+
+    // MARK: - Internals
+
+    private struct Queued: Sendable {
+        var seq: Int64
+        var entry: Entry
+        var idempotencyKey: String?
+    }
+
+    /// The queued rows matching `condition` (SQL after `WHERE`, with its parameters).
+    private static func queued(in db: SQLiteConnection, where condition: String, _ parameters: [SQLiteValue]) throws(StoreError) -> [Queued] {
+        try db.query(
+            """
+            SELECT seq, entry_id, user_id, text, created_at, analysis, model_version,
+                   idempotency_key, idempotency_key IS NOT NULL
+            FROM outbox WHERE \(condition)
+            """,
+            parameters
+        ) { row in
+            Queued(
+                seq: row.int64(0),
+                entry: Entry(
+                    id: row.text(1), userID: row.text(2), text: row.text(3),
+                    createdAt: UnixMilliseconds.date(row.int64(4)), analysis: row.bytes(5), modelVersion: row.text(6)
+                ),
+                // A NULL reads as "", so the `IS NOT NULL` column tells NULL from an empty key.
+                idempotencyKey: row.int64(8) != 0 ? row.text(7) : nil
+            )
+        }
+    }
+
+    /// Runs `body` with the connection and the running count while holding the lock.
+    private func withConnection<Result: Sendable>(
+        _ body: (SQLiteConnection, inout Int) throws(StoreError) -> Result
+    ) throws(StoreError) -> Result {
+        try state.withLock { (state: inout State) throws(StoreError) -> Result in
+            guard let db = state.connection else { throw StoreError(.unavailable, "the outbox at \(path) is closed") }
+            return try body(db, &state.pending)
+        }
+    }
+}
