@@ -142,6 +142,21 @@ public final class Outbox: Sendable {
         }
     }
 
+    /// Removes several replayed entries in one transaction (one fsync).
+    public func remove(seqs: [Int64]) throws {
+        guard !seqs.isEmpty else { return }
+        try withConnection { db, pending throws(StoreError) in
+            let removed = try db.transaction { () throws(StoreError) -> Int in
+                var removed = 0
+                for seq in seqs {
+                    removed += try db.execute("DELETE FROM outbox WHERE seq = ?", [.integer(seq)])
+                }
+                return removed
+            }
+            pending -= removed
+        }
+    }
+
     public func remove(seq: Int64) throws {
         try withConnection { db, pending throws(StoreError) in
             pending -= try db.execute("DELETE FROM outbox WHERE seq = ?", [.integer(seq)])

@@ -208,8 +208,15 @@ public struct OutboxReplayer: Service {
                 break
             }
             if batch.isEmpty { break }
+            // Replayed entries leave the outbox together, one fsync per batch: a crash before the
+            // removal only means the next pass replays them again and gets `.existing`.
+            var done: [Int64] = []
+            var stop = false
             for item in batch {
-                if Task.isCancelled { break replaying }
+                if Task.isCancelled {
+                    stop = true
+                    break
+                }
                 do {
                     let result = try await insert(item.entry, idempotencyKey: item.idempotencyKey)
                     if case .existing(let stored) = result {
@@ -217,9 +224,11 @@ public struct OutboxReplayer: Service {
                             "soma.entry_id": "\(item.entry.id)", "soma.stored_entry_id": "\(stored.id)",
                         ])
                     }
+                    done.append(item.seq)
                 } catch {
+                    stop = true
                     // A cancelled call says nothing about the store: not an attempt.
-                    if Task.isCancelled || error is CancellationError { break replaying }
+                    if Task.isCancelled || error is CancellationError { break }
                     // A rejection by the open breaker never reached the store: not an attempt either.
                     if !(error is CircuitBreakerOpenError) {
                         do {
@@ -229,18 +238,21 @@ public struct OutboxReplayer: Service {
                         }
                     }
                     pass.failure = error
-                    break replaying
+                    break
                 }
+            }
+            if !done.isEmpty {
                 do {
-                    try outbox.remove(seq: item.seq)
+                    try outbox.remove(seqs: done)
                 } catch {
-                    // The store has it; the next pass replays it again and gets `.existing`.
+                    // The store has them; the next pass replays them again and gets `.existing`.
                     pass.failure = error
                     break replaying
                 }
-                pass.replayed += 1
+                pass.replayed += done.count
                 publishPending()
             }
+            if stop { break replaying }
         }
         pass.remaining = outbox.pendingCount
         return pass
