@@ -80,6 +80,14 @@ final class SomaProcess: Sendable {
         self.log = log
     }
 
+    /// A test that throws before `stop()` must not leave its instance running.
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            try? FileManager.default.removeItem(at: stateDirectory)
+        }
+    }
+
     var logText: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
     /// SIGTERM, wait for the exit, remove the state directory; returns the exit status.
