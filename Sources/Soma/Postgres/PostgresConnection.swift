@@ -71,37 +71,6 @@ extension Duration {
     }
 }
 
-/// Pool-wide counters, shared by the pool and its connections.
-final class PostgresPoolCounters: Sendable {
-    /// Connections with a live `PGconn` right now.
-    let open = Atomic<Int>(0)
-    /// The most `open` has ever been.
-    let peakOpen = Atomic<Int>(0)
-    /// Successful connects over the pool's lifetime.
-    let created = Atomic<Int>(0)
-    /// Bumped when a connection fails with a connect or I/O error (server gone or restarted): idle
-    /// connections from an older epoch are re-created before use instead of failing one by one.
-    let failureEpoch = Atomic<Int>(0)
-
-    func didOpen() {
-        let now = open.add(1, ordering: .relaxed).newValue
-        _ = created.add(1, ordering: .relaxed)
-        var peak = peakOpen.load(ordering: .relaxed)
-        while now > peak {
-            let (exchanged, original) = peakOpen.compareExchange(expected: peak, desired: now, ordering: .relaxed)
-            if exchanged { break }
-            peak = original
-        }
-    }
-
-    func didClose() { _ = open.subtract(1, ordering: .relaxed) }
-
-    func didFail() { _ = failureEpoch.add(1, ordering: .relaxed) }
-
-    var snapshot: (open: Int, peakOpen: Int, created: Int) {
-        (open.load(ordering: .relaxed), peakOpen.load(ordering: .relaxed), created.load(ordering: .relaxed))
-    }
-}
 
 /// The client-side deadline of blocking libpq calls: when a call has not returned in time, the socket is
 /// shut down from a timer thread (`shutdown(fd, SHUT_RDWR)`), which makes the blocked call fail at once.
@@ -162,7 +131,9 @@ final class PostgresCallWatchdog: Sendable {
 /// touched inside `state.withLock` — on `queue` for I/O, or in `deinit` when nobody else can reach it.
 /// So no `@unchecked Sendable` is needed. The pool additionally leases a connection to one caller at a time,
 /// so the lock is never contended in practice; it is what makes the sharing provably safe.
-final class PostgresConnection: Sendable {
+final class PostgresConnection: PooledConnection {
+    static func closedError() -> any Error { PostgresError(.closed, "the PostgreSQL client is closed") }
+
     struct State {
         var connection: OpaquePointer?
         /// `counters.failureEpoch` when `connection` was made.
@@ -185,12 +156,12 @@ final class PostgresConnection: Sendable {
 
     let id: Int
     private let settings: PostgresConnectionSettings
-    private let counters: PostgresPoolCounters
+    private let counters: PoolCounters
     private let queue: DispatchQueue
     private let watchdog = PostgresCallWatchdog()
     private let state = Mutex(State())
 
-    init(id: Int, settings: PostgresConnectionSettings, counters: PostgresPoolCounters) {
+    init(id: Int, settings: PostgresConnectionSettings, counters: PoolCounters) {
         self.id = id
         self.settings = settings
         self.counters = counters
@@ -366,13 +337,13 @@ final class PostgresConnection: Sendable {
 final class PostgresCallContext {
     let settings: PostgresConnectionSettings
     let watchdog: PostgresCallWatchdog
-    let counters: PostgresPoolCounters
+    let counters: PoolCounters
     /// Cleared when the body returns: a session that outlived it fails with ``PostgresError/Code/closed``.
     var isValid = true
     /// Set when a call failed in a way that leaves the connection unusable; it is closed after the body.
     var isBroken = false
 
-    init(settings: PostgresConnectionSettings, watchdog: PostgresCallWatchdog, counters: PostgresPoolCounters) {
+    init(settings: PostgresConnectionSettings, watchdog: PostgresCallWatchdog, counters: PoolCounters) {
         self.settings = settings
         self.watchdog = watchdog
         self.counters = counters

@@ -15,36 +15,6 @@ struct RedisConnectionSettings: Sendable {
     var clientName: String?
 }
 
-/// Pool-wide counters, shared by the pool and its connections.
-final class RedisPoolCounters: Sendable {
-    /// Connections with a live hiredis context right now.
-    let open = Atomic<Int>(0)
-    /// The most `open` has ever been.
-    let peakOpen = Atomic<Int>(0)
-    /// Successful connects over the pool's lifetime.
-    let created = Atomic<Int>(0)
-    /// Bumped when a connection fails with a connect or I/O error (server gone or restarted): idle
-    /// connections from an older epoch are re-created before use instead of failing one by one.
-    let failureEpoch = Atomic<Int>(0)
-
-    func didOpen() {
-        let now = open.add(1, ordering: .relaxed).newValue
-        _ = created.add(1, ordering: .relaxed)
-        var peak = peakOpen.load(ordering: .relaxed)
-        while now > peak {
-            let (exchanged, original) = peakOpen.compareExchange(expected: peak, desired: now, ordering: .relaxed)
-            if exchanged { break }
-            peak = original
-        }
-    }
-
-    func didClose() { _ = open.subtract(1, ordering: .relaxed) }
-
-    var snapshot: (open: Int, peakOpen: Int, created: Int) {
-        (open.load(ordering: .relaxed), peakOpen.load(ordering: .relaxed), created.load(ordering: .relaxed))
-    }
-}
-
 /// One pooled connection: a hiredis context (absent until first use, and after a failure) plus the
 /// serial `DispatchQueue` on which every blocking hiredis call for it runs.
 ///
@@ -52,7 +22,9 @@ final class RedisPoolCounters: Sendable {
 /// touched inside `state.withLock` — on `queue` for I/O, or in `deinit` when nobody else can reach it.
 /// So no `@unchecked Sendable` is needed. The pool additionally leases a connection to one caller at a
 /// time, so the lock is never contended in practice; it is what makes the sharing provably safe.
-final class RedisConnection: Sendable {
+final class RedisConnection: PooledConnection {
+    static func closedError() -> any Error { RedisError(.closed, "the Redis client is closed") }
+
     struct State {
         var context: UnsafeMutablePointer<redisContext>?
         /// `counters.failureEpoch` when `context` was connected.
@@ -61,11 +33,11 @@ final class RedisConnection: Sendable {
 
     let id: Int
     private let settings: RedisConnectionSettings
-    private let counters: RedisPoolCounters
+    private let counters: PoolCounters
     private let queue: DispatchQueue
     private let state = Mutex(State())
 
-    init(id: Int, settings: RedisConnectionSettings, counters: RedisPoolCounters) {
+    init(id: Int, settings: RedisConnectionSettings, counters: PoolCounters) {
         self.id = id
         self.settings = settings
         self.counters = counters
@@ -99,7 +71,7 @@ final class RedisConnection: Sendable {
                             switch error.code {
                             case .timeout, .io, .protocol, .connect:
                                 discard(&state)
-                                if error.code != .timeout { _ = counters.failureEpoch.add(1, ordering: .relaxed) }
+                                if error.code != .timeout { counters.didFail() }
                             case .closed, .invalidURL, .server:
                                 break
                             }
