@@ -6,8 +6,10 @@ SWIFT_ENV := env -u SOMA_SLOWDOWN
 RELEASE_BIN := .build/release/soma
 TEXT ?=
 DURATION ?= 10
+INSTANCES ?= 3
 
-.PHONY: all deps build release test unit smoke run analyze http-smoke bench-http models bench bench-slowdown bench-peers bench-batching ci clean help
+.PHONY: all deps build release test unit smoke run analyze http-smoke bench-http models bench bench-slowdown bench-peers bench-batching ci clean help \
+	stack-up stack-down stack-status stack-restart stack-check deploy-check
 MODELS_DIR ?= .build/models
 
 all: build
@@ -24,6 +26,10 @@ help:
 	@echo "make bench-batching   batched against unbatched pipeline throughput (release)"
 	@echo "make http-smoke      start the release server, call the README's curl commands, SIGTERM, expect exit 0"
 	@echo "make bench-http      wrk: hello-world vs soma cached/uncached, single instance (DURATION=10)"
+	@echo "make stack-up [INSTANCES=3] [AFFINITY=1]  nginx on 127.0.0.1:8788 over N instances + Redis, PostgreSQL,"
+	@echo "             Prometheus, Alertmanager on free loopback ports (no Docker); state in .stack/stack.json"
+	@echo "make stack-status / stack-restart (rolling) / stack-down [PURGE=1]"
+	@echo "make stack-check   live checks on a fresh stack of its own; make deploy-check  static checks of deploy/"
 	@echo "make ci      what .ci/run calls: test, release build, models, throughput; prints the time of each phase"
 
 deps:
@@ -32,8 +38,12 @@ deps:
 build: deps
 	$(SWIFT_ENV) $(SWIFT) build
 
+# The Swift runtime is linked statically, as in deploy/Dockerfile: the binary CI tests is the one
+# the image ships, and its shared libraries are only Debian's (checked by scripts/deploy-check.sh).
+RELEASE_FLAGS := -c release --product soma --static-swift-stdlib
+
 release: deps
-	$(SWIFT_ENV) $(SWIFT) build -c release --product soma
+	$(SWIFT_ENV) $(SWIFT) build $(RELEASE_FLAGS)
 
 unit: deps
 	@scripts/ensure-deps.sh corpus
@@ -88,6 +98,32 @@ bench-peers: models
 bench-batching: release
 	@scripts/ensure-deps.sh corpus
 	$(RELEASE_BIN) bench-batching
+
+# ---- the deployment topology on this machine (no Docker): see docs/OPERATIONS.md ----
+# State, data and logs in .stack/ (SOMA_STACK_DIR overrides); the state file is .stack/stack.json.
+stack-up: models
+	@scripts/ensure-deps.sh stack
+	scripts/stack.py up --instances $(INSTANCES) --binary $(RELEASE_BIN) --model-dir $(MODELS_DIR) $(if $(AFFINITY),--affinity)
+
+stack-status:
+	@scripts/stack.py status
+
+stack-restart: models
+	scripts/stack.py restart --binary $(RELEASE_BIN)
+
+stack-down:
+	scripts/stack.py down $(if $(PURGE),--purge)
+
+# Live checks on a fresh stack of its own (nginx -t, HTTP and HTTPS through nginx, Prometheus
+# targets, every PromQL expression of the rules and the dashboard, no process left after down).
+stack-check: models
+	@scripts/ensure-deps.sh stack
+	scripts/stack-check.py --binary $(RELEASE_BIN) --model-dir $(MODELS_DIR)
+
+# Static checks of deploy/: promtool, amtool, compose schema, Kubernetes schemas + HPA policy,
+# the Dockerfile's runtime libraries against the release binary (built as the Dockerfile does).
+deploy-check: release
+	scripts/deploy-check.sh --binary $(RELEASE_BIN)
 
 ci:
 	@scripts/ci.sh

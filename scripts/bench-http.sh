@@ -10,7 +10,7 @@ command -v wrk >/dev/null || {
   [[ $(id -u) -eq 0 ]] || { echo "bench-http: wrk is missing; run as root or install it" >&2; exit 1; }
   DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 }
-env -u SOMA_SLOWDOWN swift build -c release --product soma >/dev/null
+env -u SOMA_SLOWDOWN swift build -c release --product soma --static-swift-stdlib >/dev/null  # as make release
 (cd Benchmarks && env -u SOMA_SLOWDOWN swift build -c release --product HelloServer >/dev/null)
 
 ulimit -n 65536 2>/dev/null || true

@@ -5,6 +5,11 @@
 #            frequencies, agreement) and the JSON Lines smoke run
 #   redis  – a throwaway redis-server (with redis-cli) for the Redis integration tests
 #   postgres – a throwaway PostgreSQL server for the PostgreSQL integration tests
+#   stack  – everything `make stack-up` runs: nginx, redis-server, postgresql, prometheus,
+#            prometheus-alertmanager, openssl (the self-signed certificate)
+#   deploy – the static checks of deploy/: promtool and amtool (their packages)
+# Packages are installed with a policy-rc.d that forbids starting services: a postinst must not
+# leave a stock redis, PostgreSQL or Prometheus running on its default port.
 set -euo pipefail
 phase="${1:-build}"
 
@@ -31,6 +36,20 @@ case "$phase" in
     want postgresql       # scripts/postgres-server.sh (initdb, pg_ctl, pg_isready, createdb)
     want python3          # scripts/postgres-server.sh picks a free port with it
     ;;
+  stack)
+    command -v nginx >/dev/null || want nginx-light   # smallest Debian nginx with the ssl module
+    want redis-server
+    want postgresql
+    want prometheus
+    want prometheus-alertmanager
+    want openssl
+    want python3
+    ;;
+  deploy)
+    want prometheus               # promtool
+    want prometheus-alertmanager  # amtool
+    want python3
+    ;;
   *) echo "ensure-deps: unknown phase $phase" >&2; exit 2 ;;
 esac
 
@@ -41,6 +60,12 @@ if ((${#need_pkgs[@]})); then
   fi
   echo "ensure-deps: installing ${need_pkgs[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\n# ensure-deps.sh: no service starts during this install\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -qq >/dev/null 2>&1 || apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi

@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""Live checks of the deployment topology (`make stack-check`, a phase of `make ci`).
+
+On a fresh stack of its own (a temporary SOMA_STACK_DIR; nginx on 8788 as in production):
+  1. `scripts/stack.py up --instances 3`; status: every component running and answering;
+  2. `nginx -t` on the rendered configuration, and on the affinity variant rendered the same way;
+  3. requests through nginx: analysis over HTTP (five modules) and over HTTPS (the self-signed
+     certificate verified as the trust root, hostname 127.0.0.1), requests spread over instances,
+     JSON errors, and an instance killed: every request still answered (nginx retries), then
+     `up` again restarts only that instance (idempotent);
+  4. Prometheus: 3 soma targets up, Alertmanager discovered; after traffic, every recording and
+     alerting rule evaluated with health "ok", every rule and every dashboard expression queried
+     without error, every metric they name exported (except the counters that appear at their
+     first event, listed below);
+  5. `scripts/stack.py down`: no process of the stack left, port 8788 free.
+Every wait is bounded; everything targets 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(REPO / "scripts"))
+import stack  # noqa: E402  (scripts/stack.py: process helpers, the renderer)
+
+# Counters created at their first event (swift-metrics registers a labelled counter when it is first
+# incremented), so a healthy stack under light traffic does not export them yet.
+FIRST_EVENT_METRICS = {
+    "soma_degraded_total": "first degraded answer",
+    "soma_shed_total": "first request shed under overload",
+    "soma_rate_limited_total": "first request over its rate limit",
+}
+
+failures: list[str] = []
+
+
+def check(condition: bool, what: str, detail: str = "") -> bool:
+    if condition:
+        print(f"stack-check: ok   {what}", flush=True)
+    else:
+        print(f"stack-check: FAIL {what}{': ' + detail if detail else ''}", flush=True)
+        failures.append(what)
+    return condition
+
+
+def request(url: str, body: dict | None = None, headers: dict | None = None, context=None, timeout=10.0):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def prom_query(base: str, expr: str) -> tuple[bool, str, int]:
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            payload = json.load(response)
+    except urllib.error.HTTPError as error:
+        payload = json.loads(error.read() or b"{}")
+    except OSError as error:
+        return False, str(error), 0
+    if payload.get("status") != "success":
+        return False, f"{payload.get('errorType')}: {payload.get('error')}", 0
+    result = payload["data"]["result"]
+    return True, "", len(result) if isinstance(result, list) else 1
+
+
+def grafana_to_promql(expr: str) -> str:
+    """The dashboard's template variables as Grafana would expand them for job=soma, all instances."""
+    return (expr.replace("$__rate_interval", "1m").replace("$__interval", "15s")
+            .replace('"$job"', '"soma"').replace('"$instance"', '".*"'))
+
+
+def metric_names(expr: str) -> set[str]:
+    """The series names an expression selects: ours (soma_*, process_*) and recorded ones (job:soma_...)."""
+    tokens = re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", re.sub(r'"[^"]*"', '""', expr))
+    return {t for t in tokens if "soma_" in t or t.startswith("process_")}
+
+
+def run(args: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(args, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="live checks of the local stack")
+    parser.add_argument("--binary", type=Path, default=REPO / ".build/release/soma")
+    parser.add_argument("--model-dir", type=Path, default=REPO / ".build/models")
+    parser.add_argument("--keep", action="store_true", help="leave the stack running (for debugging)")
+    args = parser.parse_args()
+
+    directory = Path(tempfile.mkdtemp(prefix="soma-stack-check-"))
+    directory.chmod(0o755)  # PostgreSQL runs as its own user and must reach its data directory
+    env = dict(os.environ, SOMA_STACK_DIR=str(directory))
+    stack_cmd = [sys.executable, str(REPO / "scripts/stack.py")]
+    t0 = time.monotonic()
+    up = run(stack_cmd + ["up", "--instances", "3", "--binary", str(args.binary), "--model-dir", str(args.model_dir)],
+             env, 600)
+    print(up.stderr, end="", file=sys.stderr)
+    state_path = directory / "stack.json"
+    try:
+        if not check(up.returncode == 0, f"stack up (3 instances) in {time.monotonic() - t0:.1f} s", up.stderr[-2000:]):
+            return 1
+        state = json.loads(state_path.read_text())
+        gateway = state["nginx"]["url"]
+        check(state["nginx"]["port"] == 8788, "nginx on 127.0.0.1:8788", str(state["nginx"]["port"]))
+        check(len(state["instances"]) == 3 and len({i["port"] for i in state["instances"]}) == 3
+              and all(i["port"] != 8788 for i in state["instances"]), "3 instances on distinct free ports")
+        check(len({i["state_dir"] for i in state["instances"]}) == 3, "each instance has its own state directory")
+        status = run(stack_cmd + ["status", "--json"], env, 60)
+        health = json.loads(status.stdout)["health"] if status.stdout else {}
+        check(status.returncode == 0 and health.get("ok"), "stack status: every component running and answering",
+              status.stdout[-1500:])
+        names = {c["name"] for c in health.get("components", [])}
+        check({"nginx", "redis", "postgres", "prometheus", "alertmanager", "soma-1", "soma-2", "soma-3"} <= names,
+              "status lists nginx, 3 instances, redis, postgres, prometheus, alertmanager", str(sorted(names)))
+        check(all(f"{i['pid']}" and stack.alive(i["pid"]) for i in state["instances"]), "instance PIDs recorded and alive")
+
+        # ---- nginx -t on the rendered configurations ----
+        conf = Path(state["nginx"]["conf"])
+        result = run(["nginx", "-t", "-c", str(conf), "-p", state["nginx"]["prefix"] + "/"], env, 30)
+        check(result.returncode == 0, "nginx -t on the rendered least_conn configuration", result.stderr)
+        scratch = stack.Stack(directory / "affinity-render", args.binary)
+        scratch.state["instances"] = state["instances"]
+        scratch.dir.mkdir()
+        affinity_conf = scratch.render_nginx(True, state["nginx"]["tls_port"], state.get("fd_limit", 1024))
+        result = run(["nginx", "-t", "-c", str(affinity_conf), "-p", f"{scratch.dir / 'nginx'}/"], env, 30)
+        check(result.returncode == 0 and "hash $http_x_user_id consistent" in affinity_conf.read_text(),
+              "nginx -t on the rendered affinity (hash on X-User-Id) configuration", result.stderr)
+
+        # ---- through nginx ----
+        text = {"text": "I finally finished the marathon and I am proud, though my knees hurt."}
+        code, headers, body = request(f"{gateway}/v1/analyze", text)
+        results = json.loads(body).get("results", {}) if code == 200 else {}
+        check(code == 200 and len(results) == 5, "POST /v1/analyze through nginx: 200 with five modules",
+              f"{code} {body[:200]!r}")
+        check(bool(headers.get("X-Request-Id")), "X-Request-Id returned through nginx")
+        tls = ssl.create_default_context(cafile=state["nginx"]["certificate"])
+        code, _, body = request(f"{state['nginx']['https_url']}/v1/analyze", text, context=tls)
+        check(code == 200 and len(json.loads(body).get("results", {})) == 5,
+              "HTTPS through nginx (self-signed certificate verified, hostname 127.0.0.1): 200, five modules",
+              f"{code} {body[:200]!r}")
+        try:
+            request(f"{state['nginx']['https_url']}/health", context=ssl.create_default_context())
+            check(False, "HTTPS refused by a client that does not trust the self-signed certificate")
+        except urllib.error.URLError as error:
+            check("CERTIFICATE_VERIFY_FAILED" in str(error),
+                  "HTTPS refused by a client that does not trust the self-signed certificate", str(error))
+        seen = set()
+        for _ in range(12):
+            code, _, body = request(f"{gateway}/health")
+            if code == 200:
+                seen.add(json.loads(body).get("instance_id"))
+        check(len(seen) >= 2, f"requests spread over instances ({sorted(seen)})")
+        code, headers, body = request(f"{gateway}/v1/analyze", {"text": 5})
+        check(code == 422 and json.loads(body).get("error", {}).get("code") == "validation_failed",
+              "bad input through nginx: 422 JSON error from the instance", f"{code} {body[:200]!r}")
+        code, _, body = request(f"{gateway}/nope")
+        check(code == 404 and body.startswith(b"{"), "unknown route through nginx: 404 JSON", f"{code} {body[:120]!r}")
+
+        victim = state["instances"][1]
+        os.kill(victim["pid"], signal.SIGKILL)
+        stack.wait_until(lambda: not stack.alive(victim["pid"]), 5)
+        codes = [request(f"{gateway}/v1/analyze", {"text": f"Request {n} while an instance is gone."})[0]
+                 for n in range(30)]
+        check(codes.count(200) == 30, "an instance killed: 30 of 30 analyses through nginx answered 200 (retried)",
+              str(codes))
+        again = run(stack_cmd + ["up", "--instances", "3", "--binary", str(args.binary), "--model-dir",
+                                 str(args.model_dir)], env, 300)
+        state2 = json.loads(state_path.read_text())
+        kept = [a["pid"] == b["pid"] for a, b in zip(state["instances"], state2["instances"])]
+        check(again.returncode == 0 and kept == [True, False, True] and stack.alive(state2["instances"][1]["pid"]),
+              "up again (idempotent): only the killed instance restarted", again.stderr[-1500:])
+        state = state2
+
+        # ---- Prometheus ----
+        prom = state["prometheus"]["url"]
+
+        def soma_targets_up() -> int:
+            try:
+                data = stack.http_json(f"{prom}/api/v1/targets?state=active")["data"]["activeTargets"]
+            except Exception:
+                return 0
+            return sum(1 for t in data if t["labels"].get("job") == "soma" and t["health"] == "up")
+
+        check(stack.wait_until(lambda: soma_targets_up() == 3, 60, 1), "Prometheus: 3 soma targets up",
+              f"{soma_targets_up()} up")
+        managers = stack.http_json(f"{prom}/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
+        check(any(str(state["alertmanager"]["port"]) in m["url"] for m in managers),
+              "Prometheus sends alerts to the stack's Alertmanager", str(managers))
+
+        # Traffic for every panel and rule: analyses (misses, then hits), entries, profile.
+        for n in range(60):
+            request(f"{gateway}/v1/analyze", {"text": f"Check text number {n % 12}: I hope this works."},
+                    {"X-User-Id": f"check-{n % 5}"})
+        for n in range(6):
+            request(f"{gateway}/v1/entries", {"text": f"Entry {n}: a calm day."}, {"X-User-Id": "check-entries"})
+        request(f"{gateway}/v1/profile", headers={"X-User-Id": "check-entries"})
+        traffic_done = time.time()
+
+        def rules_evaluated() -> bool:
+            groups = stack.http_json(f"{prom}/api/v1/rules")["data"]["groups"]
+            rules = [r for g in groups for r in g["rules"]]
+            stamps = [r.get("lastEvaluation", "") for r in rules]
+            return bool(rules) and all(s and not s.startswith("0001") for s in stamps) and \
+                all(time_of(s) > traffic_done + 6 for s in stamps)
+
+        check(stack.wait_until(rules_evaluated, 60, 1), "every rule group evaluated after the traffic")
+        groups = stack.http_json(f"{prom}/api/v1/rules")["data"]["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        local_rules = (REPO / "deploy/prometheus/alerts.yml").read_text()
+        check(len(rules) == local_rules.count("- record:") + local_rules.count("- alert:"),
+              f"Prometheus loaded all {len(rules)} rules of deploy/prometheus/alerts.yml")
+        bad = [f"{r['name']}: {r.get('lastError')}" for r in rules if r.get("health") != "ok"]
+        check(not bad, f"all {len(rules)} rules evaluate with health ok", "; ".join(bad))
+
+        exported = set(stack.http_json(f"{prom}/api/v1/label/__name__/values")["data"])
+        dashboard = json.loads((REPO / "deploy/grafana/dashboards/soma.json").read_text())
+        expressions = [(f"rule {r['name']}", r["query"]) for r in rules]
+        expressions += [(f"panel '{p['title']}' {t.get('refId', '')}", grafana_to_promql(t["expr"]))
+                        for p in dashboard["panels"] for t in p.get("targets", []) if t.get("expr")]
+        for variable in dashboard.get("templating", {}).get("list", []):
+            inner = re.fullmatch(r"label_values\((.*),\s*\w+\)", variable.get("definition", ""))
+            if inner:
+                expressions.append((f"variable ${variable['name']}", grafana_to_promql(inner.group(1))))
+        recorded = {r["name"] for r in rules if r.get("type") == "recording"}
+        errors, empty, missing = [], [], set()
+        for name, expr in expressions:
+            ok, error, series = prom_query(prom, expr)
+            if not ok:
+                errors.append(f"{name}: {error}")
+            elif series == 0:
+                empty.append(name)
+            # recorded series (job:...) exist only while their rule returns data: they must name a rule
+            missing |= {m for m in metric_names(expr)
+                        if (m not in exported if ":" not in m else m not in recorded)} - set(FIRST_EVENT_METRICS)
+        check(not errors, f"all {len(expressions)} PromQL expressions (rules, dashboard panels, variables) "
+              "evaluate without error", "; ".join(errors))
+        check(not missing, "every metric named by the rules and the dashboard is exported", ", ".join(sorted(missing)))
+        print(f"stack-check: note {len(expressions) - len(empty)} of {len(expressions)} expressions returned data; "
+              f"empty (no such event yet, e.g. no 5xx, no alert firing): {', '.join(empty) or 'none'}", flush=True)
+        must_have_data = ["panel 'Latency p50 / p95 / p99'", "panel 'Throughput by status class'",
+                          "panel 'Instance health'", "panel 'Cache hit ratio'", "panel 'CPU'", "panel 'Memory (RSS)'",
+                          "panel 'Disk (state dir)'", "panel 'Active users'", "panel 'Model accuracy'"]
+        lacking = [m for m in must_have_data if any(e.startswith(m) for e in empty)]
+        check(not lacking, "the dashboard's panels show data from the live stack", ", ".join(lacking))
+        value = stack.http_json(f"{prom}/api/v1/query?" + urllib.parse.urlencode(
+            {"query": 'count(soma_instance_status{job="soma"} == 2)'}))["data"]["result"]
+        check(bool(value) and value[0]["value"][1] == "3", "soma_instance_status: 3 instances ok (2)", str(value))
+    finally:
+        if args.keep:
+            print(f"stack-check: stack kept running in {directory} (SOMA_STACK_DIR={directory} "
+                  f"scripts/stack.py down --purge)")
+        else:
+            before = set()
+            if state_path.exists():
+                recorded = stack.Stack(directory, args.binary)
+                before = stack.descendants(recorded.recorded_pids())
+            down = run(stack_cmd + ["down", "--purge"], env, 300)
+            print(down.stderr, end="", file=sys.stderr)
+            left = sorted(p for p in before if stack.alive(p)) + stack.marked_processes(directory)
+            check(down.returncode == 0, "stack down", down.stderr[-1500:])
+            check(bool(before) and not left, f"no process left after down (of {len(before)} in the stack's trees)",
+                  str(left))
+            check(not stack.port_in_use(8788), "port 8788 free after down")
+            check(not directory.exists(), "stack directory removed (down --purge)")
+
+    print(f"stack-check: {'FAILED: ' + str(len(failures)) + ' check(s)' if failures else 'all checks passed'}"
+          f" in {time.monotonic() - t0:.1f} s")
+    return 1 if failures else 0
+
+
+def time_of(stamp: str) -> float:
+    """Prometheus' RFC 3339 timestamps (nanoseconds, Z or offset) as Unix seconds."""
+    from datetime import datetime
+    stamp = re.sub(r"(\.\d{6})\d*", r"\1", stamp).replace("Z", "+00:00")
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
