@@ -184,6 +184,15 @@ def http_json(url: str, timeout: float = 5.0):
         return json.load(response)
 
 
+def soma_targets(prometheus: str) -> set[str]:
+    """The soma scrape targets Prometheus reports up."""
+    try:
+        targets = http_json(f"{prometheus}/api/v1/targets?state=active")["data"]["activeTargets"]
+    except (OSError, ValueError, KeyError):
+        return set()
+    return {t["labels"]["instance"] for t in targets if t["labels"].get("job") == "soma" and t["health"] == "up"}
+
+
 def stop_process(pid: int | None, name: str, first: int = signal.SIGTERM, grace: float = 10.0) -> None:
     if not alive(pid):
         return
@@ -517,7 +526,11 @@ class Stack:
             self.state["prometheus"] = prom
             self.save()
             self.wait_http(f"{prom['url']}/-/ready", "prometheus", pid, prom["log"])
-        log(f"prometheus ready at {prom['url']} (pid {prom['pid']})")
+        expected = {f"127.0.0.1:{i['port']}" for i in self.state["instances"]}
+        if not wait_until(lambda: soma_targets(prom["url"]) == expected, 45, 0.5):
+            raise StackError(f"prometheus does not see every instance up after 45 s: up {sorted(soma_targets(prom['url']))}, "
+                             f"expected {sorted(expected)}; log {prom['log']}")
+        log(f"prometheus ready at {prom['url']} (pid {prom['pid']}), scraping {len(expected)} instances")
 
     def wait_http(self, url: str, name: str, pid: int, log_path: str, timeout: float = 60) -> None:
         def ready() -> bool:
@@ -539,6 +552,18 @@ class Stack:
             raise StackError(f"{self.binary} does not exist; build it first (make release)")
         self.dir.mkdir(parents=True, exist_ok=True)
         fd_limit = raise_fd_limit()
+        try:
+            somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+        except (OSError, ValueError):
+            somaxconn = 0
+        # 1000+ client connections: nginx needs ~2 descriptors per proxied connection, and the listen
+        # backlogs (nginx 4096, SOMA_BACKLOG 4096) are capped by net.core.somaxconn.
+        log(f"open-files limit {fd_limit} for every process of the stack; net.core.somaxconn {somaxconn}")
+        if fd_limit < 4096:
+            log(f"warning: the hard open-files limit ({fd_limit}) is too low for 1000+ connections; raise it "
+                "(limits.conf / systemd LimitNOFILE / docker --ulimit) before load tests")
+        if 0 < somaxconn < 1024:
+            log(f"warning: net.core.somaxconn {somaxconn} caps the listen backlogs; sysctl -w net.core.somaxconn=4096")
         self.taken |= self.recorded_ports()
         if not model_dir.is_dir():
             raise StackError(f"model directory {model_dir} does not exist (make models compiles it)")
@@ -653,12 +678,11 @@ class Stack:
             healthy = alive(entry.get("pid")) and (probe is None or http_status(entry["url"] + probe) == 200)
             detail = ""
             if key == "prometheus" and healthy:
-                with contextlib.suppress(Exception):
-                    targets = http_json(f"{entry['url']}/api/v1/targets?state=active")["data"]["activeTargets"]
-                    soma = [t for t in targets if t["labels"].get("job") == "soma"]
-                    up = sum(1 for t in soma if t["health"] == "up")
-                    detail = f"soma targets up {up}/{len(soma)}"
-                    report["soma_targets_up"] = up
+                up = soma_targets(entry["url"])
+                expected = {f"127.0.0.1:{i['port']}" for i in self.state.get("instances", [])}
+                detail = f"soma targets up {len(up & expected)}/{len(expected)}"
+                report["soma_targets_up"] = len(up & expected)
+                healthy = up >= expected
             add(key, entry.get("pid"), entry["url"], healthy, detail)
         if not report["components"]:
             report["ok"] = False
@@ -674,6 +698,7 @@ Soma stack ({len(s['instances'])} instances) — state file {self.state_path}
   postgres      {s['postgres']['url']}
   prometheus    {s['prometheus']['url']}
   alertmanager  {s['alertmanager']['url']}
+  dashboard     deploy/grafana/dashboards/soma.json (import into a Grafana with {s['prometheus']['url']} as its datasource)
   try:  curl -s {s['nginx']['url']}/v1/analyze -H 'Content-Type: application/json' -d '{{"text":"I finally finished it and I am proud."}}'
 """, flush=True)
 
