@@ -6,7 +6,7 @@
 #   redis  – a throwaway redis-server (with redis-cli) for the Redis integration tests
 #   postgres – a throwaway PostgreSQL server for the PostgreSQL integration tests
 #   stack  – everything `make stack-up` runs: nginx, redis-server, postgresql, prometheus,
-#            prometheus-alertmanager, openssl (the self-signed certificate)
+#            prometheus-alertmanager, openssl (the self-signed certificate); wrk for stack-check
 #   deploy – the static checks of deploy/: promtool and amtool (their packages)
 # Packages are installed with a policy-rc.d that forbids starting services: a postinst must not
 # leave a stock redis, PostgreSQL or Prometheus running on its default port.
@@ -44,6 +44,7 @@ case "$phase" in
     want prometheus-alertmanager
     want openssl
     want python3
+    want wrk                      # stack-check: a burst past nginx's limit_req
     ;;
   deploy)
     want prometheus               # promtool

@@ -175,6 +175,43 @@ def main() -> int:
         code, _, body = request(f"{gateway}/nope")
         check(code == 404 and body.startswith(b"{"), "unknown route through nginx: 404 JSON", f"{code} {body[:120]!r}")
 
+        # JSON access log with upstream timings
+        time.sleep(1.5)  # the log is buffered (flush=1s)
+        lines = Path(state["nginx"]["access_log"]).read_text().splitlines()
+        try:
+            records = [json.loads(line) for line in lines[-200:]]
+        except ValueError as error:
+            records = []
+            check(False, "nginx access log is one JSON object per line", str(error))
+        analysed = [r for r in records if r.get("uri") == "/v1/analyze" and r.get("status") == 200]
+        check(bool(analysed) and all(r.get("upstream_response_time") not in ("", "-") and r.get("upstream_addr")
+                                     and r.get("request_id") for r in analysed),
+              f"nginx access log: JSON lines with request id, upstream address and timings ({len(analysed)} analyses)")
+
+        # Gateway rate limit: a burst far above 1000 r/s (+ burst 2000) from one address gets JSON 429s.
+        lua = directory / "burst.lua"
+        lua.write_text('''
+local reported = false
+function response(status, headers, body)
+  if status == 429 and not reported then
+    reported = true
+    io.write("LIMITED\t" .. (headers["Content-Type"] or "") .. "\t" .. (headers["Retry-After"] or "") .. "\t" .. body)
+  end
+end
+''')
+        burst = run(["wrk", "-t2", "-c64", "-d3s", "-s", str(lua), f"{gateway}/health"], env, 30)
+        limited = [line for line in burst.stdout.splitlines() if line.startswith("LIMITED\t")]
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", burst.stdout)
+        body429 = {}
+        if limited:
+            _, content_type, retry_after, payload = limited[0].split("\t", 3)
+            body429 = json.loads(payload) if payload.startswith("{") else {}
+        check(bool(limited) and content_type.startswith("application/json") and retry_after == "1"
+              and body429.get("error", {}).get("code") == "rate_limited" and body429["error"].get("request_id"),
+              f"gateway limit_req: a burst from one address gets 429 rate_limited JSON with Retry-After "
+              f"({non2xx.group(1) if non2xx else '?'} limited)", burst.stdout[-800:] + burst.stderr[-400:])
+        time.sleep(2.5)  # the bucket drains at 1000 r/s
+
         victim = state["instances"][1]
         os.kill(victim["pid"], signal.SIGKILL)
         stack.wait_until(lambda: not stack.alive(victim["pid"]), 5)
@@ -202,9 +239,10 @@ def main() -> int:
 
         check(stack.wait_until(lambda: soma_targets_up() == 3, 60, 1), "Prometheus: 3 soma targets up",
               f"{soma_targets_up()} up")
-        managers = stack.http_json(f"{prom}/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
-        check(any(str(state["alertmanager"]["port"]) in m["url"] for m in managers),
-              "Prometheus sends alerts to the stack's Alertmanager", str(managers))
+        def alertmanagers() -> list:
+            return stack.http_json(f"{prom}/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
+        check(stack.wait_until(lambda: any(f":{state['alertmanager']['port']}/" in m["url"] for m in alertmanagers()),
+                               30, 0.5), "Prometheus sends alerts to the stack's Alertmanager", str(alertmanagers()))
 
         # Traffic for every panel and rule: analyses (misses, then hits), entries, profile.
         for n in range(60):
