@@ -430,13 +430,15 @@ class Stack:
         tls_port = entry.get("tls_port") if running else None
         if not tls_port or (not running and port_in_use(tls_port)):
             tls_port = free_port(self.taken)
+        before = config_snapshot(self.dir / "nginx" / "conf")
         conf = self.render_nginx(affinity, tls_port, fd_limit)
+        changed = changed or config_snapshot(conf.parent) != before
         self.nginx_test(conf)
         base = self.dir / "nginx"
         if running:
             if changed:
-                os.kill(pid, signal.SIGHUP)  # re-reads the upstream list; old workers finish their requests
-                log("nginx: upstream list changed; reloaded")
+                os.kill(pid, signal.SIGHUP)  # re-reads its files; old workers finish their requests
+                log("nginx: configuration or upstream list changed; reloaded")
         else:
             if port_in_use(self.gateway_port):
                 raise StackError(f"127.0.0.1:{self.gateway_port} is already in use (another `make run` or "
@@ -701,6 +703,10 @@ Soma stack ({len(s['instances'])} instances) — state file {self.state_path}
   dashboard     deploy/grafana/dashboards/soma.json (import into a Grafana with {s['prometheus']['url']} as its datasource)
   try:  curl -s {s['nginx']['url']}/v1/analyze -H 'Content-Type: application/json' -d '{{"text":"I finally finished it and I am proud."}}'
 """, flush=True)
+
+
+def config_snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(f): f.read_bytes() for f in sorted(directory.rglob("*.conf"))} if directory.is_dir() else {}
 
 
 def tail(path: Path, lines: int = 15) -> str:
