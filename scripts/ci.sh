@@ -22,6 +22,8 @@ phase test make test
 phase release make release
 phase http-smoke scripts/http-smoke.sh .build/release/soma
 phase models make models
+phase deploy-check scripts/deploy-check.sh --binary .build/release/soma
+phase stack-check bash -c 'scripts/ensure-deps.sh stack && scripts/stack-check.py --binary .build/release/soma --model-dir .build/models'
 phase throughput scripts/jsonl-smoke.sh .build/release/soma 10000
 phase batching .build/release/soma bench-batching --texts 3000
 phase bench make bench

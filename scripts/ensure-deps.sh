@@ -50,6 +50,7 @@ case "$phase" in
     want prometheus               # promtool
     want prometheus-alertmanager  # amtool
     want python3
+    want python3-venv             # .venv-deploy (check-jsonschema, kubernetes-validate from PyPI)
     ;;
   *) echo "ensure-deps: unknown phase $phase" >&2; exit 2 ;;
 esac
