@@ -156,6 +156,17 @@ prom_config_check
 run_tool "prometheus: promtool check rules deploy/prometheus/alerts.yml" promtool check rules deploy/prometheus/alerts.yml
 run_tool "prometheus: promtool test rules deploy/prometheus/alerts_test.yml" promtool test rules deploy/prometheus/alerts_test.yml
 run_tool "alertmanager: amtool check-config deploy/alertmanager/alertmanager.yml" amtool check-config deploy/alertmanager/alertmanager.yml
+# Routing: every severity the alerts use reaches the receiver of that name; no severity -> ticket.
+am_route() {  # am_route EXPECTED_RECEIVER LABEL=VALUE...
+  local expected="$1"; shift
+  run_tool "alertmanager: {$(IFS=,; echo "$*")} routes to receiver $expected" \
+    amtool config routes test --config.file=deploy/alertmanager/alertmanager.yml --verify.receivers="$expected" "$@"
+}
+severities=$(sed -n -E 's/^[[:space:]]+severity:[[:space:]]*"?([a-z]+)"?[[:space:]]*$/\1/p' deploy/prometheus/alerts.yml | sort -u)
+if [[ "$severities" == $'page\nticket' ]]; then ok "prometheus: alerts use the severities page and ticket only"
+else fail "prometheus: alerts use the severities page and ticket only" "found: $(echo $severities)"; fi
+for severity in $severities; do am_route "$severity" severity="$severity" alertname=SomaRouteCheck job=soma; done
+am_route ticket alertname=SomaRouteCheck job=soma
 
 # ---- 2. Compose ----------------------------------------------------------------------------------
 run_tool "compose: deploy/docker-compose-ml.yml matches the compose-spec schema (check-jsonschema vendor.compose-spec)" \
