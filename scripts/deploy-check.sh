@@ -168,6 +168,56 @@ else fail "prometheus: alerts use the severities page and ticket only" "found: $
 for severity in $severities; do am_route "$severity" severity="$severity" alertname=SomaRouteCheck job=soma; done
 am_route ticket alertname=SomaRouteCheck job=soma
 
+# ---- 1b. Grafana ---------------------------------------------------------------------------------
+# The brief's six panels with their lines and colours, plus active users and model accuracy; the
+# datasource uid the panels use is the provisioned one; the provider path is where compose mounts
+# the dashboards. (The expressions themselves are evaluated live by scripts/stack-check.py.)
+run_py "grafana: assertions" "$VENV/bin/python" - <<'PY'
+import json, re, sys, yaml
+ok = lambda w: print(f"ok\t{w}")
+bad = lambda w, why: print(f"FAIL\t{w}\t{why}")
+d = json.load(open("deploy/grafana/dashboards/soma.json"))
+panels = {p["title"]: p for p in d["panels"]}
+def steps(p):
+    return [(s["color"], s["value"]) for s in p.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps", [])]
+def exprs(p):
+    return [t.get("expr", "") for t in p.get("targets", [])]
+def want(title, predicate, what):
+    p = next((p for t, p in panels.items() if t.startswith(title)), None)
+    if p is None:
+        bad(f"grafana: panel '{title}'", f"missing (panels: {sorted(panels)})"); return
+    why = predicate(p)
+    (ok(f"grafana: panel '{p['title']}': {what}") if not why else bad(f"grafana: panel '{p['title']}'", why))
+def line(p):
+    return p.get("fieldConfig", {}).get("defaults", {}).get("custom", {}).get("thresholdsStyle", {}).get("mode") in ("line", "line+area", "dashed")
+want("Latency", lambda p: None if sorted(re.findall(r"histogram_quantile\((0\.\d+)", " ".join(exprs(p)))) == ["0.5", "0.95", "0.99"]
+     and ("red", 0.2) in steps(p) and line(p) and p["fieldConfig"]["defaults"].get("unit") == "s"
+     else f"want p50/p95/p99 and a 0.2 s red line, got {exprs(p)} {steps(p)}", "p50/p95/p99, 200 ms line")
+want("Throughput", lambda p: None if any('"class"' in e and "xx" in e for e in exprs(p)) else f"no status class: {exprs(p)}",
+     "by status class")
+want("Instance health", lambda p: None if {(c, v) for c, v in steps(p)} >= {("red", None), ("yellow", 1), ("green", 2)}
+     and "up{" in " ".join(exprs(p)) and "soma_instance_status" in " ".join(exprs(p))
+     else f"want red/yellow/green from up and soma_instance_status, got {steps(p)}", "green/yellow/red from up and soma_instance_status")
+want("Cache hit", lambda p: None if p["type"] == "gauge" and "soma_cache_requests_total" in " ".join(exprs(p)) else "not a gauge on soma_cache_requests_total",
+     "gauge")
+want("Error rate", lambda p: None if ("red", 0.05) in steps(p) and line(p) else f"want a 5 % red line, got {steps(p)}", "5 % line")
+for title, metric in (("CPU", "process_cpu_seconds_total"), ("Memory", "process_resident_memory_bytes"),
+                      ("Disk", "soma_state_dir_bytes"), ("Active users", "soma_active_users"), ("Model accuracy", "soma_model_accuracy")):
+    want(title, lambda p, m=metric: None if m in " ".join(exprs(p)) else f"does not query {m}", f"per instance from {metric}")
+uids = {t.get("datasource", {}).get("uid") for p in d["panels"] for t in p.get("targets", [])} | {p.get("datasource", {}).get("uid") for p in d["panels"]}
+uids.discard(None)
+sources = yaml.safe_load(open("deploy/grafana/provisioning/datasources/prometheus.yml"))["datasources"]
+provisioned = {s.get("uid") for s in sources}
+(ok(f"grafana: the panels' datasource uid {sorted(uids)} is provisioned") if uids and uids <= provisioned
+ else bad("grafana: datasource uid", f"panels use {sorted(uids)}, provisioned {sorted(provisioned)}"))
+providers = yaml.safe_load(open("deploy/grafana/provisioning/dashboards/soma.yml"))["providers"]
+compose = yaml.safe_load(open("deploy/docker-compose-ml.yml"))
+mounts = [v.split(":")[1] for v in compose["services"]["grafana"].get("volumes", []) if v.startswith("./grafana/dashboards:")]
+path = providers[0]["options"]["path"]
+(ok(f"grafana: the dashboard provider reads {path}, where compose mounts grafana/dashboards") if path in mounts
+ else bad("grafana: dashboard provider path", f"{path} is not the compose mount {mounts}"))
+PY
+
 # ---- 2. Compose ----------------------------------------------------------------------------------
 run_tool "compose: deploy/docker-compose-ml.yml matches the compose-spec schema (check-jsonschema vendor.compose-spec)" \
   check-jsonschema --builtin-schema vendor.compose-spec deploy/docker-compose-ml.yml
