@@ -19,15 +19,17 @@ struct SomaAPI: Sendable {
     let activeUsers: ActiveUsers
     let startedAt: ContinuousClock.Instant
     let version: String
-    /// Renders `/metrics` (refreshing process gauges first).
-    let metricsText: @Sendable () -> [UInt8]
+    /// Renders `/metrics` (refreshing process gauges first); `degraded` is what `/health` reports.
+    let metricsText: @Sendable (_ degraded: Bool) -> [UInt8]
 
     func register(on router: Router<SomaRequestContext>) {
         router.get("/health") { _, context in try await health(context) }
         router.get("/ready") { _, context in try await ready(context) }
         router.get("/metrics") { _, _ in
+            // The same probe as /health, so soma_instance_status and /health never disagree.
+            let degraded = await dependencies().degraded
             var buffer = ByteBuffer()
-            buffer.writeBytes(metricsText())
+            buffer.writeBytes(metricsText(degraded))
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: buffer))
         }
 
@@ -325,13 +327,20 @@ struct SomaAPI: Sendable {
 
     // MARK: Operations
 
-    private func health(_ context: SomaRequestContext) async throws -> Response {
+    /// The dependencies as `/health` reports them: the store probed (through its breaker when remote),
+    /// Redis as its breaker sees it (nil without Redis). Degraded when either is not up.
+    private func dependencies() async -> (storeUp: Bool, redisState: String?, degraded: Bool) {
         let storeUp = await store.isHealthy()
         let cache = service.cache
         let redisState = cache.remote == nil ? nil : (cache.remoteHealthy ? "up" : "fallback")
+        return (storeUp, redisState, !storeUp || redisState == "fallback")
+    }
+
+    private func health(_ context: SomaRequestContext) async throws -> Response {
+        let (storeUp, redisState, degraded) = await dependencies()
         let phase = readiness.current
         let body = JSONIO.object { w in
-            w.key("status"); w.string(storeUp && redisState != "fallback" ? "ok" : "degraded")
+            w.key("status"); w.string(degraded ? "degraded" : "ok")
             w.key("instance_id"); w.string(configuration.instanceID)
             w.key("version"); w.string(version)
             w.key("model_version"); w.string(service.modelVersion)

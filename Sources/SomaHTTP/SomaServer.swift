@@ -174,11 +174,11 @@ public struct SomaServer: Sendable {
             configuration: configuration, service: service, store: store, outbox: postgres?.outbox, limiter: limiter, metrics: metrics,
             profiles: profiles, warmer: warmer, readiness: readiness, activeUsers: activeUsers,
             startedAt: .now, version: version,
-            metricsText: {
+            metricsText: { degraded in
                 process.refresh()
                 metrics.set(SomaMetrics.Name.activeUsers, [], Double(activeUsers.count()))
-                // 2 ok, 1 degraded (ready, a fallback serves), 0 not ready (starting or draining).
-                let degraded = cache.remote != nil && !cache.remoteHealthy
+                // 2 ok, 1 degraded (ready, but Redis or the store is served by a fallback or down, as
+                // /health says), 0 not ready (starting or draining).
                 metrics.set(SomaMetrics.Name.instanceStatus, [], readiness.current != .ready ? 0 : degraded ? 1 : 2)
                 for tier in Tier.allCases { metrics.queueDepth(tier: tier, sessions.queuedCount(tier: tier)) }
                 if let postgres = database {

@@ -67,6 +67,7 @@ struct PostgresServiceTests {
         }
         #expect((try await soma.metric(#"soma_circuit_transitions_total{dependency="postgres",to="open"}"#) ?? 0) >= 1)
         #expect(try await soma.request("GET", "/ready").status == .ok, "PostgreSQL never makes an instance unready")
+        #expect(try await soma.metric("soma_instance_status") == 1, "degraded, as /health says")
         try await postgres.restart()
         for i in 401..<500 { _ = try await post(i) }
 
@@ -77,6 +78,12 @@ struct PostgresServiceTests {
             if pending > 0 { try await Task.sleep(for: .milliseconds(100)) }
         }
         #expect(pending == 0)
+        var status: Double? = nil
+        for _ in 0..<100 where status != 2 {  // the breaker's half-open trial closes it
+            status = try await soma.metric("soma_instance_status")
+            if status != 2 { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(status == 2, "ok again once PostgreSQL answers")
         #expect((statuses[.accepted] ?? 0) >= 250 && (statuses[.created] ?? 0) >= 100, "\(statuses)")
 
         var total = 0

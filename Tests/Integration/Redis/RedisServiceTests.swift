@@ -154,6 +154,7 @@ struct RedisServiceTests {
             let health = try await instance.request("GET", "/health").json
             #expect(health["status"] as? String == "degraded")
             #expect(try await instance.request("GET", "/ready").status == .ok, "Redis never makes an instance unready")
+            #expect(try await instance.metric("soma_instance_status") == 1, "degraded, as /health says")
         }
 
         switch outage {
