@@ -34,23 +34,11 @@ shift 2
 
 log() { echo "postgres-server.sh: $*" >&2; }
 
-# True when PID is a live (not zombie) postgres process.
-alive() {
-  local pid="$1" state
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [[ -r "/proc/$pid/comm" ]] || return 1
-  [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == postgres* ]] || return 1
-  state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)"
-  [[ -n "$state" && "$state" != "Z" && "$state" != "X" ]]
-}
+# shellcheck source=scripts/lib.sh
+source "$here/lib.sh"
 
-# True when PID is a live (not zombie) process (zombies linger here: PID 1 does not reap them).
-process_alive() {
-  local state
-  kill -0 "$1" 2>/dev/null || return 1
-  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true)"
-  [[ "$state" != "Z" && "$state" != "X" ]]
-}
+# True when PID is a live (not zombie) postgres process.
+alive() { alive_named "$1" postgres; }
 
 # The PIDs whose parent is PID (the postmaster's backends and auxiliary processes), from /proc.
 children() {
@@ -72,15 +60,6 @@ signal_tree() {
   for child in $(children "$pid"); do kill "-$signal" "$child" 2>/dev/null || true; done
 }
 
-env_value() {  # env_value NAME → value from DIR/postgres.env (empty when absent)
-  [[ -f "$dir/postgres.env" ]] || return 0
-  sed -n "s/^$1=//p" "$dir/postgres.env" | tail -n 1
-}
-
-pick_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 # The newest /usr/lib/postgresql/<version>/bin with the server programs (Debian), else the directory of
 # initdb on PATH; empty when PostgreSQL is not installed.
 find_bin() {
@@ -91,15 +70,6 @@ find_bin() {
   elif command -v initdb >/dev/null && command -v pg_ctl >/dev/null; then
     dirname "$(command -v initdb)"
   fi
-}
-
-# Runs a command with an empty signal mask and default SIGPIPE: a caller may have spawned us from a
-# thread that blocks signals (e.g. a Dispatch worker), and the server must still honour its signals.
-with_clean_signals() {
-  python3 -c 'import os, signal, sys
-signal.pthread_sigmask(signal.SIG_SETMASK, [])
-signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-os.execvp(sys.argv[1], sys.argv[1:])' "$@"
 }
 
 # Runs a server program as the `postgres` user when we are root (initdb and postgres refuse root).
@@ -149,7 +119,7 @@ case "$cmd" in
     mkdir -p "$dir"
     dir="$(cd "$dir" && pwd)"
     bin="$(find_bin)"
-    if [[ -n "$bin" ]] && alive "$(env_value POSTGRES_PID)" && ready "$(env_value POSTGRES_PORT)"; then
+    if [[ -n "$bin" ]] && alive "$(env_value postgres.env POSTGRES_PID)" && ready "$(env_value postgres.env POSTGRES_PORT)"; then
       print_env
       exit 0
     fi
@@ -239,7 +209,7 @@ case "$cmd" in
     [[ -d "$dir" ]] || exit 0
     dir="$(cd "$dir" && pwd)"
     bin="$(find_bin)"
-    pid="$(env_value POSTGRES_PID)"
+    pid="$(env_value postgres.env POSTGRES_PID)"
     [[ -n "$pid" ]] || pid="$(postmaster_pid)"
     [[ -n "$pid" ]] || exit 0
     stop_pid "$pid"
@@ -250,14 +220,8 @@ case "$cmd" in
     ;;
 
   _watch)  # internal: _watch DIR OWNER_PID POSTMASTER_PID
-    owner="${1:?}"
-    pid="${2:?}"
     bin="$(find_bin)"
-    while process_alive "$owner" && alive "$pid"; do sleep 0.5; done
-    if ! process_alive "$owner"; then
-      stop_pid "$pid" || true
-      [[ -f "$dir/.soma-postgres-throwaway" ]] && rm -rf -- "$dir"
-    fi
+    watch_owner "${1:?}" "${2:?}" .soma-postgres-throwaway stop_pid
     ;;
 
   *)

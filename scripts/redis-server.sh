@@ -29,41 +29,11 @@ shift 2
 
 log() { echo "redis-server.sh: $*" >&2; }
 
+# shellcheck source=scripts/lib.sh
+source "$here/lib.sh"
+
 # True when PID is a live (not zombie) redis-server process.
-alive() {
-  local pid="$1" state
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [[ -r "/proc/$pid/comm" ]] || return 1
-  [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == redis-server* ]] || return 1
-  state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)"
-  [[ -n "$state" && "$state" != "Z" && "$state" != "X" ]]
-}
-
-env_value() {  # env_value NAME → value from DIR/redis.env (empty when absent)
-  [[ -f "$dir/redis.env" ]] || return 0
-  sed -n "s/^$1=//p" "$dir/redis.env" | tail -n 1
-}
-
-pick_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# True when PID is a live (not zombie) process (zombies linger here: PID 1 does not reap them).
-process_alive() {
-  local state
-  kill -0 "$1" 2>/dev/null || return 1
-  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true)"
-  [[ "$state" != "Z" && "$state" != "X" ]]
-}
-
-# Runs a command with an empty signal mask and default SIGPIPE: a caller may have spawned us from a
-# thread that blocks signals (e.g. a Dispatch worker), and redis-server must still honour SIGTERM.
-with_clean_signals() {
-  python3 -c 'import os, signal, sys
-signal.pthread_sigmask(signal.SIG_SETMASK, [])
-signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-os.execvp(sys.argv[1], sys.argv[1:])' "$@"
-}
+alive() { alive_named "$1" redis-server; }
 
 ping_ok() {  # ping_ok PORT PASSWORD
   local reply
@@ -92,7 +62,7 @@ case "$cmd" in
   start)
     mkdir -p "$dir"
     dir="$(cd "$dir" && pwd)"
-    if alive "$(env_value REDIS_PID)" && ping_ok "$(env_value REDIS_PORT)" "$(cat "$dir/redis.password" 2>/dev/null || true)"; then
+    if alive "$(env_value redis.env REDIS_PID)" && ping_ok "$(env_value redis.env REDIS_PORT)" "$(cat "$dir/redis.password" 2>/dev/null || true)"; then
       print_env
       exit 0
     fi
@@ -160,20 +130,14 @@ case "$cmd" in
 
   stop)
     [[ -d "$dir" ]] || exit 0
-    pid="$(env_value REDIS_PID)"
+    pid="$(env_value redis.env REDIS_PID)"
     [[ -n "$pid" ]] || exit 0
     stop_pid "$pid"
     rm -f "$dir/redis.pid"
     ;;
 
   _watch)  # internal: _watch DIR OWNER_PID REDIS_PID
-    owner="${1:?}"
-    pid="${2:?}"
-    while process_alive "$owner" && alive "$pid"; do sleep 0.5; done
-    if ! process_alive "$owner"; then
-      stop_pid "$pid" || true
-      [[ -f "$dir/.soma-redis-throwaway" ]] && rm -rf -- "$dir"
-    fi
+    watch_owner "${1:?}" "${2:?}" .soma-redis-throwaway stop_pid
     ;;
 
   *)
