@@ -151,83 +151,19 @@ final class RedisHarness: Sendable {
 
     // MARK: - Script
 
-    /// The package root, from this file's location (Tests/Integration/Support/RedisHarness.swift).
-    private static let packageRoot = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    /// Runs `scripts/redis-server.sh` without blocking a cooperative thread; returns its KEY=VALUE lines.
-    ///
-    /// `posix_spawn` + `waitpid` on a Dispatch thread rather than Foundation's `Process`: here `Process`
-    /// never reaped the script (no termination handler, a zombie child), and its children inherited the
-    /// signal mask of the spawning Dispatch thread (SIGTERM blocked). We reset the mask and dispositions.
+    /// Runs `scripts/redis-server.sh` (through ``Spawn``: posix_spawn + waitpid, clean signal mask)
+    /// with this process as the watchdog's owner; returns its KEY=VALUE lines.
     private static func runScript(_ arguments: [String], directory: String) async throws -> [String: String] {
-        let script = packageRoot.appendingPathComponent("scripts/redis-server.sh").path
-        let outputPath = directory + "/script.out"
-        let errorPath = directory + "/script.err"
-        var environment = ProcessInfo.processInfo.environment
-        environment["REDIS_OWNER_PID"] = String(getpid())
-        let argv = ["/bin/bash", script] + arguments
-        let envp = environment.map { "\($0.key)=\($0.value)" }
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                do {
-                    let pid = try spawn(argv: argv, environment: envp, stdout: outputPath, stderr: errorPath)
-                    var status: Int32 = 0
-                    while waitpid(pid, &status, 0) == -1 {
-                        guard errno == EINTR else { throw Failure(description: "waitpid: errno \(errno)") }
-                    }
-                    // WIFEXITED / WEXITSTATUS are macros Swift does not import.
-                    let exited = status & 0x7F == 0
-                    continuation.resume(returning: exited ? (status >> 8) & 0xFF : 128 + (status & 0x7F))
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
+        do {
+            return try await Spawn.runScript(
+                "redis-server.sh",
+                arguments,
+                directory: directory,
+                environment: ["REDIS_OWNER_PID": String(getpid())]
+            )
+        } catch let failure as Spawn.Failure {
+            throw Failure(description: failure.description)
         }
-        let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-        let errors = (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? ""
-        guard status == 0 else {
-            throw Failure(description: "redis-server.sh \(arguments.prefix(2).joined(separator: " ")) exited \(status): \(errors.suffix(2000))")
-        }
-        var values: [String: String] = [:]
-        for line in output.split(separator: "\n") {
-            guard let equals = line.firstIndex(of: "=") else { continue }
-            values[String(line[..<equals])] = String(line[line.index(after: equals)...])
-        }
-        return values
-    }
-
-    /// `posix_spawn` with stdin from /dev/null, stdout/stderr to files, an empty signal mask and default
-    /// signal dispositions.
-    private static func spawn(argv: [String], environment: [String], stdout: String, stderr: String) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        let cArguments = argv.map { strdup($0) } + [nil]
-        let cEnvironment = environment.map { strdup($0) } + [nil]
-        defer {
-            cArguments.forEach { free($0) }
-            cEnvironment.forEach { free($0) }
-        }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, argv[0], &actions, &attributes, cArguments, cEnvironment)
-        guard result == 0 else { throw Failure(description: "posix_spawn \(argv[0]): error \(result)") }
-        return pid
     }
 
     // MARK: - Availability

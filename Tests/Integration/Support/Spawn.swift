@@ -9,7 +9,7 @@ import Glibc
 /// `posix_spawn` + `waitpid` on a Dispatch thread rather than Foundation's `Process`: here `Process`
 /// never reaped its child (no termination handler, a zombie child), and its children inherited the
 /// signal mask of the spawning Dispatch thread (SIGTERM blocked). We reset the mask and dispositions.
-/// (The same approach as `RedisHarness`, factored out for the other harnesses.)
+/// Every harness (Redis, PostgreSQL) starts its server script through it.
 enum Spawn {
     /// Failure to spawn, or a non-zero exit.
     struct Failure: Error, CustomStringConvertible {
