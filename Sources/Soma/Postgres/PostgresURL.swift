@@ -57,7 +57,7 @@ public struct PostgresURL: Sendable, Hashable, CustomStringConvertible {
                 "\(why) in PostgreSQL URL \(PostgresURL.redacted(string)); expected postgresql://[user[:password]@]host[:port][/database][?keyword=value]"
             )
         }
-        let text = string.trimmingWhitespaceForURL()
+        let text = URLText.trimmingWhitespace(string)
         guard let schemeEnd = text.firstRange(of: "://") else { throw fail("missing scheme") }
         let scheme = text[..<schemeEnd.lowerBound].lowercased()
         guard scheme == "postgresql" || scheme == "postgres" else {
@@ -200,64 +200,17 @@ public struct PostgresURL: Sendable, Hashable, CustomStringConvertible {
 
     // MARK: - Helpers
 
-    /// Hides whatever sits between "://" and the last "@" of a raw URL, for error messages.
+    /// Hides whatever sits between "://" and the last "@" of a raw URL, and a query that names a
+    /// password, for error messages.
     static func redacted(_ raw: String) -> String {
-        var text = raw
-        if let schemeEnd = text.firstRange(of: "://"), let at = text.lastIndex(of: "@"), at > schemeEnd.upperBound {
-            text = String(text[..<schemeEnd.upperBound]) + "***" + String(text[at...])
-        }
+        var text = URLText.redactingUserInfo(raw)
         if let question = text.firstIndex(of: "?"), text[question...].contains("password") {
             text = String(text[..<question]) + "?***"
         }
         return text
     }
 
-    static func percentDecode(_ text: Substring) -> String? {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(text.utf8.count)
-        var iterator = text.utf8.makeIterator()
-        while let byte = iterator.next() {
-            if byte == UInt8(ascii: "%") {
-                guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else { return nil }
-                bytes.append(high << 4 | low)
-            } else {
-                bytes.append(byte)
-            }
-        }
-        return String(validating: bytes, as: UTF8.self)
-    }
+    static func percentDecode(_ text: Substring) -> String? { URLText.percentDecode(text) }
 
-    static func percentEncode(_ text: String) -> String {
-        let digits = Array("0123456789ABCDEF".utf8)
-        var out: [UInt8] = []
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
-                out.append(byte)
-            default:
-                out += [UInt8(ascii: "%"), digits[Int(byte >> 4)], digits[Int(byte & 0xF)]]
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
-        }
-    }
-}
-
-extension String {
-    fileprivate func trimmingWhitespaceForURL() -> String {
-        let scalars = unicodeScalars
-        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
-              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })
-        else { return "" }
-        return String(scalars[first...last])
-    }
+    static func percentEncode(_ text: String) -> String { URLText.percentEncode(text) }
 }

@@ -38,7 +38,7 @@ public struct RedisURL: Sendable, Hashable, CustomStringConvertible {
         func fail(_ why: String) -> RedisError {
             RedisError(.invalidURL, "\(why) in Redis URL \(RedisURL.redacted(string)); expected redis://[[user]:password@]host[:port][/db]")
         }
-        let text = string.trimmingWhitespace()
+        let text = URLText.trimmingWhitespace(string)
         guard let schemeEnd = text.firstRange(of: "://") else { throw fail("missing scheme") }
         let scheme = text[..<schemeEnd.lowerBound].lowercased()
         switch scheme {
@@ -151,58 +151,9 @@ public struct RedisURL: Sendable, Hashable, CustomStringConvertible {
     // MARK: - Helpers
 
     /// Hides whatever sits between "://" and the last "@" of a raw URL, for error messages.
-    static func redacted(_ raw: String) -> String {
-        guard let schemeEnd = raw.firstRange(of: "://"), let at = raw.lastIndex(of: "@"), at > schemeEnd.upperBound else {
-            return raw
-        }
-        return String(raw[..<schemeEnd.upperBound]) + "***" + String(raw[at...])
-    }
+    static func redacted(_ raw: String) -> String { URLText.redactingUserInfo(raw) }
 
-    static func percentDecode(_ text: Substring) -> String? {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(text.utf8.count)
-        var iterator = text.utf8.makeIterator()
-        while let byte = iterator.next() {
-            if byte == UInt8(ascii: "%") {
-                guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else { return nil }
-                bytes.append(high << 4 | low)
-            } else {
-                bytes.append(byte)
-            }
-        }
-        return String(validating: bytes, as: UTF8.self)
-    }
+    static func percentDecode(_ text: Substring) -> String? { URLText.percentDecode(text) }
 
-    static func percentEncode(_ text: String) -> String {
-        var out = ""
-        for byte in text.utf8 {
-            let scalar = Unicode.Scalar(byte)
-            if byte < 0x80, scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || "-._~".unicodeScalars.contains(scalar) {
-                out.unicodeScalars.append(scalar)
-            } else {
-                let digits = Array("0123456789ABCDEF".utf8)
-                out += "%" + String(decoding: [digits[Int(byte >> 4)], digits[Int(byte & 0xF)]], as: UTF8.self)
-            }
-        }
-        return out
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
-        }
-    }
-}
-
-extension String {
-    fileprivate func trimmingWhitespace() -> String {
-        let scalars = unicodeScalars
-        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
-              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })
-        else { return "" }
-        return String(scalars[first...last])
-    }
+    static func percentEncode(_ text: String) -> String { URLText.percentEncode(text) }
 }
