@@ -6,8 +6,10 @@ On a fresh stack of its own (a temporary SOMA_STACK_DIR; nginx on 8788 as in pro
   2. `nginx -t` on the rendered configuration, and on the affinity variant rendered the same way;
   3. requests through nginx: analysis over HTTP (five modules) and over HTTPS (the self-signed
      certificate verified as the trust root, hostname 127.0.0.1), requests spread over instances,
-     JSON errors, and an instance killed: every request still answered (nginx retries), then
-     `up` again restarts only that instance (idempotent);
+     JSON errors, the JSON access log with upstream timings, a burst past limit_req answered with
+     JSON 429s, an instance killed: every request still answered (nginx retries), then `up` again
+     restarts only that instance (idempotent); the affinity variant live (each user always on one
+     instance), then back to least_conn;
   4. Prometheus: 3 soma targets up, Alertmanager discovered; after traffic, every recording and
      alerting rule evaluated with health "ok", every rule and every dashboard expression queried
      without error, every metric they name exported (except the counters that appear at their
@@ -226,6 +228,27 @@ end
         check(again.returncode == 0 and kept == [True, False, True] and stack.alive(state2["instances"][1]["pid"]),
               "up again (idempotent): only the killed instance restarted", again.stderr[-1500:])
         state = state2
+
+        # ---- the affinity variant, live: the same user always reaches the same instance ----
+        affinity = run(stack_cmd + ["up", "--instances", "3", "--affinity", "--binary", str(args.binary),
+                                    "--model-dir", str(args.model_dir)], env, 300)
+        placement: dict[str, set] = {}
+        for round_ in range(4):
+            for user in range(12):
+                code, _, body = request(f"{gateway}/health", headers={"X-User-Id": f"affinity-user-{user}"})
+                if code == 200:
+                    placement.setdefault(f"affinity-user-{user}", set()).add(json.loads(body).get("instance_id"))
+        sticky = all(len(v) == 1 for v in placement.values()) and len(placement) == 12
+        spread = {next(iter(v)) for v in placement.values() if v}
+        check(affinity.returncode == 0 and json.loads(state_path.read_text())["nginx"]["affinity"] and sticky
+              and len(spread) >= 2,
+              f"affinity variant live: each of 12 users always on one instance, users spread over {sorted(spread)}",
+              affinity.stderr[-800:] + str(placement))
+        back = run(stack_cmd + ["up", "--instances", "3", "--binary", str(args.binary), "--model-dir",
+                                str(args.model_dir)], env, 300)
+        state = json.loads(state_path.read_text())
+        check(back.returncode == 0 and not state["nginx"]["affinity"]
+              and "least_conn" in Path(state["nginx"]["conf"]).read_text(), "back to least_conn", back.stderr[-800:])
 
         # ---- Prometheus ----
         prom = state["prometheus"]["url"]
