@@ -253,15 +253,9 @@ end
         # ---- Prometheus ----
         prom = state["prometheus"]["url"]
 
-        def soma_targets_up() -> int:
-            try:
-                data = stack.http_json(f"{prom}/api/v1/targets?state=active")["data"]["activeTargets"]
-            except Exception:
-                return 0
-            return sum(1 for t in data if t["labels"].get("job") == "soma" and t["health"] == "up")
-
-        check(stack.wait_until(lambda: soma_targets_up() == 3, 60, 1), "Prometheus: 3 soma targets up",
-              f"{soma_targets_up()} up")
+        expected = {f"127.0.0.1:{i['port']}" for i in state["instances"]}
+        check(stack.wait_until(lambda: stack.soma_targets(prom) == expected, 60, 1), "Prometheus: 3 soma targets up",
+              f"up: {sorted(stack.soma_targets(prom))}")
         def alertmanagers() -> list:
             return stack.http_json(f"{prom}/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
         check(stack.wait_until(lambda: any(f":{state['alertmanager']['port']}/" in m["url"] for m in alertmanagers()),

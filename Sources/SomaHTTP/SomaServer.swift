@@ -95,18 +95,23 @@ public struct SomaServer: Sendable {
 
         let sessions = SessionManager(configuration: configuration.admission, clock: clock)
         let local = SlidingWindowRateLimiter(policy: configuration.tiers, clock: clock)
+        /// A circuit breaker around one dependency: its state and transitions as metrics and log lines.
+        func dependencyBreaker(_ dependency: String, _ settings: CircuitBreakerConfiguration) -> CircuitBreaker {
+            let breaker = CircuitBreaker(name: dependency, configuration: settings, clock: clock) { from, to in
+                metrics.set(SomaMetrics.Name.circuitState, [("dependency", dependency)], Double(to.stateValue))
+                metrics.increment(SomaMetrics.Name.circuitTransitions, [("dependency", dependency), ("to", to.description)])
+                logger.warning("\(dependency) circuit breaker", metadata: ["soma.from": .string("\(from)"), "soma.to": .string("\(to)")])
+            }
+            metrics.set(SomaMetrics.Name.circuitState, [("dependency", dependency)], 0)
+            return breaker
+        }
         var redis: (client: RedisClient, breaker: CircuitBreaker, cache: RedisCache, fallback: SQLiteCache)?
         if let url = configuration.redisURL {
             let client = try RedisClient(
                 url: url, poolSize: configuration.redisPoolSize,
                 connectTimeout: configuration.redisTimeout, commandTimeout: configuration.redisTimeout,
                 clientName: "soma-\(configuration.instanceID)")
-            let breaker = CircuitBreaker(name: "redis", configuration: configuration.redisBreaker, clock: clock) { from, to in
-                metrics.set(SomaMetrics.Name.circuitState, [("dependency", "redis")], Double(to.stateValue))
-                metrics.increment(SomaMetrics.Name.circuitTransitions, [("dependency", "redis"), ("to", to.description)])
-                logger.warning("redis circuit breaker", metadata: ["soma.from": .string("\(from)"), "soma.to": .string("\(to)")])
-            }
-            metrics.set(SomaMetrics.Name.circuitState, [("dependency", "redis")], 0)
+            let breaker = dependencyBreaker("redis", configuration.redisBreaker)
             let fallback = try SQLiteCache(
                 path: configuration.stateDirectory.appendingPathComponent("cache.sqlite").path,
                 maxBytes: configuration.fallbackCacheBytes)
@@ -140,12 +145,7 @@ public struct SomaServer: Sendable {
                 url: url, poolSize: configuration.databasePoolSize,
                 connectTimeout: configuration.databaseTimeout, queryTimeout: configuration.databaseTimeout,
                 applicationName: "soma-\(configuration.instanceID)")
-            let breaker = CircuitBreaker(name: "postgres", configuration: configuration.databaseBreaker, clock: clock) { from, to in
-                metrics.set(SomaMetrics.Name.circuitState, [("dependency", "postgres")], Double(to.stateValue))
-                metrics.increment(SomaMetrics.Name.circuitTransitions, [("dependency", "postgres"), ("to", to.description)])
-                logger.warning("postgres circuit breaker", metadata: ["soma.from": .string("\(from)"), "soma.to": .string("\(to)")])
-            }
-            metrics.set(SomaMetrics.Name.circuitState, [("dependency", "postgres")], 0)
+            let breaker = dependencyBreaker("postgres", configuration.databaseBreaker)
             let guarded = GuardedStore(PostgresStore(client: client, logger: logger), breaker: breaker)
             let outbox = try Outbox(path: configuration.stateDirectory.appendingPathComponent("outbox.sqlite").path)
             metrics.set(SomaMetrics.Name.outboxPending, [], Double(outbox.pendingCount))

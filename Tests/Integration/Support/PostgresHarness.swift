@@ -40,12 +40,6 @@ final class PostgresHarness: Sendable {
     /// `postgresql://soma@127.0.0.1:port/soma`: what a client needs to connect.
     var url: String { "postgresql://soma@\(host):\(port)/soma" }
 
-    /// Whether the environment says we run under CI (`CI=true` or `CI=1`).
-    static var isCI: Bool {
-        let value = ProcessInfo.processInfo.environment["CI"]?.lowercased()
-        return value == "true" || value == "1"
-    }
-
     /// A table name unique to the calling test and this run, e.g. `it_roundtrip_3f9a1c2e`.
     static func tableName(_ name: String = #function) -> String {
         let cleaned = name.prefix { $0 != "(" }.lowercased().filter { ($0.isASCII && $0.isLetter) || $0.isNumber || $0 == "_" }
@@ -168,7 +162,7 @@ final class PostgresHarness: Sendable {
 
     /// Whether PostgreSQL suites should run: always under CI (so failures fail), else when the shared server starts.
     static func shouldRun() async -> Bool {
-        if isCI { return true }
+        if Spawn.isCI { return true }
         do {
             _ = try await shared()
             return true

@@ -56,12 +56,6 @@ final class RedisHarness: Sendable {
         return text
     }
 
-    /// Whether the environment says we run under CI (`CI=true` or `CI=1`).
-    static var isCI: Bool {
-        let value = ProcessInfo.processInfo.environment["CI"]?.lowercased()
-        return value == "true" || value == "1"
-    }
-
     /// A key prefix unique to the calling test and this run, e.g. `it:roundTrip:3f9a1c2e:`.
     static func keyPrefix(_ name: String = #function) -> String {
         let cleaned = name.prefix { $0 != "(" }.filter { $0.isLetter || $0.isNumber || $0 == "_" }
@@ -170,7 +164,7 @@ final class RedisHarness: Sendable {
 
     /// Whether Redis suites should run: always under CI (so failures fail), else when the shared server starts.
     static func shouldRun() async -> Bool {
-        if isCI { return true }
+        if Spawn.isCI { return true }
         do {
             _ = try await shared()
             return true

@@ -16,6 +16,13 @@ enum Spawn {
         var description: String
     }
 
+    /// Whether the environment says we run under CI (`CI=true` or `CI=1`): a harness whose
+    /// server cannot start then fails its suites instead of skipping them.
+    static var isCI: Bool {
+        let value = ProcessInfo.processInfo.environment["CI"]?.lowercased()
+        return value == "true" || value == "1"
+    }
+
     /// The package root, from this file's location (Tests/Integration/Support/Spawn.swift).
     static let packageRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
