@@ -8,7 +8,7 @@ TEXT ?=
 DURATION ?= 10
 INSTANCES ?= 3
 
-.PHONY: all deps build release test unit smoke run analyze http-smoke bench-http models bench bench-slowdown bench-peers bench-batching ci clean help \
+.PHONY: all deps build release test unit smoke run analyze http-smoke bench-http models bench bench-slowdown bench-peers ci format format-check clean help \
 	stack-up stack-down stack-status stack-restart stack-check deploy-check
 MODELS_DIR ?= .build/models
 
@@ -23,13 +23,13 @@ help:
 	@echo "make bench   package-benchmark suites (Benchmarks/), p50/p90/p99 and SLO/budget gates; fails on a breach"
 	@echo "make bench-slowdown   the gates with SOMA_SLOWDOWN set: must go red (proves the gates can fail)"
 	@echo "make bench-peers      VADER (PyPI) against soma analyze --jsonl over the same texts"
-	@echo "make bench-batching   batched against unbatched pipeline throughput (release)"
 	@echo "make http-smoke      start the release server, call the README's curl commands, SIGTERM, expect exit 0"
 	@echo "make bench-http      wrk: hello-world vs soma cached/uncached, single instance (DURATION=10)"
 	@echo "make stack-up [INSTANCES=3] [AFFINITY=1]  nginx on 127.0.0.1:8788 over N instances + Redis, PostgreSQL,"
 	@echo "             Prometheus, Alertmanager on free loopback ports (no Docker); state in .stack/stack.json"
 	@echo "make stack-status / stack-restart (rolling) / stack-down [PURGE=1]"
 	@echo "make stack-check   live checks on a fresh stack of its own; make deploy-check  static checks of deploy/"
+	@echo "make format  apply .swift-format to the tree; make format-check  fail on any difference (CI)"
 	@echo "make ci      what .ci/run calls: test, release build, models, throughput; prints the time of each phase"
 
 deps:
@@ -95,10 +95,6 @@ bench-peers: models
 	@scripts/ensure-deps.sh corpus
 	scripts/bench-peers.sh $(RELEASE_BIN) 10000
 
-bench-batching: release
-	@scripts/ensure-deps.sh corpus
-	$(RELEASE_BIN) bench-batching
-
 # ---- the deployment topology on this machine (no Docker): see docs/OPERATIONS.md ----
 # State, data and logs in .stack/ (SOMA_STACK_DIR overrides); the state file is .stack/stack.json.
 stack-up: models
@@ -124,6 +120,15 @@ stack-check: models
 # the Dockerfile's runtime libraries against the release binary (built as the Dockerfile does).
 deploy-check: release
 	scripts/deploy-check.sh --binary $(RELEASE_BIN)
+
+# The whole tree in the toolchain's formatter (.swift-format); format-check fails on any difference.
+FORMAT_PATHS := Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Benchmarks Benchmarks/Sources
+
+format:
+	$(SWIFT) format format --in-place --recursive --parallel $(FORMAT_PATHS)
+
+format-check:
+	$(SWIFT) format lint --strict --recursive --parallel $(FORMAT_PATHS)
 
 ci:
 	@scripts/ci.sh

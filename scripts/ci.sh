@@ -25,6 +25,5 @@ phase models make models
 phase deploy-check scripts/deploy-check.sh --binary .build/release/soma
 phase stack-check bash -c 'scripts/ensure-deps.sh stack && scripts/stack-check.py --binary .build/release/soma --model-dir .build/models'
 phase throughput scripts/jsonl-smoke.sh .build/release/soma 10000
-phase batching .build/release/soma bench-batching --texts 3000
 phase bench make bench
 phase bench-slowdown make bench-slowdown

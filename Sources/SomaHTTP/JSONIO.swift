@@ -1,44 +1,41 @@
 import Foundation
 import HTTPTypes
-import Hummingbird
+public import Hummingbird
 import NIOCore
 import Soma
 
-/// Reading JSON requests with the contract's errors, and writing JSON responses.
+/// Hummingbird's request decoder for Soma's contexts (`request.decode(as:context:)`): JSON only
+/// (415 otherwise), the body capped by the context (413), 400 `invalid_json` for malformed JSON,
+/// 422 `validation_failed` naming the field for a wrong shape.
+public struct ContractJSONDecoder: RequestDecoder {
+    public func decode<T: Decodable>(_ type: T.Type, from request: Request, context: some RequestContext) async throws -> T {
+        guard let type = request.headers[.contentType], JSONIO.isJSON(type) else {
+            throw APIError(.unsupportedMediaType, "the body must be JSON (Content-Type: application/json)")
+        }
+        let buffer = try await JSONIO.collect(request, context: context)
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch let error as DecodingError {
+            throw JSONIO.apiError(error)
+        }
+    }
+}
+
+/// JSON responses and the contract's error envelope.
 enum JSONIO {
     static let contentType = "application/json; charset=utf-8"
 
-    /// Reads and decodes the body as `T`: 415 for a non-JSON content type, 413 above `limit` bytes,
-    /// 400 `invalid_json` for malformed JSON, 422 `validation_failed` naming the field for a wrong
-    /// shape.
-    static func decode<T: Decodable>(_ type: T.Type, from request: Request, limit: Int) async throws -> T {
-        let bytes = try await body(of: request, limit: limit, requireJSON: true)
-        do {
-            return try JSONDecoder().decode(T.self, from: Data(bytes))
-        } catch let error as DecodingError {
-            throw apiError(error)
-        }
-    }
-
-    /// The raw body, with the content-type and size checks. An empty body is allowed only when
-    /// `requireJSON` is false.
-    static func body(of request: Request, limit: Int, requireJSON: Bool) async throws -> [UInt8] {
-        if requireJSON {
-            guard let type = request.headers[.contentType], isJSON(type) else {
-                throw APIError(.unsupportedMediaType, "the body must be JSON (Content-Type: application/json)")
-            }
-        }
+    /// The body up to the context's cap (`maxUploadSize`), 413 with the contract's error above it.
+    static func collect(_ request: Request, context: some RequestContext) async throws -> ByteBuffer {
+        let limit = context.maxUploadSize
         if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
             throw APIError(.payloadTooLarge, "the body is larger than \(limit) bytes")
         }
-        let body = request.body
-        let buffer: ByteBuffer
         do {
-            buffer = try await body.collect(upTo: limit)
+            return try await request.body.collect(upTo: limit)
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw APIError(.payloadTooLarge, "the body is larger than \(limit) bytes")
         }
-        return Array(buffer.readableBytesView)
     }
 
     static func isJSON(_ contentType: String) -> Bool {

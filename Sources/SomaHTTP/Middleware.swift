@@ -20,12 +20,14 @@ struct RequestMiddleware: RouterMiddleware {
     typealias Context = SomaRequestContext
     let metrics: SomaMetrics
     let inFlight: InFlightCounter
+    let bodyLimit: Int
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let clock = ContinuousClock()
         let start = clock.now
         var context = context
         context.requestID = Self.requestID(from: request)
+        context.bodyLimit = bodyLimit
         context.logger[metadataKey: "soma.request.id"] = .string(context.requestID)
         inFlight.change(by: 1)
         defer { inFlight.change(by: -1) }
@@ -65,6 +67,18 @@ struct RequestMiddleware: RouterMiddleware {
 
     /// Renders any error as the contract's envelope; internals never reach the client.
     static func render(_ error: any Error, requestID: String, logger: Logger) -> Response {
+        let api = apiError(for: error, requestID: requestID, logger: logger)
+        var headers = HTTPFields()
+        if let retry = api.retryAfter { headers[.retryAfter] = String(JSONIO.seconds(retry)) }
+        for (name, value) in api.headers {
+            if let field = HTTPField.Name(name) { headers[field] = value }
+        }
+        return JSONIO.response(.init(code: api.code.status), JSONIO.errorBody(api), headers: headers)
+    }
+
+    /// The contract's error for any error: the runtime's refusals and store failures by kind,
+    /// anything unexpected as `internal` (logged, never shown).
+    static func apiError(for error: any Error, requestID: String, logger: Logger) -> APIError {
         var api: APIError
         switch error {
         case let e as APIError:
@@ -78,6 +92,15 @@ struct RequestMiddleware: RouterMiddleware {
                 logger.warning("unexpected HTTP error", metadata: ["soma.error": .string("\(e)")])
                 api = APIError(.internal, "internal error")
             }
+        case let e as Refusal:
+            switch e.kind {
+            case .rateLimited: api = APIError(.rateLimited, e.message, retryAfter: e.retryAfter)
+            case .overloaded: api = APIError(.overloaded, e.message, retryAfter: e.retryAfter)
+            case .deadlineExceeded: api = APIError(.deadlineExceeded, e.message)
+            case .failed:
+                logger.warning("request failed", metadata: ["soma.error": .string(e.message)])
+                api = APIError(.internal, "internal error")
+            }
         case let e as StoreError:
             if e.code != .invalidCursor { logger.warning("store error", metadata: ["soma.error": .string(e.description)]) }
             api = e.code == .invalidCursor ? APIError(.invalidRequest, "cursor is not valid", field: "cursor")
@@ -88,16 +111,11 @@ struct RequestMiddleware: RouterMiddleware {
             api = APIError(.internal, "internal error")
         }
         api.requestID = requestID
-        var headers = HTTPFields()
-        if let retry = api.retryAfter { headers[.retryAfter] = String(JSONIO.seconds(retry)) }
-        for (name, value) in api.headers {
-            if let field = HTTPField.Name(name) { headers[field] = value }
-        }
-        return JSONIO.response(.init(code: api.code.status), JSONIO.errorBody(api), headers: headers)
+        return api
     }
 }
 
-/// `/v1` auth and identity (ARCHITECTURE §4): the service token when one is configured, then
+/// `/v1` auth and identity (docs/ARCHITECTURE.md §7): the service token when one is configured, then
 /// `X-User-Id` and `X-User-Tier`.
 struct IdentityMiddleware: RouterMiddleware {
     typealias Context = SomaRequestContext
@@ -130,17 +148,16 @@ struct IdentityMiddleware: RouterMiddleware {
         }
         activeUsers.record(user)
         var context = context
-        context.identity = Identity(user: user, tier: tier)
+        let caller = Caller(user: user, tier: tier)
+        context.caller = caller
         context.logger[metadataKey: "soma.user.id"] = .string(user)
-        let note = RateLimitNote()
-        context.rateLimit = note
         var response: Response
         do {
             response = try await next(request, context)
         } catch {
             response = RequestMiddleware.render(error, requestID: context.requestID, logger: context.logger)
         }
-        if let decision = note.recorded {
+        if let decision = caller.ledger.recorded {
             for field in RateLimitHeaders.fields(decision) where response.headers[field.name] == nil {
                 response.headers.append(field)
             }

@@ -52,13 +52,3 @@ public final class Readiness: Sendable {
         }
     }
 }
-
-/// The rate-limit decision of one request, written by the handler that spent the budget and read
-/// by the identity middleware when the answer goes out.
-final class RateLimitNote: Sendable {
-    private let decision = Mutex<RateLimitDecision?>(nil)
-
-    func record(_ d: RateLimitDecision) { decision.withLock { $0 = d } }
-
-    var recorded: RateLimitDecision? { decision.withLock { $0 } }
-}

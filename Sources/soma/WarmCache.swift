@@ -2,15 +2,16 @@ import ArgumentParser
 import Foundation
 import Logging
 import Soma
-import SomaHTTP
 
 /// `soma warm-cache`: preloads the shared cache (REDIS_URL) with the most frequent texts and the
-/// profiles of the most active users, with the same configuration as `soma serve`.
+/// profiles of the most active users, with the same configuration and runtime as `soma serve`.
 struct WarmCache: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "warm-cache",
         abstract: "Preload the cache: analyses of the most frequent texts in FILE and the profiles of the N most active users."
     )
+
+    @OptionGroup var common: CommonOptions
 
     @Option(name: .long, help: "Profiles of this many most active users (default 0).")
     var users: Int = 0
@@ -26,8 +27,7 @@ struct WarmCache: AsyncParsableCommand {
 
     func run() async throws {
         guard users >= 0 else { throw ValidationError("--users must not be negative") }
-        var configuration: ServerConfiguration
-        do { configuration = try ServerConfiguration.fromEnvironment() } catch { throw ValidationError("\(error)") }
+        let (configuration, _, _) = try common.read(common.settings()) { _ throws(Settings.Invalid) in () }
         if configuration.redisURL == nil {
             FileHandle.standardError.write(Data("warm-cache: REDIS_URL is not set: only this process's in-memory cache would be warmed, which ends with it\n".utf8))
             throw ExitCode(64)
@@ -59,9 +59,10 @@ struct WarmCache: AsyncParsableCommand {
             handler.logLevel = .warning
             return handler
         }
-        let server = try await SomaServer.make(configuration: configuration, logger: Logger(label: "soma.warm"), version: SomaCommand.version)
+        // The runtime alone: the same caches, store and models `soma serve` builds, without HTTP.
+        let runtime = try await SomaRuntime.make(configuration: configuration, logger: Logger(label: "soma.warm"))
         let started = ContinuousClock.now
-        let report = try await server.warmer.warm(texts: ranked, modules: chosen, users: users) { done, total in
+        let report = try await runtime.warmer.warm(texts: ranked, modules: chosen, users: users) { done, total in
             if done == total || done.isMultiple(of: 100) {
                 FileHandle.standardError.write(Data("warm-cache: \(done)/\(total)\n".utf8))
             }

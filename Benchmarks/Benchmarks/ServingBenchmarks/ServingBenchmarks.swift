@@ -3,7 +3,7 @@ import BenchmarkSupport
 import Foundation
 import Soma
 
-/// The serving path around the engine: the analysis pipeline batched against unbatched, the L1
+/// The serving path around the engine: concurrent analyses through `AnalysisService`, the L1
 /// cache, rate-limit decisions and admission decisions.
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
@@ -14,28 +14,34 @@ let benchmarks: @Sendable () -> Void = {
         maxIterations: 10_000
     )
 
-    // 32 concurrent medium analyses per iteration, through the pipeline with batching on and off.
+    // 32 concurrent medium analyses per iteration through the serving path (`AnalysisService`:
+    // admission in tier order on the worker slots, all five modules), the L1 cache off so every
+    // request computes.
     let models = Models.served
-    for (name, enabled) in [("batched", true), ("sequential (batching off)", false)] {
-        Benchmark("pipeline 32 concurrent medium, \(name)", configuration: .init(metrics: [.wallClock, .mallocCountTotal, .throughput], timeUnits: .microseconds, maxDuration: .seconds(2), maxIterations: 200)) { benchmark in
-            let registry = ModelRegistry(loader: { models[$0] })
-            let pipeline = AnalysisPipeline(registry: registry, batching: .init(enabled: enabled))
-            for m in Module.allCases { try await registry.load(m) }
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await pipeline.run() }
-                benchmark.startMeasurement()
-                for _ in benchmark.scaledIterations {
-                    try await withThrowingTaskGroup(of: AnalysisResults.self) { requests in
-                        for i in 0..<32 {
-                            requests.addTask { try await pipeline.analyze(Texts.medium, tier: Tier.allCases[i % 3]) }
-                        }
-                        for try await r in requests { blackHole(r) }
+    Benchmark("service 32 concurrent medium, uncached", configuration: .init(metrics: [.wallClock, .mallocCountTotal, .throughput], timeUnits: .microseconds, maxDuration: .seconds(2), maxIterations: 200)) { benchmark in
+        let catalog = try ModelCatalog(models: models)
+        let registry = ModelRegistry(loader: { try catalog.load($0) })
+        for m in Module.allCases { try await registry.load(m) }
+        let metrics = SomaMetrics()
+        let service = AnalysisService(
+            catalog: catalog, registry: registry,
+            sessions: SessionManager(configuration: .init(maxInFlight: 64, maxQueued: 64)),
+            cache: TieredCache(l1: L1Cache(configuration: .init(maxBytes: 0)), metrics: metrics),
+            metrics: metrics)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            try await withThrowingTaskGroup(of: AnalysisOutcome.self) { requests in
+                for i in 0..<32 {
+                    requests.addTask {
+                        try await service.analyze(AnalysisRequest(
+                            text: Texts.medium, modules: Module.allCases, user: "u\(i)", tier: Tier.allCases[i % 3],
+                            deadline: service.now() + .seconds(10)))
                     }
                 }
-                benchmark.stopMeasurement()
-                group.cancelAll()
+                for try await r in requests { blackHole(r) }
             }
         }
+        benchmark.stopMeasurement()
     }
 
     let engine = Engine(models: models)

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import Synchronization
 
 /// The instance's local, durable queue of entry writes the store could not take (PostgreSQL
@@ -31,6 +31,9 @@ public final class Outbox: Sendable {
     private let state: Mutex<State>
     /// Where the outbox file lives.
     public let path: String
+    /// The file's identity (device, inode) when it was opened: a file removed or replaced under an
+    /// open connection still takes writes, which the next start would never see.
+    private let identity: FileIdentity?
 
     /// Schema, idempotent. `seq` (AUTOINCREMENT: never reused, even after the last row is deleted)
     /// is the replay order.
@@ -53,6 +56,8 @@ public final class Outbox: Sendable {
         CREATE UNIQUE INDEX IF NOT EXISTS outbox_user_idempotency_key
         ON outbox (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL
         """,
+        // One row, rewritten by `probe()`: health proves the file takes a committed write.
+        "CREATE TABLE IF NOT EXISTS outbox_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL)",
     ]
 
     /// Opens (creating the file, its parent directories and the table if needed) the outbox at
@@ -77,6 +82,7 @@ public final class Outbox: Sendable {
         }
         self.state = Mutex(State(connection: connection, pending: pending))
         self.path = path
+        self.identity = FileIdentity(path: path)
     }
 
     /// Closes the file; every later call fails with `StoreError(.unavailable)`. What is queued stays
@@ -208,6 +214,42 @@ public final class Outbox: Sendable {
         }
     }
 
+    /// The outbox's health: whether it takes a committed write now, how much waits and since when.
+    public struct Health: Sendable, Equatable {
+        public var writable: Bool
+        public var pending: Int
+        /// Age of the oldest queued entry (by its acknowledgement time); `nil` when none is queued
+        /// or the file cannot be read.
+        public var oldestPendingAge: Duration?
+        /// Why it is not writable, for logs and `/health`.
+        public var problem: String?
+    }
+
+    /// Probes the file: still the file this outbox opened (not removed or replaced), and taking a
+    /// real committed write (one small transaction and its fsync), so a closed outbox, a lost
+    /// file, a read-only or full disk all show as not writable. Cheap enough for every health
+    /// check and scrape.
+    public func probe(now: Date = Date()) -> Health {
+        var health = Health(writable: true, pending: pendingCount)
+        guard let identity, FileIdentity(path: path) == identity else {
+            health.writable = false
+            health.problem = "the outbox file at \(path) was removed or replaced: writes would not survive a restart"
+            return health
+        }
+        do {
+            let nowMS = UnixMilliseconds.from(now)
+            let oldest: Int64? = try withConnection { db, _ throws(StoreError) in
+                _ = try db.execute("INSERT OR REPLACE INTO outbox_probe (id, at) VALUES (1, ?)", [.integer(nowMS)])
+                return try db.query("SELECT min(created_at), count(*) FROM outbox") { $0.int64(1) > 0 ? $0.int64(0) : nil }.first ?? nil
+            }
+            health.oldestPendingAge = oldest.map { .milliseconds(max(0, nowMS - $0)) }
+        } catch {
+            health.writable = false
+            health.problem = error.detail
+        }
+        return health
+    }
+
     // MARK: - Internals
 
     private struct Queued: Sendable {
@@ -246,5 +288,19 @@ public final class Outbox: Sendable {
             guard let db = state.connection else { throw StoreError(.unavailable, "the outbox at \(path) is closed") }
             return try body(db, &state.pending)
         }
+    }
+}
+
+/// A file's device and inode number.
+private struct FileIdentity: Equatable {
+    var device: UInt64
+    var inode: UInt64
+
+    init?(path: String) {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+            let device = (attributes[.systemNumber] as? NSNumber)?.uint64Value,
+            let inode = (attributes[.systemFileNumber] as? NSNumber)?.uint64Value
+        else { return nil }
+        (self.device, self.inode) = (device, inode)
     }
 }

@@ -10,7 +10,7 @@ import Testing
 @Suite("HTTP sessions and limits", .timeLimit(.minutes(2)))
 struct HTTPSessionTests {
     /// One worker held by a "holder" request; the others queue behind it.
-    private func heldServer(_ gate: Gate, _ tweak: @escaping (inout ServerConfiguration) -> Void = { _ in }) async throws -> SomaServer {
+    private func heldServer(_ gate: Gate, _ tweak: @escaping (inout TestConfiguration) -> Void = { _ in }) async throws -> SomaServer {
         try await TestServer.make({ c in
             c.admission.workers = 1
             tweak(&c)

@@ -3,9 +3,28 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import Prometheus
 import Soma
 import SomaHTTP
 import Synchronization
+
+/// A test instance's settings: the runtime's and the HTTP layer's, each field reachable by its
+/// own name (`$0.serviceToken`, `$0.tiers`).
+@dynamicMemberLookup
+struct TestConfiguration {
+    var runtime: RuntimeConfiguration
+    var http: HTTPConfiguration
+
+    subscript<T>(dynamicMember path: WritableKeyPath<RuntimeConfiguration, T>) -> T {
+        get { runtime[keyPath: path] }
+        set { runtime[keyPath: path] = newValue }
+    }
+
+    subscript<T>(dynamicMember path: WritableKeyPath<HTTPConfiguration, T>) -> T {
+        get { http[keyPath: path] }
+        set { http[keyPath: path] = newValue }
+    }
+}
 
 /// Builds test instances of the service over the fixture models, each in its own temporary state
 /// directory (removed by `cleanup()`).
@@ -15,23 +34,31 @@ enum TestServer {
     }()
 
     static func make(
-        _ tweak: (inout ServerConfiguration) -> Void = { _ in },
+        _ tweak: (inout TestConfiguration) -> Void = { _ in },
         beforeModule: (@Sendable (String, Module) async -> Void)? = nil
     ) async throws -> SomaServer {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("soma-http-\(UUID().uuidString)", isDirectory: true)
-        var configuration = ServerConfiguration(stateDirectory: dir, modelDirectory: Fixtures.models)
-        configuration.port = 0
-        configuration.drainDelay = .zero
+        var configuration = TestConfiguration(runtime: RuntimeConfiguration(stateDirectory: dir, modelDirectory: Fixtures.models), http: HTTPConfiguration())
+        configuration.http.port = 0
+        configuration.http.drainDelay = .zero
         tweak(&configuration)
-        configuration.admission.policy = configuration.tiers
-        let server = try await SomaServer.make(configuration: configuration, catalog: catalog, beforeModule: beforeModule)
+        configuration.runtime.admission.policy = configuration.runtime.tiers
+        let prometheus = PrometheusCollectorRegistry()
+        let runtime = try await SomaRuntime.make(
+            configuration: configuration.runtime, metrics: SomaServer.metrics(prometheus), catalog: catalog, beforeModule: beforeModule)
+        let server = SomaServer.make(runtime: runtime, configuration: configuration.http, prometheus: prometheus)
         server.readiness.set(.ready)
         return server
     }
 
     static func cleanup(_ server: SomaServer) {
-        try? FileManager.default.removeItem(at: server.configuration.stateDirectory)
+        try? FileManager.default.removeItem(at: server.runtime.configuration.stateDirectory)
     }
+}
+
+extension SomaServer {
+    /// The analysis serving path of the instance's runtime.
+    var service: AnalysisService { runtime.service }
 }
 
 /// Runs `body` against an in-process router (no socket) and cleans up.

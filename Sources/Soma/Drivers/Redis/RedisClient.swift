@@ -1,3 +1,5 @@
+public import ServiceLifecycle
+
 /// A small Redis client over hiredis (synchronous API, RESP2) with a lazily filled connection pool.
 ///
 /// Every blocking hiredis call runs on a serial `DispatchQueue` owned by its connection — never on the
@@ -14,7 +16,7 @@
 /// - The command timeout applies to each socket read and write (`SO_RCVTIMEO`/`SO_SNDTIMEO`), not to a
 ///   whole pipeline. A task cancelled while its call is on the wire still waits for that call (bounded by
 ///   the timeout); a task cancelled while waiting for a free connection stops waiting at once.
-public final class RedisClient: Sendable {
+public final class RedisClient: Service, Sendable {
     /// How to connect and how many connections to keep.
     public struct Configuration: Sendable {
         /// Server, credentials and database.
@@ -94,6 +96,17 @@ public final class RedisClient: Sendable {
         ))
     }
 
+    /// The pool's lifetime as a Service (as postgres-nio's client runs its pool): returns on
+    /// graceful shutdown or cancellation, then closes the pool: callers still waiting for a
+    /// connection fail with the client's closed error, leased connections close when returned.
+    /// List the client before the services that use it, so it is shut down after them.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        close()
+    }
+
+    /// A backstop for clients used without `run()` (scripts, tests): the pool closes with the last
+    /// reference.
     deinit {
         pool.close()
     }

@@ -1,39 +1,8 @@
 import Foundation
-public import Soma
-
-/// Builds a user's profile document (`{"updated_at", "profile"}`) from their stored entries, saves
-/// the snapshot and caches it: what `GET /v1/profile` serves on a miss and what warming preloads.
-struct ProfileService: Sendable {
-    let store: any Store
-    let cache: TieredCache
-    let builder: ProfileBuilder
-    let entryLimit: Int
-
-    /// The cached document, or a fresh one (then cached); `cached` says which.
-    func document(for user: String) async throws -> (document: [UInt8], cached: Bool) {
-        let key = CacheKey.user(user, "profile")
-        if let hit = await cache.getUser(key) { return (hit.value, true) }
-        return (try await rebuild(user), false)
-    }
-
-    /// Builds, saves and caches the document.
-    @discardableResult
-    func rebuild(_ user: String) async throws -> [UInt8] {
-        let entries = try await store.recentEntries(user: user, limit: entryLimit)
-        let profile = try builder.build(entries: entries).json()
-        let updated = Date()
-        let document = JSONIO.object { w in
-            w.key("updated_at"); w.string(SomaAPI.timestamp(updated))
-            w.key("profile"); w.raw(profile)
-        }
-        try await store.saveProfile(ProfileSnapshot(userID: user, snapshot: profile, updatedAt: updated))
-        await cache.setUser(CacheKey.user(user, "profile"), document)
-        return document
-    }
-}
 
 /// Cache warming (`soma warm-cache`, `POST /admin/cache/warm`): the profiles of the most active
-/// users and the analyses of the most frequent texts, so a fresh or restarted fleet starts warm.
+/// users and the analyses of the most frequent texts, so a fresh or restarted fleet starts warm
+/// (docs/ARCHITECTURE.md §5).
 public struct CacheWarmer: Sendable {
     public struct Report: Sendable, Equatable {
         public var texts = 0
@@ -45,6 +14,12 @@ public struct CacheWarmer: Sendable {
     let service: AnalysisService
     let profiles: ProfileService
     let metrics: SomaMetrics
+
+    public init(service: AnalysisService, profiles: ProfileService, metrics: SomaMetrics) {
+        self.service = service
+        self.profiles = profiles
+        self.metrics = metrics
+    }
 
     /// Ranks texts by how often they occur (most first, then first occurrence) and drops blanks.
     public static func rankedByFrequency(_ texts: [String]) -> [String] {
@@ -63,7 +38,7 @@ public struct CacheWarmer: Sendable {
         progress: @Sendable (_ done: Int, _ total: Int) -> Void = { _, _ in }
     ) async throws -> Report {
         var report = Report()
-        let active = users > 0 ? try await profiles.store.mostActiveUsers(limit: users) : []
+        let active = users > 0 ? try await profiles.mostActiveUsers(limit: users) : []
         let total = texts.count + active.count
         for text in texts {
             guard text.contains(where: { !$0.isWhitespace }) else {

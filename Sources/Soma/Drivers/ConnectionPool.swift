@@ -156,7 +156,7 @@ final class ConnectionPool<Connection: PooledConnection>: Sendable {
             state.waiters = []
             return (idle, waiters)
         }
-        for waiter in waiters { waiter.continuation.resume(throwing: RedisError(.closed, "the Redis client is closed")) }
+        for waiter in waiters { waiter.continuation.resume(throwing: Connection.closedError()) }
         for connection in idle { connection.shutdown() }
     }
 

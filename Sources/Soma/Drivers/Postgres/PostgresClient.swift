@@ -1,3 +1,5 @@
+public import ServiceLifecycle
+
 /// A small PostgreSQL client over libpq (blocking API, text results, parameterised statements only) with a
 /// lazily filled connection pool.
 ///
@@ -32,7 +34,7 @@
 /// Session state (`SET`, advisory locks, temporary tables, prepared statements) stays with the connection
 /// and is seen by later leases of it: undo it inside the same ``withConnection(_:)`` body. A body that leaves
 /// a transaction open is rolled back when it returns.
-public final class PostgresClient: Sendable {
+public final class PostgresClient: Service, Sendable {
     /// How to connect and how many connections to keep.
     public struct Configuration: Sendable {
         /// Server, credentials, database and extra libpq keywords.
@@ -114,6 +116,17 @@ public final class PostgresClient: Sendable {
         ))
     }
 
+    /// The pool's lifetime as a Service (as postgres-nio's client runs its pool): returns on
+    /// graceful shutdown or cancellation, then closes the pool: callers still waiting for a
+    /// connection fail with the client's closed error, leased connections close when returned.
+    /// List the client before the services that use it, so it is shut down after them.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        close()
+    }
+
+    /// A backstop for clients used without `run()` (scripts, tests): the pool closes with the last
+    /// reference.
     deinit {
         pool.close()
     }

@@ -1,0 +1,64 @@
+import Foundation
+
+/// The instance's dependencies as they are now: what `/health` reports and what
+/// `soma_instance_status` is computed from (docs/ARCHITECTURE.md §5).
+public struct HealthReport: Sendable {
+    /// One dependency's state.
+    public struct Dependency: Sendable, Equatable {
+        public enum State: String, Sendable {
+            case up, down
+            /// Not available, and a local fallback serves in its place.
+            case fallback
+        }
+
+        /// The name it is reported under (`store`, `outbox`, `cache`, `redis`).
+        public var name: String
+        /// What it is (`sqlite`, `postgres`, `memory`, `redis`).
+        public var kind: String
+        public var state: State
+        /// Entries waiting (the outbox only).
+        public var pending: Int?
+        /// Age of the oldest waiting entry (the outbox only).
+        public var oldestPendingAge: Duration?
+        /// Why it is not up, for operators (never a secret).
+        public var detail: String?
+    }
+
+    public var storeKind: StoreKind
+    /// In report order: store, outbox (PostgreSQL only), cache, redis (with Redis only).
+    public var dependencies: [Dependency]
+
+    /// Degraded when any dependency is not up.
+    public var degraded: Bool { dependencies.contains { $0.state != .up } }
+
+    public subscript(name: String) -> Dependency? { dependencies.first { $0.name == name } }
+}
+
+extension SomaRuntime {
+    /// Probes every dependency: the store with a round trip (through its breaker when remote),
+    /// the outbox with a committed write, Redis as its breaker sees it.
+    public func health() async -> HealthReport {
+        var dependencies: [HealthReport.Dependency] = []
+        let storeUp = await store.isHealthy()
+        switch storage {
+        case .embedded:
+            dependencies.append(.init(name: "store", kind: StoreKind.sqlite.rawValue, state: storeUp ? .up : .down))
+        case .remote(_, let outbox):
+            let probe = outbox.probe()
+            // With PostgreSQL down, writes go to the outbox: the store is served by its fallback
+            // only while the outbox can write.
+            let storeState: HealthReport.Dependency.State = storeUp ? .up : probe.writable ? .fallback : .down
+            dependencies.append(.init(name: "store", kind: StoreKind.postgres.rawValue, state: storeState))
+            dependencies.append(
+                .init(
+                    name: "outbox", kind: "sqlite", state: probe.writable ? .up : .down, pending: probe.pending,
+                    oldestPendingAge: probe.oldestPendingAge, detail: probe.problem))
+        }
+        // L1 is this process's memory: it is up while the process is.
+        dependencies.append(.init(name: "cache", kind: "memory", state: .up))
+        if cache.remote != nil {
+            dependencies.append(.init(name: "redis", kind: "redis", state: cache.remoteHealthy ? .up : .fallback))
+        }
+        return HealthReport(storeKind: storage.kind, dependencies: dependencies)
+    }
+}

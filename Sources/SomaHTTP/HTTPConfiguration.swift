@@ -1,0 +1,40 @@
+public import Soma
+
+/// What the HTTP layer itself is told: where to listen, the tokens, and the caps on what a request
+/// may carry. Everything else is the runtime's (`RuntimeConfiguration`). Read through the same
+/// `Settings` (docs/ARCHITECTURE.md §6).
+public struct HTTPConfiguration: Sendable {
+    /// `--host` (127.0.0.1).
+    public var host = "127.0.0.1"
+    /// `SOMA_PORT` or `--port` (8788; 0 picks a free one).
+    public var port = 8788
+    /// Listen backlog (`SOMA_BACKLOG`, 4096: the default 256 overflows at 1000+ connections).
+    public var backlog = 4096
+    /// `SOMA_SERVICE_TOKEN`: with it, /v1 needs `Authorization: Bearer <token>`; without, auth is off.
+    public var serviceToken: String?
+    /// `SOMA_ADMIN_TOKEN`: /admin needs it; without it, /admin is refused (403).
+    public var adminToken: String?
+    /// Largest request body (`SOMA_MAX_BODY_BYTES`, default 256 KiB).
+    public var maxBodyBytes = 256 * 1024
+    /// `SOMA_DEADLINE_MS` (default 1000) and the cap on `X-Request-Deadline-Ms` (`SOMA_MAX_DEADLINE_MS`, 10000).
+    public var defaultDeadline: Duration = .seconds(1)
+    public var maxDeadline: Duration = .seconds(10)
+    /// How long /ready answers 503 before the server stops accepting (`SOMA_DRAIN_SECONDS`, 1), so a
+    /// load balancer notices before connections are refused.
+    public var drainDelay: Duration = .seconds(1)
+
+    public init() {}
+
+    /// Reads every setting (names as documented on each property).
+    public init(settings s: Settings) throws(Settings.Invalid) {
+        if let v = s.string("SOMA_HOST") { host = v }
+        if let n = try s.int("SOMA_PORT") { port = n }
+        if let n = try s.int("SOMA_BACKLOG", min: 1) { backlog = n }
+        serviceToken = s.string("SOMA_SERVICE_TOKEN")
+        adminToken = s.string("SOMA_ADMIN_TOKEN")
+        if let n = try s.int("SOMA_MAX_BODY_BYTES", min: 1) { maxBodyBytes = n }
+        if let d = try s.milliseconds("SOMA_DEADLINE_MS") { defaultDeadline = d }
+        if let d = try s.milliseconds("SOMA_MAX_DEADLINE_MS") { maxDeadline = d }
+        if let d = try s.seconds("SOMA_DRAIN_SECONDS", min: 0) { drainDelay = d }
+    }
+}

@@ -1,0 +1,203 @@
+import Foundation
+import Logging
+import Soma
+import Synchronization
+import Testing
+
+/// A store that can be taken down: while down every call fails as PostgreSQL behind an open
+/// breaker does (`StoreError(.unavailable)`). It records the entry ids that reached it, in the
+/// order they arrived.
+private final class SwitchableStore: Store {
+    let base: SQLiteStore
+    private let state = Mutex<(down: Bool, arrivals: [String])>((false, []))
+
+    init() throws { base = try SQLiteStore(path: SQLiteStore.inMemoryPath) }
+
+    func setDown(_ down: Bool) { state.withLock { $0.down = down } }
+    var arrivals: [String] { state.withLock { $0.arrivals } }
+
+    private func check() throws {
+        if state.withLock({ $0.down }) { throw StoreError(.unavailable, "store down (test)") }
+    }
+
+    func migrate() async throws { try check(); try await base.migrate() }
+    func recordUser(_ userID: String, tier: Tier) async throws { try check(); try await base.recordUser(userID, tier: tier) }
+    func insertEntry(_ entry: Entry, idempotencyKey: String?) async throws -> EntryInsertResult {
+        try check()
+        let result = try await base.insertEntry(entry, idempotencyKey: idempotencyKey)
+        state.withLock { $0.arrivals.append(entry.id) }
+        return result
+    }
+    func entries(user: String, limit: Int, cursor: String?) async throws -> EntryPage {
+        try check()
+        return try await base.entries(user: user, limit: limit, cursor: cursor)
+    }
+    func entry(user: String, id: String) async throws -> Entry? { try check(); return try await base.entry(user: user, id: id) }
+    func deleteEntry(user: String, id: String) async throws -> Bool { try check(); return try await base.deleteEntry(user: user, id: id) }
+    func recentEntries(user: String, limit: Int) async throws -> [Entry] { try check(); return try await base.recentEntries(user: user, limit: limit) }
+    func mostActiveUsers(limit: Int) async throws -> [String] { try check(); return try await base.mostActiveUsers(limit: limit) }
+    func profile(user: String) async throws -> ProfileSnapshot? { try check(); return try await base.profile(user: user) }
+    func saveProfile(_ profile: ProfileSnapshot) async throws { try check(); try await base.saveProfile(profile) }
+    func deleteUser(_ userID: String) async throws -> UserErasure { try check(); return try await base.deleteUser(userID) }
+    func isHealthy() async -> Bool { !state.withLock { $0.down } }
+}
+
+/// EntryService against in-process parts: the fixture models, an L1-only cache, the local rate
+/// limiter, a switchable store and a real outbox file. Every failover path, no HTTP.
+private struct Harness {
+    let store: SwitchableStore
+    let outbox: Outbox
+    let service: EntryService
+    let cache: TieredCache
+    let analysis: Analysis
+    let directory: URL
+
+    init(remote: Bool = true, requestsPerWindow: Int = 1000) async throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("soma-entries-\(UUID().uuidString)", isDirectory: true)
+        store = try SwitchableStore()
+        try await store.migrate()
+        outbox = try Outbox(path: directory.appendingPathComponent("outbox.sqlite").path)
+        let metrics = SomaMetrics()
+        let catalog = try ModelCatalog(models: Fixtures.modelSet)
+        let registry = ModelRegistry(loader: { try catalog.load($0) })
+        cache = TieredCache(l1: L1Cache(), metrics: metrics)
+        var tiers = TierPolicy.default
+        for tier in Tier.allCases { tiers[tier].requestsPerWindow = requestsPerWindow }
+        let service = AnalysisService(catalog: catalog, registry: registry, sessions: SessionManager(), cache: cache, metrics: metrics)
+        analysis = Analysis(service: service, limiter: SlidingWindowRateLimiter(policy: tiers), tiers: tiers, metrics: metrics)
+        self.service = EntryService(
+            storage: remote ? .remote(store, outbox: outbox) : .embedded(store), analysis: analysis, cache: cache, metrics: metrics)
+    }
+
+    func create(_ text: String, key: String? = nil, user: String = "ada") async throws -> EntryService.Write {
+        try await service.create(text: text, idempotencyKey: key, caller: Caller(user: user, tier: .standard), deadline: analysis.deadline(in: .seconds(10)))
+    }
+
+    /// Replays the outbox into the store as the running instance would.
+    func replay() async -> (replayed: Int, remaining: Int) {
+        await OutboxReplayer(outbox: outbox, store: store, breaker: nil, metrics: SomaMetrics(), logger: .init(label: "test")).flushOnce()
+    }
+
+    func remove() { try? FileManager.default.removeItem(at: directory) }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct EntryServiceTests {
+    @Test func storeUpStoresAndInvalidatesTheProfile() async throws {
+        let h = try await Harness()
+        defer { h.remove() }
+        await h.cache.setUser(CacheKey.user("ada", "profile"), Array("{}".utf8))
+        let write = try await h.create("I finally finished the garden and I am proud of it.")
+        #expect(write.persisted == .stored)
+        #expect(write.inserted)
+        #expect(h.outbox.pendingCount == 0)
+        #expect(h.store.arrivals == [write.entry.id])
+        #expect(try await h.store.base.entry(user: "ada", id: write.entry.id)?.analysis == write.entry.analysis)
+        #expect(await h.cache.getUser(CacheKey.user("ada", "profile")) == nil, "a new entry must invalidate the cached profile")
+    }
+
+    @Test func storeDownQueuesDurably() async throws {
+        let h = try await Harness()
+        defer { h.remove() }
+        h.store.setDown(true)
+        let write = try await h.create("The train was late again and I missed the meeting.")
+        #expect(write.persisted == .queued)
+        #expect(h.outbox.pendingCount == 1)
+        #expect(h.store.arrivals.isEmpty)
+        // Queued is durable: a new outbox on the same file still holds it.
+        let reopened = try Outbox(path: h.outbox.path)
+        #expect(try reopened.oldest(limit: 10).map(\.entry.id) == [write.entry.id])
+        reopened.close()
+    }
+
+    @Test func embeddedStoreHasNoFailover() async throws {
+        let h = try await Harness(remote: false)
+        defer { h.remove() }
+        h.store.setDown(true)
+        await #expect(throws: StoreError.self) { try await h.create("Nothing to fall back to here.") }
+        #expect(h.outbox.pendingCount == 0)
+    }
+
+    @Test func backlogQueuesNewWritesBehindItInAcknowledgementOrder() async throws {
+        let h = try await Harness()
+        defer { h.remove() }
+        h.store.setDown(true)
+        let first = try await h.create("First, written while the database was down.")
+        h.store.setDown(false)
+        // The store answers again, but the backlog has not drained: the new write queues behind it.
+        let second = try await h.create("Second, written once it was back.", user: "grace")
+        #expect(second.persisted == .queued)
+        #expect(h.store.arrivals.isEmpty, "nothing may overtake the backlog")
+        #expect(h.outbox.pendingCount == 2)
+        let pass = await h.replay()
+        #expect(pass.remaining == 0)
+        // The order the store received them in, recorded by the store itself.
+        #expect(h.store.arrivals == [first.entry.id, second.entry.id])
+        let third = try await h.create("Third, after the backlog drained.")
+        #expect(third.persisted == .stored)
+    }
+
+    @Test func sameIdempotencyKeyDuringAnOutageAnswersAsTheFirstTime() async throws {
+        let h = try await Harness()
+        defer { h.remove() }
+        h.store.setDown(true)
+        let first = try await h.create("I will only be stored once.", key: "key-1")
+        let retry = try await h.create("I will only be stored once.", key: "key-1")
+        #expect(first.inserted && !retry.inserted)
+        #expect(retry.persisted == .queued)
+        #expect(retry.entry.id == first.entry.id)
+        #expect(h.outbox.pendingCount == 1)
+        // Another user's identical key is their own write.
+        let other = try await h.create("I will only be stored once.", key: "key-1", user: "grace")
+        #expect(other.inserted && other.entry.id != first.entry.id)
+        h.store.setDown(false)
+        _ = await h.replay()
+        // After the replay the store answers the retry, still with the first entry.
+        let late = try await h.create("I will only be stored once.", key: "key-1")
+        #expect(!late.inserted && late.persisted == .stored && late.entry.id == first.entry.id)
+    }
+
+    @Test func eraseReachesQueuedEntriesSoNoReplayBringsThemBack() async throws {
+        let h = try await Harness()
+        defer { h.remove() }
+        let stored = try await h.create("Stored before the outage.")
+        h.store.setDown(true)
+        _ = try await h.create("Queued during the outage.")
+        _ = try await h.create("Queued as well.")
+        _ = try await h.create("Someone else's queued entry.", user: "grace")
+        h.store.setDown(false)
+        await h.cache.setUser(CacheKey.user("ada", "profile"), Array("{}".utf8))
+        let erased = try await h.service.erase(caller: Caller(user: "ada", tier: .standard))
+        #expect(erased.entries == 3)
+        #expect(erased.cacheEntries == 1)
+        #expect(h.outbox.pendingCount == 1)
+        _ = await h.replay()
+        #expect(try await h.store.base.entries(user: "ada", limit: 10, cursor: nil).entries.isEmpty)
+        #expect(try await h.store.base.entry(user: "ada", id: stored.entry.id) == nil)
+        #expect(try await h.store.base.entries(user: "grace", limit: 10, cursor: nil).entries.count == 1)
+    }
+
+    @Test func anIncompleteAnalysisStoresNothing() async throws {
+        let h = try await Harness()
+        defer { h.remove() }
+        // A deadline already passed: the service can only give the degraded basic answer.
+        await #expect(throws: Refusal.self) {
+            _ = try await h.service.create(text: "Too late to analyse fully.", idempotencyKey: nil, caller: Caller(user: "ada", tier: .standard), deadline: h.analysis.deadline(in: .zero))
+        }
+        #expect(h.store.arrivals.isEmpty && h.outbox.pendingCount == 0)
+    }
+
+    @Test func spentBudgetRefusesAndTheLedgerSaysSo() async throws {
+        let h = try await Harness(requestsPerWindow: 1)
+        defer { h.remove() }
+        _ = try await h.create("One is allowed.")
+        let caller = Caller(user: "ada", tier: .standard)
+        do {
+            _ = try await h.service.create(text: "Two is not.", idempotencyKey: nil, caller: caller, deadline: h.analysis.deadline(in: .seconds(10)))
+            Issue.record("the second write should be refused")
+        } catch let refusal as Refusal {
+            #expect(refusal.kind == .rateLimited)
+        }
+        #expect(caller.ledger.recorded?.allowed == false)
+        #expect(h.store.arrivals.count == 1)
+    }
+}
