@@ -222,10 +222,10 @@ PY
 run_tool "compose: deploy/docker-compose-ml.yml matches the compose-spec schema (check-jsonschema vendor.compose-spec)" \
   check-jsonschema --builtin-schema vendor.compose-spec deploy/docker-compose-ml.yml
 
-run_py "compose: assertions" "$VENV/bin/python" - deploy/docker-compose-ml.yml "$STATE_DIR" <<'PY'
-import os, re, shlex, sys
+run_py "compose: assertions" "$VENV/bin/python" - deploy/docker-compose-ml.yml "$STATE_DIR" "$binary" <<'PY'
+import os, re, shlex, subprocess, sys, tempfile
 
-path, state_dir = sys.argv[1], sys.argv[2]
+path, state_dir, binary = sys.argv[1], sys.argv[2], sys.argv[3]
 deploy_dir = os.path.dirname(path)
 
 def ok(what): print(f"ok\tcompose: {what}")
@@ -354,6 +354,26 @@ if bad:
     fail("ml-N environment (REDIS_URL, DATABASE_URL, distinct INSTANCE_ID)", "; ".join(bad))
 else:
     ok(f"ml-N environment: REDIS_URL, DATABASE_URL and distinct INSTANCE_IDs ({', '.join(ids)})")
+
+# -- every ml-N environment through the service's own parser (`soma config check --env-file`):
+# a bad value or an unknown SOMA_* name (a typo that would leave a default in force) fails here.
+if binary:
+    bad = []
+    for n in ml:
+        env = env_of(services[n])
+        with tempfile.NamedTemporaryFile("w", suffix=".env", delete=False) as f:
+            for k, v in env.items():
+                # Pass-through variables (secrets) are set in production; interpolations get a stand-in.
+                value = "set-at-deploy" if v is None else re.sub(r"\$\{[^}]*\}", "check", str(v))
+                f.write(f"{k}={value}\n")
+        r = subprocess.run([binary, "config", "check", "--env-file", f.name], capture_output=True, text=True, timeout=60)
+        os.unlink(f.name)
+        if r.returncode != 0:
+            bad.append(f"{n}: " + " ".join(l for l in r.stdout.splitlines() if "invalid" in l or "unknown" in l or "error" in l.lower())[:300])
+    if bad:
+        fail("ml-N environment accepted by `soma config check`", "; ".join(bad))
+    else:
+        ok(f"ml-N environment accepted by `soma config check` ({', '.join(ml)})")
 
 bad, sources, declared = [], {}, set((doc.get("volumes") or {}).keys())
 for n in ml:

@@ -23,7 +23,7 @@ public struct APIError: Error, Codable, Sendable, Equatable {
         public static let deadlineExceeded = Code(rawValue: "deadline_exceeded")
         public static let `internal` = Code(rawValue: "internal")
 
-        /// The HTTP status of each code (ARCHITECTURE §4).
+        /// The HTTP status of each code (docs/ARCHITECTURE.md §7).
         public var status: Int {
             switch self {
             case .invalidJSON, .invalidRequest: 400

@@ -28,7 +28,7 @@ public struct HTTPConfiguration: Sendable {
     /// Reads every setting (names as documented on each property).
     public init(settings s: Settings) throws(Settings.Invalid) {
         if let v = s.string("SOMA_HOST") { host = v }
-        if let n = try s.int("SOMA_PORT") { port = n }
+        if let n = try s.int("SOMA_PORT", max: 65535) { port = n }
         if let n = try s.int("SOMA_BACKLOG", min: 1) { backlog = n }
         serviceToken = s.string("SOMA_SERVICE_TOKEN")
         adminToken = s.string("SOMA_ADMIN_TOKEN")

@@ -1,3 +1,5 @@
+// Over 500 lines on purpose: the contract's every operation and schema keyword, each with a case
+// that must pass and one that must fail, against the one validator.
 import Foundation
 import Soma
 import SomaHTTP

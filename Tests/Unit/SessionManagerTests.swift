@@ -1,3 +1,5 @@
+// Over 500 lines on purpose: every behaviour the async wrapper adds to the admission machine
+// (wake-ups, ordering, cancellation, expiry) on one manual clock and one set of helpers.
 import Soma
 import Synchronization
 import Testing

@@ -59,7 +59,7 @@ public enum AdmissionRejectionReason: Sendable, Hashable {
 }
 
 /// Decides which analysis requests run, wait or are refused: the admission policy of the session
-/// manager (ARCHITECTURE §3 step 2, §7), as a pure state machine.
+/// manager (docs/ARCHITECTURE.md §3), as a pure state machine.
 ///
 /// Rules:
 /// - at most `workers` requests run at once; an arriving request runs at once when a worker is free,

@@ -25,7 +25,7 @@ public struct AdmissionRefusal: Error, Sendable, Hashable {
 }
 
 /// The session manager: admits analysis requests through the `AdmissionStateMachine` and makes
-/// callers wait, in tier order, for one of the worker slots (ARCHITECTURE §3 step 2, §7).
+/// callers wait, in tier order, for one of the worker slots (docs/ARCHITECTURE.md §3).
 ///
 /// A thin async wrapper: the machine decides, this type keeps one continuation per waiting request,
 /// resumes them after the lock is released, wakes a waiter at its deadline (`tick`), and turns a

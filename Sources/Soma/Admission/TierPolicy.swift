@@ -35,11 +35,11 @@ public struct TierLimits: Sendable, Hashable {
         self.maxBatchItems = maxBatchItems
     }
 
-    /// Premium defaults (ARCHITECTURE §4): 100 per 60 s, 8 in flight, 64 KB, 64 batch items.
+    /// Premium defaults (docs/ARCHITECTURE.md §7): 100 per 60 s, 8 in flight, 64 KB, 64 batch items.
     public static let premiumDefault = TierLimits(maxInFlightPerUser: 8, maxTextBytes: 64 * 1024, maxBatchItems: 64)
-    /// Standard defaults (ARCHITECTURE §4): 100 per 60 s, 4 in flight, 32 KB, 32 batch items.
+    /// Standard defaults (docs/ARCHITECTURE.md §7): 100 per 60 s, 4 in flight, 32 KB, 32 batch items.
     public static let standardDefault = TierLimits(maxInFlightPerUser: 4, maxTextBytes: 32 * 1024, maxBatchItems: 32)
-    /// Free defaults (ARCHITECTURE §4): 100 per 60 s, 2 in flight, 16 KB, 8 batch items.
+    /// Free defaults (docs/ARCHITECTURE.md §7): 100 per 60 s, 2 in flight, 16 KB, 8 batch items.
     public static let freeDefault = TierLimits(maxInFlightPerUser: 2, maxTextBytes: 16 * 1024, maxBatchItems: 8)
 }
 
@@ -58,7 +58,7 @@ public struct TierPolicy: Sendable, Hashable {
     public var standard: TierLimits
     public var free: TierLimits
 
-    /// The defaults of ARCHITECTURE §4 unless told otherwise.
+    /// The defaults of docs/ARCHITECTURE.md §7 unless told otherwise.
     public init(
         premium: TierLimits = .premiumDefault,
         standard: TierLimits = .standardDefault,
@@ -69,7 +69,7 @@ public struct TierPolicy: Sendable, Hashable {
         self.free = free
     }
 
-    /// The defaults of ARCHITECTURE §4.
+    /// The defaults of docs/ARCHITECTURE.md §7.
     public static let `default` = TierPolicy()
 
     /// The limits of `tier`.

@@ -1,7 +1,7 @@
 /// The queue that waiting work is served from: premium before standard before free, first come first
 /// served within a tier.
 ///
-/// A plain value with no I/O and no clock, so the session manager and the batcher can keep it under
+/// A plain value with no I/O and no clock, so the session manager can keep it under
 /// their own lock and every ordering rule can be tested on its own. Each `enqueue` returns a ticket,
 /// a `UInt64` that grows with every call; the ticket names the element for `remove(ticket:)` (a
 /// cancelled or timed-out request) and for `shedCandidate()` (what to drop under overload).

@@ -1,5 +1,10 @@
 import Synchronization
 
+/// Where a module's result came from, as the response's `cache` object says.
+public enum CacheSource: String, Sendable, Hashable {
+    case l1, l2, fallback, miss
+}
+
 /// A cache hit and the layer that answered.
 public struct CacheHit: Sendable, Equatable {
     public var value: [UInt8]
@@ -12,7 +17,7 @@ public struct CacheHit: Sendable, Equatable {
 }
 
 /// L1 (in-process) over L2 (Redis, shared by the instances) with the local SQLite fallback while
-/// L2 is unavailable: the cache of ARCHITECTURE §3 step 3 and §7.
+/// L2 is unavailable: the cache of docs/ARCHITECTURE.md §3 and §5.
 ///
 /// Analysis entries (content-addressed, user-free) go through every layer: a lookup tries L1, then
 /// L2 for what L1 missed (one pipelined round trip), or the fallback when L2 fails or its breaker is
@@ -33,7 +38,9 @@ public final class TieredCache: Sendable {
     public struct Configuration: Sendable {
         /// How long analysis entries live in L2 and the fallback (L1 has its own TTL).
         public var ttl: Duration
-        /// How long per-user entries live (L2, or L1 on the embedded default).
+        /// How long per-user entries live: in L2, or in L1 when no Redis is configured (then, with
+        /// several instances over one PostgreSQL, another instance's write reaches this one's cached
+        /// profile only when it expires, so this TTL bounds how stale it can be).
         public var userTTL: Duration
 
         public init(ttl: Duration = .seconds(3600), userTTL: Duration = .seconds(60)) {
@@ -118,6 +125,7 @@ public final class TieredCache: Sendable {
 
     // MARK: Per-user entries
 
+    /// A per-user entry (the profile): from L2 when Redis is configured, else from L1.
     public func getUser(_ key: CacheKey) async -> CacheHit? {
         guard let remote else {
             let hit = l1.get(key)

@@ -1,5 +1,5 @@
 /// A per-user request budget: at most `requestsPerWindow` request units in any window of the tier's
-/// length (ARCHITECTURE §4).
+/// length (docs/ARCHITECTURE.md §7).
 ///
 /// The semantics every implementation keeps:
 /// - a sliding window, not a fixed one: a request counts for exactly one window length after it was

@@ -1,10 +1,5 @@
 import Synchronization
 
-/// Where a module's result came from, as the response's `cache` object says.
-public enum CacheSource: String, Sendable, Hashable {
-    case l1, l2, fallback, miss
-}
-
 /// Why a response is degraded (the `degraded_reason` field and the `soma_degraded_total` label).
 public enum DegradedReason: String, Sendable, Hashable {
     /// The deadline passed before the full pipeline finished (waiting or running).
@@ -63,7 +58,7 @@ public struct AnalysisOutcome: Sendable {
     }
 }
 
-/// The serving path of one analysis request, without HTTP (ARCHITECTURE §3 steps 3–4):
+/// The serving path of one analysis request, without HTTP (docs/ARCHITECTURE.md §3):
 /// normalise → L1 lookup per module → on a miss, admission by the session manager (tier order,
 /// bounds, shedding) → modules run, emotion first, checking the deadline between modules → results
 /// written back to the cache. When the deadline passes, or the pipeline fails, the degradation chain

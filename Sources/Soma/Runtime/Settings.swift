@@ -1,4 +1,4 @@
-public import Configuration
+import Configuration
 public import Foundation
 import Synchronization
 
@@ -74,10 +74,12 @@ public final class Settings: Sendable {
         return v
     }
 
-    /// An integer of at least `min`, `nil` when unset.
-    public func int(_ name: String, min: Int = 0) throws(Invalid) -> Int? {
+    /// An integer from `min` to `max`, `nil` when unset.
+    public func int(_ name: String, min: Int = 0, max: Int = .max) throws(Invalid) -> Int? {
         guard let raw = string(name) else { return nil }
-        guard let n = Int(raw), n >= min else { throw Invalid(name: name, value: raw, expected: "an integer ≥ \(min)") }
+        guard let n = Int(raw), n >= min, n <= max else {
+            throw Invalid(name: name, value: raw, expected: max == .max ? "an integer ≥ \(min)" : "an integer from \(min) to \(max)")
+        }
         return n
     }
 

@@ -22,15 +22,11 @@ public import ServiceLifecycle
 /// the next start. Cancellation (not a graceful shutdown) returns at once, without a flush.
 ///
 /// Publishes the gauge `soma_outbox_pending` (no labels: the entries queued in this instance's
-/// outbox) at every pass and after every removal. The name is `OutboxReplayer.pendingGauge`; it is
-/// not (yet) in `SomaMetrics.Name`.
+/// outbox) at every pass and after every removal (`SomaMetrics.Name.outboxPending`).
 ///
 /// Run it alone: `run()` and `flushOnce()` are not meant to replay the same outbox concurrently
 /// (which would stay correct, being idempotent, but do the work twice).
 public struct OutboxReplayer: Service {
-    /// The gauge of queued entries, `soma_outbox_pending`.
-    public static let pendingGauge = "soma_outbox_pending"
-
     let outbox: Outbox
     let store: any Store
     let breaker: CircuitBreaker?
@@ -266,6 +262,6 @@ public struct OutboxReplayer: Service {
     }
 
     private func publishPending() {
-        metrics.set(Self.pendingGauge, [], Double(outbox.pendingCount))
+        metrics.set(SomaMetrics.Name.outboxPending, [], Double(outbox.pendingCount))
     }
 }

@@ -1,7 +1,7 @@
 public import CoreMetrics
 import Synchronization
 
-/// Every metric Soma emits, by its stable name (ARCHITECTURE §8), through the swift-metrics API.
+/// Every metric Soma emits, by its stable name (docs/ARCHITECTURE.md §8), through the swift-metrics API.
 ///
 /// Handles are made once per label set and cached, so the hot path costs a dictionary lookup
 /// under a lock, not a factory call. Each name has exactly one set of label names. Which backend

@@ -7,6 +7,11 @@ import Synchronization
 /// A `soma serve` process of the build under test, on a free loopback port with its own state
 /// directory: what the multi-instance integration and outage tests run (never an in-process
 /// server, so instances share nothing but the real servers between them).
+///
+/// Foundation's `Process` rather than swift-subprocess here: swift-subprocess scopes a child to a
+/// closure, while these servers live across a test's phases and are stopped, paused and killed by
+/// signal from other tasks; `Process` gives that handle (SIGTERM and a wait in `stop()`,
+/// SIGKILL in `deinit`).
 final class SomaProcess: Sendable {
     let port: Int
     let stateDirectory: URL

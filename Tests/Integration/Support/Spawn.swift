@@ -1,15 +1,11 @@
-import Dispatch
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
+import Subprocess
+import SystemPackage
 
-/// Runs helper scripts (`scripts/*.sh`) from async test code without blocking a cooperative thread.
-///
-/// `posix_spawn` + `waitpid` on a Dispatch thread rather than Foundation's `Process`: here `Process`
-/// never reaped its child (no termination handler, a zombie child), and its children inherited the
-/// signal mask of the spawning Dispatch thread (SIGTERM blocked). We reset the mask and dispositions.
-/// Every harness (Redis, PostgreSQL) starts its server script through it.
+/// Runs helper scripts (`scripts/*.sh`) and short commands from async test code, through
+/// swift-subprocess: the child is reaped and starts with default signal dispositions and an empty
+/// mask (Foundation's `Process` here left zombies and passed on the spawning thread's blocked
+/// SIGTERM). Every harness (Redis, PostgreSQL) starts its server script through it.
 enum Spawn {
     /// Failure to spawn, or a non-zero exit.
     struct Failure: Error, CustomStringConvertible {
@@ -60,56 +56,27 @@ enum Spawn {
         return values
     }
 
-    /// Spawns `argv` and waits for it on a Dispatch thread; returns the exit status (128 + signal when killed).
+    /// Runs `argv` to completion with swift-subprocess (stdin from /dev/null, stdout and stderr to
+    /// files, default signal dispositions and an empty signal mask in the child, the child reaped);
+    /// returns the exit status (128 + signal when killed).
     static func run(argv: [String], environment: [String], stdout: String, stderr: String) async throws -> Int32 {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                do {
-                    let pid = try spawn(argv: argv, environment: environment, stdout: stdout, stderr: stderr)
-                    var status: Int32 = 0
-                    while waitpid(pid, &status, 0) == -1 {
-                        guard errno == EINTR else { throw Failure(description: "waitpid: errno \(errno)") }
-                    }
-                    // WIFEXITED / WEXITSTATUS are macros Swift does not import.
-                    let exited = status & 0x7F == 0
-                    continuation.resume(returning: exited ? (status >> 8) & 0xFF : 128 + (status & 0x7F))
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
+        let options: FileDescriptor.OpenOptions = [.create, .truncate]
+        let out = try FileDescriptor.open(FilePath(stdout), .writeOnly, options: options, permissions: [.ownerReadWrite, .groupRead, .otherRead])
+        let err = try FileDescriptor.open(FilePath(stderr), .writeOnly, options: options, permissions: [.ownerReadWrite, .groupRead, .otherRead])
+        var variables: [Environment.Key: String] = [:]
+        for pair in environment {
+            guard let equals = pair.firstIndex(of: "="), let key = Environment.Key(rawValue: String(pair[..<equals])) else { continue }
+            variables[key] = String(pair[pair.index(after: equals)...])
         }
-    }
-
-    /// `posix_spawn` with stdin from /dev/null, stdout/stderr to files, an empty signal mask and default
-    /// signal dispositions.
-    static func spawn(argv: [String], environment: [String], stdout: String, stderr: String) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        let cArguments = argv.map { strdup($0) } + [nil]
-        let cEnvironment = environment.map { strdup($0) } + [nil]
-        defer {
-            cArguments.forEach { free($0) }
-            cEnvironment.forEach { free($0) }
+        let result = try await Subprocess.run(
+            .path(FilePath(argv[0])), arguments: Arguments(Array(argv.dropFirst())),
+            environment: .custom(variables),
+            output: .fileDescriptor(out, closeAfterSpawningProcess: true),
+            error: .fileDescriptor(err, closeAfterSpawningProcess: true)
+        )
+        switch result.terminationStatus {
+        case .exited(let code): return code
+        case .signaled(let signal): return 128 + signal
         }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, argv[0], &actions, &attributes, cArguments, cEnvironment)
-        guard result == 0 else { throw Failure(description: "posix_spawn \(argv[0]): error \(result)") }
-        return pid
     }
 }

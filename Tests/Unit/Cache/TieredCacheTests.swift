@@ -1,3 +1,5 @@
+// Over 500 lines on purpose: every layer (L1, L2, fallback) against every failure (down, slow,
+// breaker open, invalidation lost) of one type, with the fakes they share.
 import MetricsTestKit
 import Soma
 import Synchronization

@@ -1,3 +1,5 @@
+// Over 500 lines on purpose: a self-contained validator (JSON values, $ref resolution, the JSON
+// Schema 2020-12 keywords openapi.yaml uses); its parts are only meaningful together.
 import Foundation
 import Yams
 

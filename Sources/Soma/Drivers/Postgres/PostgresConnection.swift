@@ -1,3 +1,6 @@
+// Over 500 lines on purpose: one libpq connection's whole life (connect with its timeouts and
+// keepalives, the client-side deadline for frozen servers, reuse checks, result reading) shares one
+// private state and one serial queue; split across files it would need that state made internal.
 import CLibPQ
 import Dispatch
 import Synchronization
