@@ -18,6 +18,7 @@ summary() {
 }
 trap summary EXIT
 
+phase format make format-check
 phase test make test
 phase release make release
 phase http-smoke scripts/http-smoke.sh .build/release/soma

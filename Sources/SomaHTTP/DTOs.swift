@@ -37,7 +37,9 @@ enum Validation {
         var chosen: Set<Module> = []
         for (i, name) in names.enumerated() {
             guard let module = Module(name: name) else {
-                throw APIError(.unknownModule, "\(field)[\(i)]: unknown module \"\(name.prefix(64))\"; known: \(Module.allCases.map(\.rawValue).joined(separator: ", "))", field: "\(field)[\(i)]")
+                throw APIError(
+                    .unknownModule, "\(field)[\(i)]: unknown module \"\(name.prefix(64))\"; known: \(Module.allCases.map(\.rawValue).joined(separator: ", "))",
+                    field: "\(field)[\(i)]")
             }
             chosen.insert(module)
         }

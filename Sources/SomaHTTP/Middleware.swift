@@ -42,24 +42,29 @@ struct RequestMiddleware: RouterMiddleware {
         let elapsed = clock.now - start
         let route = context.endpointPath ?? "unmatched"
         metrics.http(route: route, method: request.method.rawValue, status: response.status.code, duration: elapsed)
-        let level: Logger.Level = switch response.status.code {
-        case 503: .info  // shedding and draining are expected under load and on shutdown
-        case 500...: .warning
-        default: .debug
-        }
-        context.logger.log(level: level, "request", metadata: [
-            "soma.http.method": .string(request.method.rawValue),
-            "soma.http.route": .string(route),
-            "soma.http.status": .stringConvertible(response.status.code),
-            "soma.http.duration_ms": .stringConvertible(Double(elapsed.components.attoseconds / 1_000_000_000_000) / 1000 + Double(elapsed.components.seconds) * 1000),
-        ])
+        let level: Logger.Level =
+            switch response.status.code {
+            case 503: .info  // shedding and draining are expected under load and on shutdown
+            case 500...: .warning
+            default: .debug
+            }
+        context.logger.log(
+            level: level, "request",
+            metadata: [
+                "soma.http.method": .string(request.method.rawValue),
+                "soma.http.route": .string(route),
+                "soma.http.status": .stringConvertible(response.status.code),
+                "soma.http.duration_ms": .stringConvertible(
+                    Double(elapsed.components.attoseconds / 1_000_000_000_000) / 1000 + Double(elapsed.components.seconds) * 1000),
+            ])
         return response
     }
 
     /// A client's id when it is sane (1–128 visible ASCII characters), else a fresh one.
     static func requestID(from request: Request) -> String {
         if let given = request.headers[.requestID], (1...128).contains(given.utf8.count),
-           given.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) {
+            given.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f })
+        {
             return given
         }
         return RequestIDGenerator.next()
@@ -103,9 +108,12 @@ struct RequestMiddleware: RouterMiddleware {
             }
         case let e as StoreError:
             if e.code != .invalidCursor { logger.warning("store error", metadata: ["soma.error": .string(e.description)]) }
-            api = e.code == .invalidCursor ? APIError(.invalidRequest, "cursor is not valid", field: "cursor")
-                : e.code == .unavailable ? APIError(.unavailable, "storage is unavailable, retry later", retryAfter: .seconds(1))
-                : APIError(.internal, "internal error")
+            api =
+                e.code == .invalidCursor
+                ? APIError(.invalidRequest, "cursor is not valid", field: "cursor")
+                : e.code == .unavailable
+                    ? APIError(.unavailable, "storage is unavailable, retry later", retryAfter: .seconds(1))
+                    : APIError(.internal, "internal error")
         default:
             logger.error("unhandled error", metadata: ["soma.error": .string(String(reflecting: error))])
             api = APIError(.internal, "internal error")
@@ -130,7 +138,8 @@ struct IdentityMiddleware: RouterMiddleware {
         }
         let user: String
         if let given = request.headers[.userID] {
-            guard (1...128).contains(given.utf8.count), given.unicodeScalars.allSatisfy({ !$0.properties.generalCategory.isControlOrSeparator || $0 == " " }) else {
+            guard (1...128).contains(given.utf8.count), given.unicodeScalars.allSatisfy({ !$0.properties.generalCategory.isControlOrSeparator || $0 == " " })
+            else {
                 throw APIError(.invalidRequest, "X-User-Id must be 1 to 128 printable characters", field: "X-User-Id")
             }
             user = given

@@ -43,7 +43,9 @@ struct SomaAPI: Sendable {
             return JSONIO.response(.ok, JSONIO.object { w in writeEnvelope(&w, outcome, context: context) })
         }
         v1.post("analyze/batch") { request, context in try await batch(request, context) }
-        for (path, module) in [("emotion", Module.emotion), ("reasoning", .reasoning), ("values", .values), ("theory-of-mind", .theoryOfMind), ("narrative", .narrative)] {
+        for (path, module) in [
+            ("emotion", Module.emotion), ("reasoning", .reasoning), ("values", .values), ("theory-of-mind", .theoryOfMind), ("narrative", .narrative),
+        ] {
             v1.post(RouterPath(stringLiteral: path)) { request, context in
                 let body = try await request.decode(as: TextBody.self, context: context)
                 try validate(body.text, field: "text", context)
@@ -63,7 +65,9 @@ struct SomaAPI: Sendable {
         admin.post("models/:module/unload") { _, context in try await loadModel(context, load: false) }
         admin.post("init-schema") { _, context in
             try await runtime.migrate()
-            return reply(.ok, context) { w in w.key("schema"); w.string("ok") }
+            return reply(.ok, context) { w in
+                w.key("schema"); w.string("ok")
+            }
         }
         admin.post("cache/warm") { request, context in try await warm(request, context) }
     }
@@ -81,7 +85,8 @@ struct SomaAPI: Sendable {
         let body = try await request.decode(as: BatchBody.self, context: context)
         guard !body.items.isEmpty else { throw APIError(.validationFailed, "items must hold at least one item", field: "items") }
         guard body.items.count <= limits.maxBatchItems else {
-            throw APIError(.validationFailed, "items holds \(body.items.count); the \(caller.tier.rawValue) tier allows \(limits.maxBatchItems)", field: "items")
+            throw APIError(
+                .validationFailed, "items holds \(body.items.count); the \(caller.tier.rawValue) tier allows \(limits.maxBatchItems)", field: "items")
         }
         let defaults = try Validation.modules(body.modules, field: "modules")
         let deadline = try deadline(request)
@@ -360,9 +365,11 @@ struct SomaAPI: Sendable {
     }
 
     private func reply(_ status: HTTPResponse.Status, _ context: SomaRequestContext, _ members: (inout JSONWriter) -> Void) -> Response {
-        JSONIO.response(status, JSONIO.object { w in
-            w.key("request_id"); w.string(context.requestID)
-            members(&w)
-        })
+        JSONIO.response(
+            status,
+            JSONIO.object { w in
+                w.key("request_id"); w.string(context.requestID)
+                members(&w)
+            })
     }
 }

@@ -79,11 +79,13 @@ public struct SomaServer: Sendable {
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil, backlog: configuration.backlog),
             onServerRunning: { channel in
                 readiness.set(.ready, port: channel.localAddress?.port)
-                logger.info("soma is serving", metadata: [
-                    "soma.address": .string(channel.localAddress.map { "\($0)" } ?? "?"),
-                    "soma.instance": .string(instanceID),
-                    "soma.model_version": .string(runtime.analysis.modelVersion),
-                ])
+                logger.info(
+                    "soma is serving",
+                    metadata: [
+                        "soma.address": .string(channel.localAddress.map { "\($0)" } ?? "?"),
+                        "soma.instance": .string(instanceID),
+                        "soma.model_version": .string(runtime.analysis.modelVersion),
+                    ])
             },
             logger: logger
         )

@@ -5,7 +5,8 @@ import Synchronization
 enum RequestIDGenerator {
     static func next() -> String {
         var rng = SystemRandomNumberGenerator()
-        let a = rng.next() as UInt64, b = rng.next() as UInt64
+        let a = rng.next() as UInt64
+        let b = rng.next() as UInt64
         return hex(a) + hex(b)
     }
 

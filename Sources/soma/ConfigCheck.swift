@@ -38,8 +38,16 @@ struct ConfigCommand: AsyncParsableCommand {
                 ("listen", "\(http.host):\(http.port) (backlog \(http.backlog))"),
                 ("state directory", runtime.stateDirectory.path),
                 ("models", "\(runtime.modelDirectory.path) (\(runtime.modelPrecision?.rawValue ?? "file precision"))"),
-                ("store", runtime.storeKind == .sqlite ? "sqlite at \(runtime.resolvedSQLitePath)" : "postgres \(redacted(runtime.databaseURL)) (pool \(runtime.databasePoolSize))"),
-                ("cache", "memory \(runtime.cacheBytes >> 20) MiB" + (runtime.redisURL.map { _ in ", redis \(redacted(runtime.redisURL)) (pool \(runtime.redisPoolSize))" } ?? "")),
+                (
+                    "store",
+                    runtime.storeKind == .sqlite
+                        ? "sqlite at \(runtime.resolvedSQLitePath)" : "postgres \(redacted(runtime.databaseURL)) (pool \(runtime.databasePoolSize))"
+                ),
+                (
+                    "cache",
+                    "memory \(runtime.cacheBytes >> 20) MiB"
+                        + (runtime.redisURL.map { _ in ", redis \(redacted(runtime.redisURL)) (pool \(runtime.redisPoolSize))" } ?? "")
+                ),
                 ("auth", "service token \(http.serviceToken == nil ? "off" : "set"), admin token \(http.adminToken == nil ? "off (admin refused)" : "set")"),
                 ("admission", "\(runtime.admission.workers) workers, \(runtime.admission.maxInFlight) in flight, \(runtime.admission.maxQueued) queued"),
                 ("deadline", "\(http.defaultDeadline) default, \(http.maxDeadline) max"),

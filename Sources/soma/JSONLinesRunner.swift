@@ -96,7 +96,7 @@ struct JSONLinesRunner {
     /// `object` serialised with `"key": json` appended, without re-parsing `json`.
     func splice(_ object: [String: Any], key: String, json: Data) -> Data {
         guard JSONSerialization.isValidJSONObject(object),
-              var head = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+            var head = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
         else {
             return failure(id: nil, code: "validation_failed", message: "echoed fields are not serialisable")
         }

@@ -42,7 +42,9 @@ struct Optimize: ParsableCommand {
         for m in Module.allCases {
             evaluation[m] = try? EvaluationSet.load(m, from: URL(fileURLWithPath: eval, isDirectory: true))
         }
-        log("reference corpus: \(corpus.texts(.frequency).count) documents for frequencies (\(corpus.frequencyCollections.count) collections), \(corpus.texts(.agreement).count) for agreement (\(corpus.agreementCollections.count) collections)")
+        log(
+            "reference corpus: \(corpus.texts(.frequency).count) documents for frequencies (\(corpus.frequencyCollections.count) collections), \(corpus.texts(.agreement).count) for agreement (\(corpus.agreementCollections.count) collections)"
+        )
         let optimizer = Optimizer(sources: sources, corpus: corpus, evaluation: evaluation)
         let outDir = URL(fileURLWithPath: out, isDirectory: true)
         try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
@@ -57,9 +59,11 @@ struct Optimize: ParsableCommand {
             let fp32 = CompiledModel.encode(optimizer.sources[module]).count
             total += bytes
             totalFP32 += fp32
-            log(String(format: "%@: %d of %d patterns, %d bytes (FP32 unpruned %d, %.1f%% smaller), held-out accuracy %.1f%% -> %@",
-                       module.rawValue, model.patterns.count, optimizer.sources[module].patterns.count, bytes, fp32,
-                       100 * (1 - Double(bytes) / Double(fp32)), accuracy * 100, url.path))
+            log(
+                String(
+                    format: "%@: %d of %d patterns, %d bytes (FP32 unpruned %d, %.1f%% smaller), held-out accuracy %.1f%% -> %@",
+                    module.rawValue, model.patterns.count, optimizer.sources[module].patterns.count, bytes, fp32,
+                    100 * (1 - Double(bytes) / Double(fp32)), accuracy * 100, url.path))
         }
         log(String(format: "all modules: %d bytes vs %d FP32 unpruned: %.1f%% smaller", total, totalFP32, 100 * (1 - Double(total) / Double(totalFP32))))
         if report {

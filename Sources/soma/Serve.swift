@@ -4,9 +4,9 @@ import Logging
 import Metrics
 import Prometheus
 import ServiceLifecycle
-import UnixSignals
 import Soma
 import SomaHTTP
+import UnixSignals
 
 /// `soma serve`: the HTTP service, on the embedded default (SQLite + in-process cache) unless
 /// `DATABASE_URL` and `REDIS_URL` say otherwise.
@@ -48,11 +48,12 @@ struct Serve: AsyncParsableCommand {
             logger.critical("cannot start", metadata: ["soma.error": .string("\(error)")])
             throw ExitCode.failure
         }
-        let group = ServiceGroup(configuration: .init(
-            services: server.services.map { .init(service: $0) },
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger
-        ))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: server.services.map { .init(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            ))
         try await group.run()
         logger.info("stopped")
     }

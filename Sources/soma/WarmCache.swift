@@ -29,7 +29,8 @@ struct WarmCache: AsyncParsableCommand {
         guard users >= 0 else { throw ValidationError("--users must not be negative") }
         let (configuration, _, _) = try common.read(common.settings()) { _ throws(Settings.Invalid) in () }
         if configuration.redisURL == nil {
-            FileHandle.standardError.write(Data("warm-cache: REDIS_URL is not set: only this process's in-memory cache would be warmed, which ends with it\n".utf8))
+            FileHandle.standardError.write(
+                Data("warm-cache: REDIS_URL is not set: only this process's in-memory cache would be warmed, which ends with it\n".utf8))
             throw ExitCode(64)
         }
         var chosen = Module.allCases
@@ -44,7 +45,8 @@ struct WarmCache: AsyncParsableCommand {
             let data = try Data(contentsOf: URL(fileURLWithPath: texts))
             for line in String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline) {
                 if line.first == "{", let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                   let text = object["text"] as? String {
+                    let text = object["text"] as? String
+                {
                     lines.append(text)
                 } else {
                     lines.append(String(line))
@@ -68,6 +70,8 @@ struct WarmCache: AsyncParsableCommand {
             }
         }
         let seconds = Double((ContinuousClock.now - started).components.attoseconds) / 1e18 + Double((ContinuousClock.now - started).components.seconds)
-        print("warm-cache: \(report.texts) texts (\(report.entries) cache entries), \(report.users) profiles, \(report.skipped) skipped, in \(String(format: "%.1f", seconds)) s")
+        print(
+            "warm-cache: \(report.texts) texts (\(report.entries) cache entries), \(report.users) profiles, \(report.skipped) skipped, in \(String(format: "%.1f", seconds)) s"
+        )
     }
 }

@@ -26,7 +26,12 @@ import Testing
 
     @Test func heldOutFloorsAndBaselines() throws {
         let scores = try Self.scores(.heldout)
-        print(Evaluator.table(scores, title: "held-out accuracy (floors: \(Self.floors.sorted { $0.key < $1.key }.map { "\($0.key) \(Int($0.value * 100)) %" }.joined(separator: ", ")))"))
+        print(
+            Evaluator.table(
+                scores,
+                title:
+                    "held-out accuracy (floors: \(Self.floors.sorted { $0.key < $1.key }.map { "\($0.key) \(Int($0.value * 100)) %" }.joined(separator: ", ")))"
+            ))
         for s in scores {
             #expect(s.items >= 60, "\(s.task): \(s.items) held-out items")
             let floor = try #require(Self.floors[s.task])

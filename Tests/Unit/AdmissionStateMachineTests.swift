@@ -16,10 +16,11 @@ struct AdmissionStateMachineTests {
         serviceTime: Duration = .milliseconds(10),
         smoothing: Double = 0.2
     ) -> Machine {
-        Machine(configuration: AdmissionConfiguration(
-            workers: workers, maxInFlight: maxInFlight, maxQueued: maxQueued, policy: policy,
-            initialServiceTime: serviceTime, serviceTimeSmoothing: smoothing
-        ))
+        Machine(
+            configuration: AdmissionConfiguration(
+                workers: workers, maxInFlight: maxInFlight, maxQueued: maxQueued, policy: policy,
+                initialServiceTime: serviceTime, serviceTimeSmoothing: smoothing
+            ))
     }
 
     @Test
@@ -96,8 +97,9 @@ struct AdmissionStateMachineTests {
         for id in 10..<18 {
             #expect(machine.arrive(id: id, user: "p", tier: .premium, deadline: Self.far, now: .zero) == [.enqueue(id)])
         }
-        #expect(machine.arrive(id: 18, user: "p", tier: .premium, deadline: Self.far, now: .zero)
-            == [.reject(18, reason: .userConcurrency, retryAfter: .seconds(1))])
+        #expect(
+            machine.arrive(id: 18, user: "p", tier: .premium, deadline: Self.far, now: .zero)
+                == [.reject(18, reason: .userConcurrency, retryAfter: .seconds(1))])
         #expect(machine.inFlight(user: "p") == 8)
 
         // Once one of f's requests ends, f may send another.
@@ -110,8 +112,9 @@ struct AdmissionStateMachineTests {
         policy[.standard].maxInFlightPerUser = 1
         var strict = makeMachine(workers: 4, policy: policy)
         #expect(strict.arrive(id: 1, user: "s", tier: .standard, deadline: Self.far, now: .zero) == [.run(1)])
-        #expect(strict.arrive(id: 2, user: "s", tier: .standard, deadline: Self.far, now: .zero)
-            == [.reject(2, reason: .userConcurrency, retryAfter: .seconds(1))])
+        #expect(
+            strict.arrive(id: 2, user: "s", tier: .standard, deadline: Self.far, now: .zero)
+                == [.reject(2, reason: .userConcurrency, retryAfter: .seconds(1))])
     }
 
     @Test
@@ -139,8 +142,9 @@ struct AdmissionStateMachineTests {
         #expect(machine.queuedCount(tier: .free) == 0)
 
         // Nothing lower than standard waits: free and standard newcomers are refused.
-        #expect(machine.arrive(id: 6, user: "u6", tier: .free, deadline: Self.far, now: .zero)
-            == [.reject(6, reason: .overloaded, retryAfter: .seconds(1))])
+        #expect(
+            machine.arrive(id: 6, user: "u6", tier: .free, deadline: Self.far, now: .zero)
+                == [.reject(6, reason: .overloaded, retryAfter: .seconds(1))])
         #expect(machine.arrive(id: 7, user: "u7", tier: .standard, deadline: Self.far, now: .zero).map(\.reason) == [.overloaded])
 
         // Premium newcomers shed the newest standard, then the next.
@@ -186,8 +190,9 @@ struct AdmissionStateMachineTests {
         // A premium request has nobody ahead of it: 200 ms fits.
         #expect(machine.arrive(id: 6, user: "f", tier: .premium, deadline: .milliseconds(350), now: .zero) == [.enqueue(6)])
         // Already past its deadline: refused even with room.
-        #expect(machine.arrive(id: 7, user: "g", tier: .premium, deadline: .milliseconds(10), now: .milliseconds(10)).map(\.reason)
-            == [.deadlineUnreachable])
+        #expect(
+            machine.arrive(id: 7, user: "g", tier: .premium, deadline: .milliseconds(10), now: .milliseconds(10)).map(\.reason)
+                == [.deadlineUnreachable])
         // With a free worker a request runs whatever the estimate: running is the best that can be done.
         var idle = makeMachine(workers: 1, serviceTime: .seconds(5))
         #expect(idle.arrive(id: 1, user: "a", tier: .free, deadline: .milliseconds(100), now: .zero) == [.run(1)])
@@ -260,8 +265,9 @@ struct AdmissionStateMachineTests {
         #expect(machine.cancel(id: 1, now: .seconds(30)) == [], "unknown or ended ids are ignored")
         #expect(machine.cancel(id: 3, now: .seconds(31)) == [])
         #expect(machine.inFlightCount == 0)
-        #expect(machine.arrive(id: 2, user: "b", tier: .standard, deadline: Self.far, now: .seconds(31)) == [.run(2)],
-                "an ended id may be reused")
+        #expect(
+            machine.arrive(id: 2, user: "b", tier: .standard, deadline: Self.far, now: .seconds(31)) == [.run(2)],
+            "an ended id may be reused")
     }
 
     /// Thousands of random events against a model of every request's state: the bounds always hold,
@@ -276,7 +282,10 @@ struct AdmissionStateMachineTests {
         var machine = AdmissionStateMachine<Int>(configuration: configuration)
         let users = (0..<12).map { (name: "user-\($0)", tier: Tier.allCases[$0 % 3]) }
 
-        enum Status: Equatable { case queued(tier: Tier, order: Int), running, ended }
+        enum Status: Equatable {
+            case queued(tier: Tier, order: Int)
+            case running, ended
+        }
         var status: [Int: Status] = [:]
         var owner: [Int: Int] = [:]
         var endings: [Int: Int] = [:]
@@ -317,7 +326,8 @@ struct AdmissionStateMachineTests {
                     #expect(id == newcomer)
                     ended(id)
                 case .shed, .expire:
-                    if case .queued? = status[id] {} else {
+                    if case .queued? = status[id] {
+                    } else {
                         Issue.record("\(action) of a request that is not waiting")
                     }
                     ended(id)
@@ -429,4 +439,3 @@ extension AdmissionStateMachine.Action {
         if case .reject(_, let reason, _) = self { reason } else { nil }
     }
 }
-

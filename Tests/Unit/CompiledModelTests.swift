@@ -3,12 +3,14 @@ import Soma
 import Testing
 
 struct CompiledModelTests {
-    static let sample = try! ModelSource.parse(.emotion, text: """
-        happy\tlex\tvalence=2.7 joy=0.9 arousal=0.6\tprotected
-        very\tdegree\tscale=0.293\t-
-        not\tnegator\t-\tprotected
-        can't wait\tlex\tvalence=1.5 anticipation=0.95\t-
-        """)
+    static let sample = try! ModelSource.parse(
+        .emotion,
+        text: """
+            happy\tlex\tvalence=2.7 joy=0.9 arousal=0.6\tprotected
+            very\tdegree\tscale=0.293\t-
+            not\tnegator\t-\tprotected
+            can't wait\tlex\tvalence=1.5 anticipation=0.95\t-
+            """)
 
     @Test func fp32RoundTripIsExact() throws {
         let data = CompiledModel.encode(Self.sample, accuracy: 0.9, minFrequency: 0.001)

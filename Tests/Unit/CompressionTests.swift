@@ -25,7 +25,10 @@ import Testing
         let o = Self.optimizer
         let half = o.compress(module, precision: .fp16, minFrequency: 0)
         let (e, c) = o.agreement(half, corpusLimit: Self.corpusTexts)
-        print(String(format: "fp16 %@: eval %.1f%% (MAD %.4f), corpus %.1f%% (MAD %.4f)", module.rawValue, e.labelAgreement * 100, e.meanAbsoluteDifference, c.labelAgreement * 100, c.meanAbsoluteDifference))
+        print(
+            String(
+                format: "fp16 %@: eval %.1f%% (MAD %.4f), corpus %.1f%% (MAD %.4f)", module.rawValue, e.labelAgreement * 100, e.meanAbsoluteDifference,
+                c.labelAgreement * 100, c.meanAbsoluteDifference))
         #expect(e.labelAgreement >= 0.99, "\(module) fp16 eval agreement \(e.labelAgreement)")
         #expect(c.labelAgreement >= 0.99, "\(module) fp16 corpus agreement \(c.labelAgreement)")
         #expect(c.texts >= 1000)
@@ -36,7 +39,10 @@ import Testing
         let o = Self.optimizer
         let pruned = o.compress(module, precision: .fp16, minFrequency: Optimizer.defaultMinFrequency)
         let (e, c) = o.agreement(pruned)
-        print(String(format: "fp16+pruned %@: %d of %d patterns, eval %.1f%%, corpus %.1f%% over %d texts", module.rawValue, pruned.patterns.count, o.sources[module].patterns.count, e.labelAgreement * 100, c.labelAgreement * 100, c.texts))
+        print(
+            String(
+                format: "fp16+pruned %@: %d of %d patterns, eval %.1f%%, corpus %.1f%% over %d texts", module.rawValue, pruned.patterns.count,
+                o.sources[module].patterns.count, e.labelAgreement * 100, c.labelAgreement * 100, c.texts))
         #expect(e.labelAgreement >= 0.97, "\(module) pruned eval agreement \(e.labelAgreement)")
         #expect(c.labelAgreement >= 0.97, "\(module) pruned corpus agreement \(c.labelAgreement)")
         // Protected patterns always survive.
@@ -58,7 +64,8 @@ import Testing
             let a = dir.appendingPathComponent("fp32").appendingPathComponent(CompiledModel.fileName(m))
             let b = dir.appendingPathComponent("default").appendingPathComponent(CompiledModel.fileName(m))
             try CompiledModel.write(o.compress(m, precision: .fp32, minFrequency: 0), to: a)
-            try CompiledModel.write(o.compress(m, precision: .fp16, minFrequency: Optimizer.defaultMinFrequency), to: b, minFrequency: Optimizer.defaultMinFrequency)
+            try CompiledModel.write(
+                o.compress(m, precision: .fp16, minFrequency: Optimizer.defaultMinFrequency), to: b, minFrequency: Optimizer.defaultMinFrequency)
             full += try FileManager.default.attributesOfItem(atPath: a.path)[.size] as! Int
             compressed += try FileManager.default.attributesOfItem(atPath: b.path)[.size] as! Int
         }

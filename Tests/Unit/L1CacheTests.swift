@@ -468,4 +468,3 @@ private struct ReferenceLRU {
         return before - entries.count
     }
 }
-

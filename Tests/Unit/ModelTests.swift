@@ -4,12 +4,14 @@ import Testing
 
 struct ModelSourceTests {
     @Test func parsesWordsPhrasesAndTemplates() throws {
-        let model = try ModelSource.parse(.reasoning, text: """
-            # comment
-            because\tcausal:premise_after\tconfidence=0.9\tprotected
-            as a result\tcausal:conclusion_after\tconfidence=0.8\t-
-            <AGENT> must have\tinferential:conclusion_self\t-\t-
-            """)
+        let model = try ModelSource.parse(
+            .reasoning,
+            text: """
+                # comment
+                because\tcausal:premise_after\tconfidence=0.9\tprotected
+                as a result\tcausal:conclusion_after\tconfidence=0.8\t-
+                <AGENT> must have\tinferential:conclusion_self\t-\t-
+                """)
         #expect(model.patterns.count == 3)
         #expect(model.patterns.map(\.kind) == [.word, .phrase, .template])
         #expect(model.patterns[0].isProtected)
@@ -58,11 +60,13 @@ struct PatternMatcherTests {
     let pipeline = TextPipeline()
 
     @Test func longestPhraseWins() throws {
-        let model = try ModelSource.parse(.reasoning, text: """
-            because\tcausal:premise_after\t-\t-
-            because of\tcausal:premise_after\t-\t-
-            because of this\tcausal:conclusion_after\t-\t-
-            """)
+        let model = try ModelSource.parse(
+            .reasoning,
+            text: """
+                because\tcausal:premise_after\t-\t-
+                because of\tcausal:premise_after\t-\t-
+                because of this\tcausal:conclusion_after\t-\t-
+                """)
         let doc = pipeline.process("It rained, and because of this we stayed in.")
         let matches = model.matcher.longestMatches(in: doc, ids: model.matcher.tokenIDs(doc))
         #expect(matches.count == 1)
@@ -84,7 +88,9 @@ struct CommittedModelTests {
     @Test func emotionLexiconIsSizeable() {
         let m = models.emotion
         let lex = m.patterns.filter { $0.label == "lex" }
-        let withEmotion = m.patterns.indices.filter { i in m.patterns[i].label == "lex" && Emotion.allCases.contains { m.weights[i, m.dimension($0.rawValue)!] > 0 } }
+        let withEmotion = m.patterns.indices.filter { i in
+            m.patterns[i].label == "lex" && Emotion.allCases.contains { m.weights[i, m.dimension($0.rawValue)!] > 0 }
+        }
         #expect(lex.count >= 3000)
         #expect(withEmotion.count >= 3000, "entries with Plutchik weights: \(withEmotion.count)")
         for label in ["degree", "negator", "contrast"] {
@@ -122,7 +128,9 @@ struct CommittedModelTests {
 
     @Test func narrativeHasItsWordClasses() {
         let counts = models.narrative.countsByLabel()
-        for label in ["temporal", "verb.base", "verb.past", "verb.pp", "article", "preposition", "adverb", "cognitive", "pronoun.first", "pronoun.third", "aux.future"] {
+        for label in [
+            "temporal", "verb.base", "verb.past", "verb.pp", "article", "preposition", "adverb", "cognitive", "pronoun.first", "pronoun.third", "aux.future",
+        ] {
             #expect((counts[label] ?? 0) > 0, "\(label)")
         }
     }

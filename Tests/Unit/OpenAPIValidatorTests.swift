@@ -22,62 +22,62 @@ struct OpenAPIValidatorTests {
 
     /// A valid analysis envelope with all five modules.
     static let analysis = #"""
-    {
-      "request_id": "0193c4e2-7b1a-7c3e-9f00-1a2b3c4d5e6f",
-      "user_id": "user-42",
-      "model_version": "models-2f9c1e",
-      "cached": false,
-      "cache": {"emotion": "miss", "reasoning": "l1", "values": "l2", "theory_of_mind": "miss", "narrative": "fallback"},
-      "degraded": false,
-      "results": {
-        "emotion": {
-          "arousal": 0.52,
-          "dominant": "joy",
-          "emotions": {"anger": 0, "anticipation": 0.23, "disgust": 0, "fear": 0.31, "joy": 0.62, "sadness": 0, "surprise": 0, "trust": 0.1},
-          "sentences": [{"dominant": "joy", "text": "I was so happy because my sister came home.", "valence": 0.6115}],
-          "valence": 0.4404
-        },
-        "reasoning": {
-          "chains": [{"conclusion": "I was so happy", "confidence": 0.9, "marker": "because", "premises": ["my sister came home"], "relation": "causal"}],
-          "depth": 1,
-          "patterns": {"causal": 1, "conditional": 0, "contrastive": 0, "evidential": 0, "inferential": 0},
-          "style": "causal"
-        },
-        "values": {
-          "dimensions": {"conservation": 0, "openness_to_change": 0, "self_enhancement": 0, "self_transcendence": 1},
-          "hierarchy": [
-            {"evidence": ["sister"], "score": 1, "value": "benevolence"},
-            {"evidence": [], "score": 0, "value": "self_direction"},
-            {"evidence": [], "score": 0, "value": "stimulation"},
-            {"evidence": [], "score": 0, "value": "hedonism"},
-            {"evidence": [], "score": 0, "value": "achievement"},
-            {"evidence": [], "score": 0, "value": "power"},
-            {"evidence": [], "score": 0, "value": "security"},
-            {"evidence": [], "score": 0, "value": "conformity"},
-            {"evidence": [], "score": 0, "value": "tradition"},
-            {"evidence": [], "score": 0, "value": "universalism"}
-          ]
-        },
-        "theory_of_mind": {
-          "agents": [{"agent": "i", "states": [{"content": "she will leave", "negated": false, "type": "emotion", "verb": "worry"}]}],
-          "other_references": 1,
-          "perspective_taking": 0.25,
-          "self_references": 2
-        },
-        "narrative": {
-          "arc": {"cognitive_tension": [0, 0.1, 0, 0.2, 0], "plot_progression": [0.1, 0, 0.2, 0, 0], "staging": [0.2, 0.1, 0, 0, 0.1]},
-          "characters": ["i", "sister"],
-          "events": [
-            {"index": 0, "order": 0, "tense": "past", "text": "my sister finally came home", "time": "finally", "verb": "came"},
-            {"index": 1, "order": 1, "tense": "future", "text": "she will leave again", "verb": "leave"}
-          ],
-          "perspective": "first_person",
-          "tense": "mixed"
+        {
+          "request_id": "0193c4e2-7b1a-7c3e-9f00-1a2b3c4d5e6f",
+          "user_id": "user-42",
+          "model_version": "models-2f9c1e",
+          "cached": false,
+          "cache": {"emotion": "miss", "reasoning": "l1", "values": "l2", "theory_of_mind": "miss", "narrative": "fallback"},
+          "degraded": false,
+          "results": {
+            "emotion": {
+              "arousal": 0.52,
+              "dominant": "joy",
+              "emotions": {"anger": 0, "anticipation": 0.23, "disgust": 0, "fear": 0.31, "joy": 0.62, "sadness": 0, "surprise": 0, "trust": 0.1},
+              "sentences": [{"dominant": "joy", "text": "I was so happy because my sister came home.", "valence": 0.6115}],
+              "valence": 0.4404
+            },
+            "reasoning": {
+              "chains": [{"conclusion": "I was so happy", "confidence": 0.9, "marker": "because", "premises": ["my sister came home"], "relation": "causal"}],
+              "depth": 1,
+              "patterns": {"causal": 1, "conditional": 0, "contrastive": 0, "evidential": 0, "inferential": 0},
+              "style": "causal"
+            },
+            "values": {
+              "dimensions": {"conservation": 0, "openness_to_change": 0, "self_enhancement": 0, "self_transcendence": 1},
+              "hierarchy": [
+                {"evidence": ["sister"], "score": 1, "value": "benevolence"},
+                {"evidence": [], "score": 0, "value": "self_direction"},
+                {"evidence": [], "score": 0, "value": "stimulation"},
+                {"evidence": [], "score": 0, "value": "hedonism"},
+                {"evidence": [], "score": 0, "value": "achievement"},
+                {"evidence": [], "score": 0, "value": "power"},
+                {"evidence": [], "score": 0, "value": "security"},
+                {"evidence": [], "score": 0, "value": "conformity"},
+                {"evidence": [], "score": 0, "value": "tradition"},
+                {"evidence": [], "score": 0, "value": "universalism"}
+              ]
+            },
+            "theory_of_mind": {
+              "agents": [{"agent": "i", "states": [{"content": "she will leave", "negated": false, "type": "emotion", "verb": "worry"}]}],
+              "other_references": 1,
+              "perspective_taking": 0.25,
+              "self_references": 2
+            },
+            "narrative": {
+              "arc": {"cognitive_tension": [0, 0.1, 0, 0.2, 0], "plot_progression": [0.1, 0, 0.2, 0, 0], "staging": [0.2, 0.1, 0, 0, 0.1]},
+              "characters": ["i", "sister"],
+              "events": [
+                {"index": 0, "order": 0, "tense": "past", "text": "my sister finally came home", "time": "finally", "verb": "came"},
+                {"index": 1, "order": 1, "tense": "future", "text": "she will leave again", "verb": "leave"}
+              ],
+              "perspective": "first_person",
+              "tense": "mixed"
+            }
+          },
+          "timings_ms": {"emotion": 0.2, "reasoning": 0.1, "total": 1}
         }
-      },
-      "timings_ms": {"emotion": 0.2, "reasoning": 0.1, "total": 1}
-    }
-    """#
+        """#
 
     static let errorItem = #"{"error": {"code": "validation_failed", "message": "text must not be empty", "request_id": "r-1", "field": "items[1].text"}}"#
 
@@ -192,33 +192,37 @@ struct OpenAPIValidatorTests {
         #expect(doc.template(for: "/v1/entries/") == nil)
         #expect(doc.template(for: "/v1/entries/a/b") == nil)
         #expect(doc.template(for: "/v1/nothing") == nil)
-        #expect(doc.responseSchema(method: "DELETE", path: "/v1/entries/abc", status: 200) == doc.responseSchema(method: "delete", path: "/v1/entries/xyz", status: 200))
+        #expect(
+            doc.responseSchema(method: "DELETE", path: "/v1/entries/abc", status: 200)
+                == doc.responseSchema(method: "delete", path: "/v1/entries/xyz", status: 200))
         #expect(doc.responseSchema(method: "DELETE", path: "/v1/entries/abc", status: 200) != nil)
-        #expect(doc.responseSchema(method: "GET", path: "/v1/entries", status: 200)?.value == .object(["$ref": .string("#/components/schemas/EntryListResponse")]))
+        #expect(
+            doc.responseSchema(method: "GET", path: "/v1/entries", status: 200)?.value == .object(["$ref": .string("#/components/schemas/EntryListResponse")]))
         #expect(doc.responseSchema(method: "PUT", path: "/v1/entries", status: 200) == nil)
     }
 
     @Test func literalTemplatesWinAndRangesAndDefaultAreFallbacks() throws {
-        let doc = try OpenAPIDocument(yaml: """
-            openapi: 3.1.0
-            info: {title: t, version: '1'}
-            paths:
-              /v1/entries/{id}:
-                get:
-                  responses:
-                    '200': {description: one, content: {application/json: {schema: {const: one}}}}
-              /v1/entries/export:
-                get:
-                  responses:
-                    '200': {description: export, content: {application/json: {schema: {const: export}}}}
-                    '4XX': {description: client, content: {application/json: {schema: {const: client}}}}
-                    default: {description: other, content: {application/json: {schema: {const: other}}}}
-              /v1/{kind}/latest:
-                get:
-                  responses:
-                    '200': {description: latest, content: {application/json: {schema: {const: latest}}}}
-                    '204': {description: nothing}
-            """)
+        let doc = try OpenAPIDocument(
+            yaml: """
+                openapi: 3.1.0
+                info: {title: t, version: '1'}
+                paths:
+                  /v1/entries/{id}:
+                    get:
+                      responses:
+                        '200': {description: one, content: {application/json: {schema: {const: one}}}}
+                  /v1/entries/export:
+                    get:
+                      responses:
+                        '200': {description: export, content: {application/json: {schema: {const: export}}}}
+                        '4XX': {description: client, content: {application/json: {schema: {const: client}}}}
+                        default: {description: other, content: {application/json: {schema: {const: other}}}}
+                  /v1/{kind}/latest:
+                    get:
+                      responses:
+                        '200': {description: latest, content: {application/json: {schema: {const: latest}}}}
+                        '204': {description: nothing}
+                """)
         #expect(doc.template(for: "/v1/entries/export") == "/v1/entries/export")
         #expect(doc.template(for: "/v1/entries/other") == "/v1/entries/{id}")
         // Both /v1/entries/{id} and /v1/{kind}/latest match: the earlier literal wins.
@@ -242,11 +246,20 @@ struct OpenAPIValidatorTests {
 
     @Test func booleansAndNumbersAreToldApart() throws {
         let parsed = try #require(try Self.json("[true, false, 1, 0, 1.0, 1.5, -3, 1e300, 12345678901234567890]") as? [Any])
-        #expect(try parsed.map { try JSONValue(any: $0).kind } == ["boolean", "boolean", "integer", "integer", "integer", "number", "integer", "integer", "integer"])
+        #expect(
+            try parsed.map { try JSONValue(any: $0).kind } == [
+                "boolean", "boolean", "integer", "integer", "integer", "number", "integer", "integer", "integer",
+            ])
         #expect(try JSONValue(any: parsed[0]) == .bool(true))
         #expect(try JSONValue(any: parsed[2]) == .number(1))
-        let natives: [Any] = [true, false, 1, 0, 2.5, Float(0.5), Int8(1), UInt64(7), NSNumber(value: true), NSNumber(value: false), NSNumber(value: 1), NSNumber(value: 0), NSNumber(value: 1.0)]
-        #expect(try natives.map { try JSONValue(any: $0).kind } == ["boolean", "boolean", "integer", "integer", "number", "number", "integer", "integer", "boolean", "boolean", "integer", "integer", "integer"])
+        let natives: [Any] = [
+            true, false, 1, 0, 2.5, Float(0.5), Int8(1), UInt64(7), NSNumber(value: true), NSNumber(value: false), NSNumber(value: 1), NSNumber(value: 0),
+            NSNumber(value: 1.0),
+        ]
+        #expect(
+            try natives.map { try JSONValue(any: $0).kind } == [
+                "boolean", "boolean", "integer", "integer", "number", "number", "integer", "integer", "boolean", "boolean", "integer", "integer", "integer",
+            ])
         #expect(JSONValue.isBoolean(NSNumber(value: true)) && !JSONValue.isBoolean(NSNumber(value: 1)) && !JSONValue.isBoolean(NSNumber(value: 0)))
         #expect(throws: JSONValue.ConversionError.self) { try JSONValue(any: Date()) }
 
@@ -279,8 +292,10 @@ struct OpenAPIValidatorTests {
         for valid in ["2025-11-29T20:34:00Z", "2025-11-29T20:34:00.123Z", "2024-02-29T00:00:00+01:00", "2025-11-29t23:59:60-05:30"] {
             #expect(OpenAPIDocument.isDateTime(valid), "\(valid)")
         }
-        for invalid in ["2025-11-29", "2025-11-29 20:34:00Z", "2025-13-01T00:00:00Z", "2025-02-29T00:00:00Z", "2025-11-29T24:00:00Z",
-                        "2025-11-29T20:34:00", "2025-11-29T20:34:00.Z", "2025-11-29T20:34:00+0100", "yesterday", ""] {
+        for invalid in [
+            "2025-11-29", "2025-11-29 20:34:00Z", "2025-13-01T00:00:00Z", "2025-02-29T00:00:00Z", "2025-11-29T24:00:00Z",
+            "2025-11-29T20:34:00", "2025-11-29T20:34:00.Z", "2025-11-29T20:34:00+0100", "yesterday", "",
+        ] {
             #expect(!OpenAPIDocument.isDateTime(invalid), "\(invalid)")
         }
         let doc = try OpenAPIDocument.load()
@@ -322,10 +337,16 @@ struct OpenAPIValidatorTests {
             (["results", "narrative", "perspective"], "second_person", #"$.results.narrative.perspective: "second_person" is not one of"#),
             (["results", "narrative", "tense"], "past_perfect", #"$.results.narrative.tense: "past_perfect" is not one of"#),
             (["results", "reasoning", "depth"], true, "$.results.reasoning.depth: expected integer, got boolean"),
-            (["results", "theory_of_mind", "self_references"], NSNumber(value: true), "$.results.theory_of_mind.self_references: expected integer, got boolean"),
+            (
+                ["results", "theory_of_mind", "self_references"], NSNumber(value: true),
+                "$.results.theory_of_mind.self_references: expected integer, got boolean"
+            ),
             (["results", "theory_of_mind", "self_references"], 1.5, "$.results.theory_of_mind.self_references: expected integer, got number"),
             (["cached"], 1, "$.cached: expected boolean, got integer"),
-            (["results", "theory_of_mind", "agents", "0", "states", "0", "negated"], NSNumber(value: 0), "$.results.theory_of_mind.agents[0].states[0].negated: expected boolean, got integer"),
+            (
+                ["results", "theory_of_mind", "agents", "0", "states", "0", "negated"], NSNumber(value: 0),
+                "$.results.theory_of_mind.agents[0].states[0].negated: expected boolean, got integer"
+            ),
             (["results", "emotion", "arousal"], 1.5, "$.results.emotion.arousal: 1.5 is greater than the maximum 1"),
             (["results", "values", "hierarchy", "9"], nil, "$.results.values.hierarchy: 9 items, at least 10 expected"),
             (["results", "narrative", "arc", "staging"], nil, #"$.results.narrative.arc: missing required key "staging""#),
@@ -365,7 +386,9 @@ struct OpenAPIValidatorTests {
                     var error: [String: Any] = ["code": code.rawValue, "message": "something went wrong", "request_id": "r-1"]
                     if code == .validationFailed { error["field"] = "text" }
                     let body = try Self.data(["error": error])
-                    #expect(doc.validateResponse(method: op.method, path: path, status: status, body: body) == [], "\(op.method) \(op.path) \(status) \(code.rawValue)")
+                    #expect(
+                        doc.validateResponse(method: op.method, path: path, status: status, body: body) == [],
+                        "\(op.method) \(op.path) \(status) \(code.rawValue)")
                     checked += 1
                 }
                 // A code of another status, a missing request id, an extra key: all rejected.
@@ -373,7 +396,8 @@ struct OpenAPIValidatorTests {
                 let wrongCode = try Self.data(["error": ["code": other.rawValue, "message": "m", "request_id": "r"]])
                 #expect(!doc.validateResponse(method: op.method, path: path, status: status, body: wrongCode).isEmpty, "\(op.path) \(status) \(other.rawValue)")
                 let noID = try Self.data(["error": ["code": codes[0].rawValue, "message": "m"]])
-                #expect(doc.validateResponse(method: op.method, path: path, status: status, body: noID).contains(#"$.error: missing required key "request_id""#))
+                #expect(
+                    doc.validateResponse(method: op.method, path: path, status: status, body: noID).contains(#"$.error: missing required key "request_id""#))
                 let extra = try Self.data(["error": ["code": codes[0].rawValue, "message": "m", "request_id": "r", "field": "text"], "status": status])
                 #expect(doc.validateResponse(method: op.method, path: path, status: status, body: extra).contains(#"$: unexpected key "status""#))
             }
@@ -412,7 +436,8 @@ struct OpenAPIValidatorTests {
         #expect(doc.validateHeaders(method: "POST", path: "/v1/analyze", status: 200, headers: missing) == ["header RateLimit-Limit: missing"])
         var wrong = ok
         wrong["RateLimit-Reset"] = "soon"
-        #expect(doc.validateHeaders(method: "POST", path: "/v1/analyze", status: 200, headers: wrong) == ["header RateLimit-Reset: expected integer, got string"])
+        #expect(
+            doc.validateHeaders(method: "POST", path: "/v1/analyze", status: 200, headers: wrong) == ["header RateLimit-Reset: expected integer, got string"])
         #expect(doc.validateHeaders(method: "POST", path: "/v1/analyze", status: 429, headers: ok) == ["header Retry-After: missing"])
         #expect(doc.validateHeaders(method: "POST", path: "/v1/analyze", status: 503, headers: ["X-Request-Id": "r", "Retry-After": "1"]) == [])
         #expect(doc.validateHeaders(method: "GET", path: "/health", status: 200, headers: [:]) == ["header X-Request-Id: missing"])
@@ -429,7 +454,8 @@ struct OpenAPIValidatorTests {
         #expect(doc.validateResponse(method: "POST", path: "/v1/analyze/batch", status: 200, body: batch("")) == [])
         let empty = doc.validateResponse(method: "POST", path: "/v1/analyze/batch", status: 200, body: batch("{}"))
         #expect(empty.count == 1 && empty[0].hasPrefix("$.items[0]: matches none of the 2 oneOf alternatives"), "\(empty)")
-        let both = Self.analysis.replacingOccurrences(of: #""degraded": false,"#, with: #""degraded": false, "error": {"code": "internal", "message": "m", "request_id": "r"},"#)
+        let both = Self.analysis.replacingOccurrences(
+            of: #""degraded": false,"#, with: #""degraded": false, "error": {"code": "internal", "message": "m", "request_id": "r"},"#)
         #expect(!doc.validateResponse(method: "POST", path: "/v1/analyze/batch", status: 200, body: batch(both)).isEmpty)
         let badCode = Self.errorItem.replacingOccurrences(of: "validation_failed", with: "bad_thing")
         #expect(!doc.validateResponse(method: "POST", path: "/v1/analyze/batch", status: 200, body: batch(badCode)).isEmpty)
@@ -466,17 +492,33 @@ struct OpenAPIValidatorTests {
         }
         check("POST", "/v1/entries", 201, #"{"request_id": "r", "user_id": "u", "persisted": "stored", "entry": \#(entry)}"#)
         check("POST", "/v1/entries", 202, #"{"request_id": "r", "user_id": "u", "persisted": "queued", "entry": \#(entry)}"#)
-        #expect(!doc.validateResponse(method: "POST", path: "/v1/entries", status: 201, body: Data(#"{"request_id": "r", "user_id": "u", "persisted": "queued", "entry": \#(entry)}"#.utf8)).isEmpty)
+        #expect(
+            !doc.validateResponse(
+                method: "POST", path: "/v1/entries", status: 201,
+                body: Data(#"{"request_id": "r", "user_id": "u", "persisted": "queued", "entry": \#(entry)}"#.utf8)
+            ).isEmpty)
         check("GET", "/v1/entries?limit=2", 200, #"{"request_id": "r", "user_id": "u", "entries": [\#(entry)], "next_cursor": "c2"}"#)
         check("GET", "/v1/entries", 200, #"{"request_id": "r", "user_id": "u", "entries": [], "next_cursor": null}"#)
-        #expect(!doc.validateResponse(method: "GET", path: "/v1/entries", status: 200, body: Data(#"{"request_id": "r", "user_id": "u", "entries": []}"#.utf8)).isEmpty)
+        #expect(
+            !doc.validateResponse(method: "GET", path: "/v1/entries", status: 200, body: Data(#"{"request_id": "r", "user_id": "u", "entries": []}"#.utf8))
+                .isEmpty)
         let badDate = entry.replacingOccurrences(of: "2025-11-29T20:34:00.123Z", with: "29/11/2025")
-        #expect(doc.validateResponse(method: "GET", path: "/v1/entries", status: 200, body: Data(#"{"request_id": "r", "user_id": "u", "entries": [\#(badDate)], "next_cursor": null}"#.utf8))
-            == [#"$.entries[0].created_at: "29/11/2025" is not an ISO 8601 date-time"#])
+        #expect(
+            doc.validateResponse(
+                method: "GET", path: "/v1/entries", status: 200,
+                body: Data(#"{"request_id": "r", "user_id": "u", "entries": [\#(badDate)], "next_cursor": null}"#.utf8))
+                == [#"$.entries[0].created_at: "29/11/2025" is not an ISO 8601 date-time"#])
         check("DELETE", "/v1/entries/0193c4e2", 200, #"{"request_id": "r", "user_id": "u", "id": "0193c4e2", "deleted": true}"#)
-        #expect(!doc.validateResponse(method: "DELETE", path: "/v1/entries/0193c4e2", status: 200, body: Data(#"{"request_id": "r", "user_id": "u", "id": "0193c4e2", "deleted": false}"#.utf8)).isEmpty)
+        #expect(
+            !doc.validateResponse(
+                method: "DELETE", path: "/v1/entries/0193c4e2", status: 200,
+                body: Data(#"{"request_id": "r", "user_id": "u", "id": "0193c4e2", "deleted": false}"#.utf8)
+            ).isEmpty)
         check("DELETE", "/v1/user", 200, #"{"request_id": "r", "user_id": "u", "erased": {"entries": 3, "profiles": 1, "cache_entries": 0}}"#)
-        check("GET", "/health", 200, #"{"status": "ok", "instance_id": "i-1", "version": "1.0.0", "model_version": "m1", "uptime_seconds": 12.5, "draining": false, "dependencies": {"store": {"kind": "sqlite", "state": "up"}}}"#)
+        check(
+            "GET", "/health", 200,
+            #"{"status": "ok", "instance_id": "i-1", "version": "1.0.0", "model_version": "m1", "uptime_seconds": 12.5, "draining": false, "dependencies": {"store": {"kind": "sqlite", "state": "up"}}}"#
+        )
         check("GET", "/ready", 200, #"{"status": "ready", "instance_id": "i-1"}"#)
         let model = #"{"module": "emotion", "loaded": true, "loading": false, "in_use": 0, "bytes": 48213, "loads": 1, "unloads": 0, "load_failures": 0}"#
         check("GET", "/admin/models", 200, #"{"request_id": "r", "models": [\#(model)]}"#)
@@ -485,8 +527,9 @@ struct OpenAPIValidatorTests {
         check("POST", "/admin/init-schema", 200, #"{"request_id": "r", "schema": "ok"}"#)
         check("POST", "/admin/cache/warm", 200, #"{"request_id": "r", "texts": 10, "entries": 50, "skipped": 0, "users": 0}"#)
         let badModel = model.replacingOccurrences(of: #""bytes": 48213"#, with: #""bytes": "48213""#)
-        #expect(doc.validateResponse(method: "GET", path: "/admin/models", status: 200, body: Data(#"{"request_id": "r", "models": [\#(badModel)]}"#.utf8))
-            == ["$.models[0].bytes: expected integer, got string"])
+        #expect(
+            doc.validateResponse(method: "GET", path: "/admin/models", status: 200, body: Data(#"{"request_id": "r", "models": [\#(badModel)]}"#.utf8))
+                == ["$.models[0].bytes: expected integer, got string"])
     }
 
     @Test func profilesFromTheBuilderConform() throws {
@@ -523,16 +566,16 @@ struct OpenAPIValidatorTests {
     @Test func documentExamplesConform() throws {
         let doc = try OpenAPIDocument.load()
         var examples = 0
-        func walk(_ value: JSONValue, _ where_: String) {
+        func walk(_ value: JSONValue, _ location: String) {
             guard case .object(let o) = value else {
-                if case .array(let a) = value { for (i, v) in a.enumerated() { walk(v, "\(where_)[\(i)]") } }
+                if case .array(let a) = value { for (i, v) in a.enumerated() { walk(v, "\(location)[\(i)]") } }
                 return
             }
             if let example = o["example"], let schema = o["schema"] {
-                #expect(doc.validate(example, against: Schema(value: schema)) == [], "example at \(where_)")
+                #expect(doc.validate(example, against: Schema(value: schema)) == [], "example at \(location)")
                 examples += 1
             }
-            for (k, v) in o where k != "example" { walk(v, "\(where_)/\(k)") }
+            for (k, v) in o where k != "example" { walk(v, "\(location)/\(k)") }
         }
         walk(doc.root, "#")
         #expect(examples >= 5)
@@ -557,8 +600,10 @@ struct OpenAPIValidatorTests {
     @Test func engineResultsOverTheEvaluationTextsConform() throws {
         let doc = try OpenAPIDocument.load()
         let schema = try #require(doc.schema(named: "AnalysisResults"))
-        var texts = ["", "!!!", "I think she believes he wants to leave.", "Tomorrow we will fly to Lisbon. Before that, we had stopped for coffee.",
-                     "If it rains, then the match is off; therefore we stay home. Clearly the data shows it."]
+        var texts = [
+            "", "!!!", "I think she believes he wants to leave.", "Tomorrow we will fly to Lisbon. Before that, we had stopped for coffee.",
+            "If it rains, then the match is off; therefore we stay home. Clearly the data shows it.",
+        ]
         for m in Module.allCases { texts += try EvaluationSet.load(m, from: Fixtures.eval).items.prefix(60).map(\.text) }
         var seen = (chains: 0, states: 0, events: 0, times: 0, evidence: 0)
         for text in texts {

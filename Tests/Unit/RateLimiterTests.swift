@@ -19,15 +19,21 @@ struct RateLimiterTests {
     @Test
     func defaultPolicyMatchesTheArchitectureTable() {
         let policy = TierPolicy.default
-        #expect(policy[.premium] == TierLimits(
-            requestsPerWindow: 100, window: .seconds(60), maxInFlightPerUser: 8, maxTextBytes: 65_536, maxBatchItems: 64
-        ))
-        #expect(policy[.standard] == TierLimits(
-            requestsPerWindow: 100, window: .seconds(60), maxInFlightPerUser: 4, maxTextBytes: 32_768, maxBatchItems: 32
-        ))
-        #expect(policy[.free] == TierLimits(
-            requestsPerWindow: 100, window: .seconds(60), maxInFlightPerUser: 2, maxTextBytes: 16_384, maxBatchItems: 8
-        ))
+        #expect(
+            policy[.premium]
+                == TierLimits(
+                    requestsPerWindow: 100, window: .seconds(60), maxInFlightPerUser: 8, maxTextBytes: 65_536, maxBatchItems: 64
+                ))
+        #expect(
+            policy[.standard]
+                == TierLimits(
+                    requestsPerWindow: 100, window: .seconds(60), maxInFlightPerUser: 4, maxTextBytes: 32_768, maxBatchItems: 32
+                ))
+        #expect(
+            policy[.free]
+                == TierLimits(
+                    requestsPerWindow: 100, window: .seconds(60), maxInFlightPerUser: 2, maxTextBytes: 16_384, maxBatchItems: 8
+                ))
         var custom = policy
         custom[.free].maxBatchItems = 4
         #expect(custom.limits(for: .free).maxBatchItems == 4)
@@ -43,7 +49,7 @@ struct RateLimiterTests {
             clock.advance(by: .milliseconds(100))
             #expect(await limiter.acquire(user: "u", tier: .standard).allowed)
         }
-        clock.advance(by: .seconds(20))   // t = 29.9 s
+        clock.advance(by: .seconds(20))  // t = 29.9 s
 
         let refused = await limiter.acquire(user: "u", tier: .standard)
         #expect(!refused.allowed)
@@ -72,7 +78,7 @@ struct RateLimiterTests {
         clock.advance(by: .seconds(30))
         for _ in 0..<50 { #expect(limiter.acquireNow(user: "u", tier: .free).allowed) }
         // A fixed 60 s window would reset at t = 60 s and allow 100 here.
-        clock.advance(by: .seconds(31))   // t = 61 s: the first 50 left, the second 50 still count
+        clock.advance(by: .seconds(31))  // t = 61 s: the first 50 left, the second 50 still count
         var allowed = 0
         for _ in 0..<51 where limiter.acquireNow(user: "u", tier: .free).allowed { allowed += 1 }
         #expect(allowed == 50)
@@ -210,7 +216,7 @@ struct RateLimiterTests {
         _ = limiter.acquireNow(user: "active", tier: .free)
         #expect(limiter.trackedUserCount == 1_001, "nothing is dropped before the interval")
 
-        clock.advance(by: .seconds(30))   // t = 60 s: the first 1000 are idle, "active" is not
+        clock.advance(by: .seconds(30))  // t = 60 s: the first 1000 are idle, "active" is not
         _ = limiter.acquireNow(user: "late", tier: .free)
         #expect(limiter.trackedUserCount == 2, "the sweep kept only users with counted requests")
 
@@ -232,7 +238,7 @@ struct RateLimiterTests {
         #expect(limiter.trackedUserCount == 15)
         #expect(!limiter.acquireNow(user: "heavy", tier: .free).allowed, "an active user keeps their log")
 
-        clock.advance(by: .seconds(1))   // t = 60 s: heavy and old-* are idle
+        clock.advance(by: .seconds(1))  // t = 60 s: heavy and old-* are idle
         for index in 0..<20 { _ = limiter.acquireNow(user: "newer-\(index)", tier: .free) }
         #expect(limiter.trackedUserCount <= 25)
         #expect(limiter.trackedUserCount >= 20)

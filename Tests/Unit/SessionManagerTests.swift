@@ -143,9 +143,10 @@ struct SessionManagerTests {
         #expect(try await holder.outcome() == .ran)
         for waiter in waiters { #expect(try await waiter.outcome() == .ran) }
 
-        #expect(starts.value == [
-            "holder", "premium1", "premium2", "standard1", "standard2", "standard3", "free1", "free2",
-        ])
+        #expect(
+            starts.value == [
+                "holder", "premium1", "premium2", "standard1", "standard2", "standard3", "free1", "free2",
+            ])
         #expect(sessions.runningCount == 0)
         #expect(sessions.queuedCount == 0)
     }

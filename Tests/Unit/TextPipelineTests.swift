@@ -100,9 +100,9 @@ struct TextInputTests {
 
     @Test(arguments: [
         ([0x61, 0xFF, 0x62] as [UInt8], 1),
-        ([0x68, 0x69, 0xC3] as [UInt8], 2),           // truncated sequence at the end
-        ([0xED, 0xA0, 0x80] as [UInt8], 0),           // UTF-16 surrogate encoded in UTF-8
-        ([0x41, 0xC0, 0xAF] as [UInt8], 1),           // overlong encoding
+        ([0x68, 0x69, 0xC3] as [UInt8], 2),  // truncated sequence at the end
+        ([0xED, 0xA0, 0x80] as [UInt8], 0),  // UTF-16 surrogate encoded in UTF-8
+        ([0x41, 0xC0, 0xAF] as [UInt8], 1),  // overlong encoding
     ])
     func invalidUTF8IsRefusedWithItsOffset(bytes: [UInt8], offset: Int) {
         #expect(throws: TextInput.Error(code: .invalidUTF8, offset: offset)) {

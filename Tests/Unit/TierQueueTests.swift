@@ -171,7 +171,8 @@ struct TierQueueTests {
             } else if roll < remove {
                 // Any ticket ever issued (often gone already), sometimes one never issued.
                 guard !issued.isEmpty else { continue }
-                let ticket = random.next(below: 20) == 0
+                let ticket =
+                    random.next(below: 20) == 0
                     ? UInt64.max - random.next(below: 10)
                     : issued[Int(random.next(below: UInt64(issued.count)))]
                 let expected = model.first { $0.ticket == ticket }?.element
@@ -200,4 +201,3 @@ struct TierQueueTests {
         #expect(queue.isEmpty)
     }
 }
-

@@ -38,7 +38,8 @@ let benchmarks: @Sendable () -> Void = {
 
     let pipeline = TextPipeline()
     let bytes = Texts.long.utf8.count
-    Benchmark("text pipeline long (\(bytes) bytes)", configuration: .init(metrics: [.wallClock, .throughput, .mallocCountTotal], timeUnits: .microseconds)) { benchmark in
+    Benchmark("text pipeline long (\(bytes) bytes)", configuration: .init(metrics: [.wallClock, .throughput, .mallocCountTotal], timeUnits: .microseconds)) {
+        benchmark in
         for _ in benchmark.scaledIterations {
             blackHole(pipeline.process(Texts.long))
         }

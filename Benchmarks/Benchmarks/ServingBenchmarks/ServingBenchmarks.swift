@@ -18,7 +18,10 @@ let benchmarks: @Sendable () -> Void = {
     // admission in tier order on the worker slots, all five modules), the L1 cache off so every
     // request computes.
     let models = Models.served
-    Benchmark("service 32 concurrent medium, uncached", configuration: .init(metrics: [.wallClock, .mallocCountTotal, .throughput], timeUnits: .microseconds, maxDuration: .seconds(2), maxIterations: 200)) { benchmark in
+    Benchmark(
+        "service 32 concurrent medium, uncached",
+        configuration: .init(metrics: [.wallClock, .mallocCountTotal, .throughput], timeUnits: .microseconds, maxDuration: .seconds(2), maxIterations: 200)
+    ) { benchmark in
         let catalog = try ModelCatalog(models: models)
         let registry = ModelRegistry(loader: { try catalog.load($0) })
         for m in Module.allCases { try await registry.load(m) }
@@ -33,9 +36,10 @@ let benchmarks: @Sendable () -> Void = {
             try await withThrowingTaskGroup(of: AnalysisOutcome.self) { requests in
                 for i in 0..<32 {
                     requests.addTask {
-                        try await service.analyze(AnalysisRequest(
-                            text: Texts.medium, modules: Module.allCases, user: "u\(i)", tier: Tier.allCases[i % 3],
-                            deadline: service.now() + .seconds(10)))
+                        try await service.analyze(
+                            AnalysisRequest(
+                                text: Texts.medium, modules: Module.allCases, user: "u\(i)", tier: Tier.allCases[i % 3],
+                                deadline: service.now() + .seconds(10)))
                     }
                 }
                 for try await r in requests { blackHole(r) }

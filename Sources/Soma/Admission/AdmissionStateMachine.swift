@@ -220,7 +220,7 @@ public struct AdmissionStateMachine<RequestID: Hashable & Sendable>: Sendable {
         var actions: [Action] = []
         if queueIsFull {
             guard let lowest = lowestQueuedTier, tier > lowest,
-                  let ticket = queue.shedCandidate(), let victim = queue.remove(ticket: ticket)
+                let ticket = queue.shedCandidate(), let victim = queue.remove(ticket: ticket)
             else {
                 return [.reject(id, reason: .overloaded, retryAfter: retryAfter(expectedWait(ahead: queue.count)))]
             }

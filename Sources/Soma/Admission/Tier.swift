@@ -22,7 +22,7 @@ public enum Tier: String, CaseIterable, Codable, Sendable, Comparable {
     public init?(header: some StringProtocol) {
         let isBlank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
         guard let first = header.firstIndex(where: { !isBlank($0) }),
-              let last = header.lastIndex(where: { !isBlank($0) })
+            let last = header.lastIndex(where: { !isBlank($0) })
         else { return nil }
         self.init(rawValue: header[first...last].lowercased())
     }

@@ -21,7 +21,8 @@ struct AgentDetector: Sendable {
         "us": ("we", false), "our": ("we", false), "ourselves": ("we", false),
         "you": ("you", true), "you're": ("you", true), "you've": ("you", true), "you'd": ("you", true), "you'll": ("you", true),
         "your": ("you", false), "yourself": ("you", false),
-        "he": ("he", true), "he's": ("he", true), "he'd": ("he", true), "he'll": ("he", true), "him": ("he", false), "his": ("he", false), "himself": ("he", false),
+        "he": ("he", true), "he's": ("he", true), "he'd": ("he", true), "he'll": ("he", true), "him": ("he", false), "his": ("he", false),
+        "himself": ("he", false),
         "she": ("she", true), "she's": ("she", true), "she'd": ("she", true), "she'll": ("she", true), "her": ("she", false), "herself": ("she", false),
         "they": ("they", true), "they're": ("they", true), "they've": ("they", true), "they'd": ("they", true), "they'll": ("they", true),
         "them": ("they", false), "their": ("they", false), "themselves": ("they", false),
@@ -58,7 +59,11 @@ struct AgentDetector: Sendable {
         }
         if isName(doc, at: i) {
             var end = i + 1
-            if end < doc.tokens.count, doc.tokens[end].isCapitalized, !Self.notNames.contains(doc.tokens[end].lower), model.contains(word: doc.tokens[end].lower, label: "agent.name") || isSurname(doc, end) { end += 1 }
+            if end < doc.tokens.count, doc.tokens[end].isCapitalized, !Self.notNames.contains(doc.tokens[end].lower),
+                model.contains(word: doc.tokens[end].lower, label: "agent.name") || isSurname(doc, end)
+            {
+                end += 1
+            }
             return Agent(range: i..<end, name: t.lower, isSelf: false, isSubject: true)
         }
         if t.isCapitalized, model.contains(word: t.lower, label: "agent.kin") {
@@ -82,11 +87,13 @@ struct AgentDetector: Sendable {
         // A capitalised word the model does not know, followed by a verb-like word, reads as a name
         // ("Priya hopes …"): the name list only speeds this up, so pruning rare names costs little.
         guard t.kind == .word, t.text.unicodeScalars.count >= 3, !model.contains(word: t.lower, labelPrefix: ""),
-              !Self.sentenceStarters.contains(t.lower), i + 1 < doc.tokens.count else { return false }
+            !Self.sentenceStarters.contains(t.lower), i + 1 < doc.tokens.count
+        else { return false }
         let next = doc.tokens[i + 1]
         guard next.isWord, !next.isCapitalized else { return false }
         return model.contains(word: next.lower, labelPrefix: "") || next.lower.hasSuffix("s") || next.lower.hasSuffix("ed")
-            || ["was", "is", "had", "has", "will", "would", "can", "could", "didn't", "doesn't", "won't", "never", "always", "said", "told"].contains(next.lower)
+            || ["was", "is", "had", "has", "will", "would", "can", "could", "didn't", "doesn't", "won't", "never", "always", "said", "told"].contains(
+                next.lower)
     }
 
     /// Capitalised words that open sentences and are never names.

@@ -75,11 +75,12 @@ public struct EmotionAnalyzer: Analyzer {
             total.arousal += score.arousal
             total.arousalWeight += score.arousalWeight
             for k in 0..<8 { total.emotions[k] += score.emotions[k] }
-            sentences.append(.init(
-                text: doc.trimmedText(of: sentence),
-                valence: rounded(Self.normalize(score.sum)),
-                dominant: Self.dominant(score.emotions, valence: score.sum)
-            ))
+            sentences.append(
+                .init(
+                    text: doc.trimmedText(of: sentence),
+                    valence: rounded(Self.normalize(score.sum)),
+                    dominant: Self.dominant(score.emotions, valence: score.sum)
+                ))
         }
         var emotions: [String: Double] = [:]
         for (k, e) in Emotion.allCases.enumerated() {
@@ -124,13 +125,15 @@ public struct EmotionAnalyzer: Analyzer {
         // part and the main clause after the comma as the "before" part.
         var contrast = contrastAt.first
         if let c = contrast, c.before > c.after, c.index == sentence.lowerBound,
-           let comma = (c.index..<sentence.upperBound).first(where: { doc.tokens[$0].isClauseBreak }) {
+            let comma = (c.index..<sentence.upperBound).first(where: { doc.tokens[$0].isClauseBreak })
+        {
             contrast = (comma, c.after, c.before)
         }
         for m in matches where lexIndex.contains(m.pattern) {
             // A word that is also a degree word ("so", "pretty") acts as a degree word before another hit.
             if degreeAt[m.range.upperBound - 1] != nil, m.range.count == 1,
-               let next = matches.first(where: { $0.range.lowerBound == m.range.upperBound }), lexIndex.contains(next.pattern) {
+                let next = matches.first(where: { $0.range.lowerBound == m.range.upperBound }), lexIndex.contains(next.pattern)
+            {
                 continue
             }
             var emotion = emotionDims.map { model.weights[m.pattern, $0] }
@@ -201,7 +204,10 @@ public struct EmotionAnalyzer: Analyzer {
     static func negate(_ e: [Float]) -> [Float] {
         var out = e.map { $0 * 0.1 }
         func add(_ to: Emotion, _ amount: Float) { out[Emotion.allCases.firstIndex(of: to)!] += amount }
-        let joy = e[0], trust = e[1], surprise = e[3], anticipation = e[7]
+        let joy = e[0]
+        let trust = e[1]
+        let surprise = e[3]
+        let anticipation = e[7]
         add(.sadness, joy * 0.6)
         add(.fear, trust * 0.35)
         add(.disgust, trust * 0.2)

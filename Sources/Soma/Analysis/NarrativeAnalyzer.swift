@@ -48,7 +48,9 @@ public struct NarrativeAnalyzer: Analyzer {
         "of", "in", "on", "at", "for", "with", "some", "any", "no", "every", "each", "first", "last", "next", "new",
     ]
     static let pastBe: Set<String> = ["was", "were", "wasn't", "weren't"]
-    static let presentBe: Set<String> = ["am", "is", "are", "isn't", "aren't", "i'm", "he's", "she's", "it's", "we're", "they're", "you're", "'m", "'re", "that's", "there's"]
+    static let presentBe: Set<String> = [
+        "am", "is", "are", "isn't", "aren't", "i'm", "he's", "she's", "it's", "we're", "they're", "you're", "'m", "'re", "that's", "there's",
+    ]
     static let perfectPast: Set<String> = ["had", "hadn't", "i'd", "we'd", "he'd", "she'd", "they'd", "you'd"]
     static let perfectPresent: Set<String> = ["have", "has", "haven't", "hasn't", "i've", "we've", "they've", "you've"]
     static let copula: [String: String] = [
@@ -125,7 +127,6 @@ public struct NarrativeAnalyzer: Analyzer {
         var time: String?
     }
 
-
     /// A verb form by the lexicon, or — for a word the model does not know at all — by its ending:
     /// the verb table then only sharpens the analysis, so pruning rare verb forms costs little.
     func isVerb(_ doc: Document, _ i: Int, _ bit: UInt64, _ look: Lookup) -> Bool {
@@ -151,10 +152,14 @@ public struct NarrativeAnalyzer: Analyzer {
         var agentStart = [Bool](repeating: false, count: doc.tokens.count)
         for a in mentions { agentStart[a.range.lowerBound] = true }
         var events: [Found] = []
-        var first = 0, second = 0, third = 0
+        var first = 0
+        var second = 0
+        var third = 0
         for sentence in doc.sentences {
-            let temporal = model.matcher.longestMatches(in: doc, ids: ids, range: sentence, isAgent: { agentStart[$0] }, accept: { model.patterns[$0].label == "temporal" })
-                .filter { !doc.quoted[$0.range.lowerBound] }
+            let temporal = model.matcher.longestMatches(
+                in: doc, ids: ids, range: sentence, isAgent: { agentStart[$0] }, accept: { model.patterns[$0].label == "temporal" }
+            )
+            .filter { !doc.quoted[$0.range.lowerBound] }
             var sentenceLayer = 0
             for t in temporal where model.weight(t.pattern, "order") < 0 { sentenceLayer = -1 }
             let clauses = doc.clauses(in: sentence).flatMap { subclauses(doc, $0) }
@@ -173,10 +178,16 @@ public struct NarrativeAnalyzer: Analyzer {
                     // "before that" / "earlier" / "years ago" cue moves its sentence half a step back.
                     var layer: Float = tense == "past_perfect" ? -1 : (tense == "future" ? 1 : 0)
                     if sentenceLayer < 0 && tense != "past_perfect" { layer -= 0.5 }
-                    let marker = temporal.first { clause.contains($0.range.lowerBound) } ?? temporal.first { m in
-                        !events.contains { $0.time != nil && doc.sentenceOfToken[$0.clause.lowerBound] == doc.sentenceOfToken[m.range.lowerBound] } && m.range.lowerBound < i
-                    }
-                    events.append(Found(index: events.count, verb: verb, clause: clause, tense: tense, layer: layer, time: marker.map { doc.text(of: $0.range).lowercased() }))
+                    let marker =
+                        temporal.first { clause.contains($0.range.lowerBound) }
+                        ?? temporal.first { m in
+                            !events.contains { $0.time != nil && doc.sentenceOfToken[$0.clause.lowerBound] == doc.sentenceOfToken[m.range.lowerBound] }
+                                && m.range.lowerBound < i
+                        }
+                    events.append(
+                        Found(
+                            index: events.count, verb: verb, clause: clause, tense: tense, layer: layer,
+                            time: marker.map { doc.text(of: $0.range).lowercased() }))
                     i += consumed - 1
                 }
             }
@@ -313,7 +324,9 @@ public struct NarrativeAnalyzer: Analyzer {
     }
 
     static func tense(_ tenses: [String]) -> String {
-        var past = 0, present = 0, future = 0
+        var past = 0
+        var present = 0
+        var future = 0
         for t in tenses {
             switch t {
             case "past", "past_perfect": past += 1
@@ -358,7 +371,9 @@ public struct NarrativeAnalyzer: Analyzer {
             let lo = words.count * s / Self.segments
             let hi = words.count * (s + 1) / Self.segments
             guard hi > lo else { continue }
-            var a = 0, p = 0, c = 0
+            var a = 0
+            var p = 0
+            var c = 0
             for k in lo..<hi {
                 let mask = look.masks[words[k]]
                 if mask & (bits.article | bits.preposition) != 0 { a += 1 }

@@ -28,7 +28,11 @@ public struct ReasoningAnalyzer: Analyzer {
     public static let module = Module.reasoning
     public let model: ModuleModel
 
-    enum Direction: String { case premiseAfter = "premise_after", conclusionAfter = "conclusion_after", conclusionSelf = "conclusion_self" }
+    enum Direction: String {
+        case premiseAfter = "premise_after"
+        case conclusionAfter = "conclusion_after"
+        case conclusionSelf = "conclusion_self"
+    }
 
     struct Marker {
         var relation: Relation
@@ -78,10 +82,12 @@ public struct ReasoningAnalyzer: Analyzer {
         let ids = model.matcher.tokenIDs(doc)
         var found: [Found] = []
         for (s, sentence) in doc.sentences.enumerated() {
-            let hits = model.matcher.longestMatches(in: doc, ids: ids, range: sentence, isAgent: { i in
-                let t = doc.tokens[i]
-                return AgentDetector.pronouns[t.lower] != nil || (t.isCapitalized && i > sentence.lowerBound)
-            }, accept: { markers[$0] != nil })
+            let hits = model.matcher.longestMatches(
+                in: doc, ids: ids, range: sentence,
+                isAgent: { i in
+                    let t = doc.tokens[i]
+                    return AgentDetector.pronouns[t.lower] != nil || (t.isCapitalized && i > sentence.lowerBound)
+                }, accept: { markers[$0] != nil })
             var seen: Set<Range<Int>> = []
             for hit in hits {
                 guard let marker = markers[hit.pattern], !seen.contains(hit.range) else { continue }
@@ -121,7 +127,10 @@ public struct ReasoningAnalyzer: Analyzer {
             guard atStart || (next.map { Self.subjectStarts.contains($0.lower) } ?? false) else { return false }
         case ("since", 1):
             // "since 2010", "since then", "since last year", "ever since": time, not cause.
-            if let next, next.kind == .number || ["then", "last", "childhood", "yesterday", "monday", "january", "the", "high", "college", "we", "i"].contains(next.lower) && !atStart {
+            if let next,
+                next.kind == .number
+                    || ["then", "last", "childhood", "yesterday", "monday", "january", "the", "high", "college", "we", "i"].contains(next.lower) && !atStart
+            {
                 if next.kind == .number || ["then", "last", "childhood", "yesterday"].contains(next.lower) { return false }
             }
             if previous?.lower == "ever" { return false }
@@ -130,10 +139,14 @@ public struct ReasoningAnalyzer: Analyzer {
             if let previous, Self.whetherVerbs.contains(previous.lower) { return false }
             if next?.lower == "only" && first == "if" { return true }
         case ("but", 1):
-            if let previous, ["nothing", "all", "anything", "anyone", "everyone", "none", "cannot", "can't", "couldn't"].contains(previous.lower) { return false }
+            if let previous, ["nothing", "all", "anything", "anyone", "everyone", "none", "cannot", "can't", "couldn't"].contains(previous.lower) {
+                return false
+            }
         case ("then", 1):
             // "then" is a conditional consequent only after an "if" in the same sentence.
-            return all.contains { $0.range.upperBound <= range.lowerBound && (doc.tokens[$0.range.lowerBound].lower == "if" || doc.tokens[$0.range.lowerBound].lower == "unless") }
+            return all.contains {
+                $0.range.upperBound <= range.lowerBound && (doc.tokens[$0.range.lowerBound].lower == "if" || doc.tokens[$0.range.lowerBound].lower == "unless")
+            }
         case ("still", 1), ("while", 1), ("as", 1), ("yet", 1):
             if first == "yet" && (previous.map { ["not", "haven't", "hasn't", "isn't", "aren't", "didn't"].contains($0.lower) } ?? false) { return false }
             if first == "yet", next?.kind == .punctuation { return false }
@@ -250,7 +263,8 @@ public struct ReasoningAnalyzer: Analyzer {
         guard !found.isEmpty else { return 0 }
         var best = [Int](repeating: 1, count: found.count)
         for j in found.indices {
-            for i in 0..<j where found[i].conclusion.overlaps(found[j].premises.first ?? 0..<0) || found[j].premises.contains(where: { $0.overlaps(found[i].conclusion) }) {
+            for i in 0..<j
+            where found[i].conclusion.overlaps(found[j].premises.first ?? 0..<0) || found[j].premises.contains(where: { $0.overlaps(found[i].conclusion) }) {
                 best[j] = max(best[j], best[i] + 1)
             }
         }

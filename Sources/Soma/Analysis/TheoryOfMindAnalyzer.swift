@@ -110,13 +110,14 @@ public struct TheoryOfMindAnalyzer: Analyzer {
                 let content = complement(doc, after: hit.range.upperBound, in: sentence)
                 let nested = stateEnds.contains { $0 <= hit.range.lowerBound }
                 stateEnds.append(hit.range.upperBound)
-                found.append(Found(
-                    agent: holder.name,
-                    isSelf: holder.isSelf,
-                    position: hit.range.lowerBound,
-                    state: .init(type: type.rawValue, verb: doc.text(of: hit.range).lowercased(), content: content, negated: negatedState),
-                    nested: nested
-                ))
+                found.append(
+                    Found(
+                        agent: holder.name,
+                        isSelf: holder.isSelf,
+                        position: hit.range.lowerBound,
+                        state: .init(type: type.rawValue, verb: doc.text(of: hit.range).lowercased(), content: content, negated: negatedState),
+                        nested: nested
+                    ))
             }
         }
         var order: [String] = []
@@ -163,7 +164,8 @@ public struct TheoryOfMindAnalyzer: Analyzer {
         let readings = candidates.compactMap { stateIndex[$0.pattern] }
         if let h = holder, !h.isSubject, Self.possessive(doc.tokens[h.range.upperBound - 1].lower), readings.contains(where: { $0.pos.contains("noun") }) {
             pos = "noun"
-            holder = AgentDetector.Agent(range: h.range, name: AgentDetector.possessiveOwner[doc.tokens[h.range.lowerBound].lower] ?? h.name, isSelf: h.isSelf, isSubject: true)
+            holder = AgentDetector.Agent(
+                range: h.range, name: AgentDetector.possessiveOwner[doc.tokens[h.range.lowerBound].lower] ?? h.name, isSelf: h.isSelf, isSubject: true)
         } else if sawLinking, readings.contains(where: { $0.pos.contains("adj") }) {
             pos = "adj"
         } else if readings.contains(where: { $0.pos.contains("verb") }) {
@@ -173,7 +175,9 @@ public struct TheoryOfMindAnalyzer: Analyzer {
         }
         if holder == nil {
             // "Hope you're well." / "Can't wait to see you.": a sentence-initial state is the writer's.
-            let opening = (sentence.lowerBound..<start).allSatisfy { !doc.tokens[$0].isWord || Self.between.contains(doc.tokens[$0].lower) || Scope.negators.contains(doc.tokens[$0].lower) }
+            let opening = (sentence.lowerBound..<start).allSatisfy {
+                !doc.tokens[$0].isWord || Self.between.contains(doc.tokens[$0].lower) || Scope.negators.contains(doc.tokens[$0].lower)
+            }
             guard opening, pos == "verb" else { return nil }
             holder = AgentDetector.Agent(range: start..<start, name: "i", isSelf: true, isSubject: true)
         }
@@ -194,7 +198,9 @@ public struct TheoryOfMindAnalyzer: Analyzer {
         if word == "going" || word == "gonna" {
             // "going to the shop" is motion; "going to call" is a plan.
             let after = first.range.upperBound < sentence.upperBound ? doc.tokens[first.range.upperBound].lower : ""
-            if AgentDetector.determiners.contains(after) || ["school", "work", "bed", "church", "town", "sleep", "be"].contains(after) || doc.tokens.indices.contains(first.range.upperBound) == false {
+            if AgentDetector.determiners.contains(after) || ["school", "work", "bed", "church", "town", "sleep", "be"].contains(after)
+                || doc.tokens.indices.contains(first.range.upperBound) == false
+            {
                 if after != "be" { return nil }
             }
         }

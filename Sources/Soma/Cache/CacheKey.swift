@@ -67,22 +67,22 @@ public struct CacheKey: Hashable, Sendable, CustomStringConvertible {
     ///
     /// Erasing a user's cached data: `cache.removeAll { $0.userID == id }`.
     public var userID: String? {
-        if case let .user(user, _) = kind { return user }
+        if case .user(let user, _) = kind { return user }
         return nil
     }
 
     /// The module of an analysis key; nil for per-user keys.
     public var module: Module? {
-        if case let .analysis(module, _, _) = kind { return module }
+        if case .analysis(let module, _, _) = kind { return module }
         return nil
     }
 
     /// The Redis key (see the layout above).
     public var description: String {
         switch kind {
-        case let .analysis(module, modelVersion, digest):
+        case .analysis(let module, let modelVersion, let digest):
             "soma:v1:a:\(module.rawValue):\(Self.escaped(modelVersion)):\(digest.hex)"
-        case let .user(user, name):
+        case .user(let user, let name):
             "soma:v1:u:\(Self.escaped(user)):\(Self.escaped(name))"
         }
     }
@@ -216,7 +216,14 @@ struct SHA256 {
                 let s1 = y.rotatedRight(17) ^ y.rotatedRight(19) ^ (y >> 10)
                 w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
             }
-            var a = h0, b = h1, c = h2, d = h3, e = h4, f = h5, g = h6, h = h7
+            var a = h0
+            var b = h1
+            var c = h2
+            var d = h3
+            var e = h4
+            var f = h5
+            var g = h6
+            var h = h7
             SHA256.roundConstants.withUnsafeBufferPointer { k in
                 for t in 0..<64 {
                     let sum1 = e.rotatedRight(6) ^ e.rotatedRight(11) ^ e.rotatedRight(25)

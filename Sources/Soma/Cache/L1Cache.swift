@@ -97,7 +97,6 @@ public final class L1Cache<Value: Sendable>: Sendable {
         self.state = Mutex(State(maxBytes: configuration.maxBytes, maxEntries: configuration.maxEntries ?? .max))
     }
 
-
     // MARK: Operations
 
     /// The value stored under `key`, or nil when there is none or it has expired.

@@ -120,9 +120,10 @@ public final class SQLiteCache: ResultCache {
         )
         try connection.executeOnce("CREATE INDEX IF NOT EXISTS cache_expires_at ON cache (expires_at)")
         try connection.executeOnce("CREATE INDEX IF NOT EXISTS cache_last_used ON cache (last_used)")
-        let totals = try connection.query("SELECT COALESCE(SUM(size), 0), COUNT(*), COALESCE(MAX(last_used), 0) FROM cache") {
-            (bytes: Int($0.int64(0)), count: Int($0.int64(1)), lastUse: $0.int64(2))
-        }.first ?? (0, 0, 0)
+        let totals =
+            try connection.query("SELECT COALESCE(SUM(size), 0), COUNT(*), COALESCE(MAX(last_used), 0) FROM cache") {
+                (bytes: Int($0.int64(0)), count: Int($0.int64(1)), lastUse: $0.int64(2))
+            }.first ?? (0, 0, 0)
         self.state = Mutex(State(connection: connection, totalBytes: totals.bytes, count: totals.count, lastUse: totals.lastUse))
         self.now = now
         self.path = path

@@ -68,7 +68,10 @@ final class ConnectionPool<Connection: PooledConnection>: Sendable {
     }
 
     let size: Int
-    private enum Next { case handOff(CheckedContinuation<Connection, any Error>), shutdown, idle }
+    private enum Next {
+        case handOff(CheckedContinuation<Connection, any Error>)
+        case shutdown, idle
+    }
 
     let counters = PoolCounters()
     private let settings: Connection.Settings

@@ -28,8 +28,8 @@ public struct EvaluationSet: Sendable {
         var items: [Item] = []
         for (n, line) in text.split(separator: "\n").enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
             guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let id = object["id"] as? String, let text = object["text"] as? String,
-                  let splitName = object["split"] as? String, let split = Split(rawValue: splitName)
+                let id = object["id"] as? String, let text = object["text"] as? String,
+                let splitName = object["split"] as? String, let split = Split(rawValue: splitName)
             else {
                 throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "\(url.path):\(n + 1): malformed evaluation item"])
             }

@@ -3,7 +3,9 @@
 /// A keyword baseline is what a first attempt without rules would do: a dozen obvious words per
 /// label, counted, no negation, no contrast, no spans.
 extension Evaluator.Task {
-    public static let all: [Evaluator.Task] = [emotionValence, emotionDominant, reasoningRelations, valuesTop3, theoryOfMindType, narrativeTense, narrativePerspective, narrativeFirstEvent]
+    public static let all: [Evaluator.Task] = [
+        emotionValence, emotionDominant, reasoningRelations, valuesTop3, theoryOfMindType, narrativeTense, narrativePerspective, narrativeFirstEvent,
+    ]
 
     static func words(_ text: String) -> [String] {
         Tokenizer().tokenize(TextNormalizer.normalize(text)).filter(\.isWord).map(\.lower)
@@ -43,16 +45,18 @@ extension Evaluator.Task {
         gold: { $0.label("dominant") },
         predict: { [$0.emotion?.dominant ?? "neutral"] },
         keyword: { text in
-            keywordVote(text, [
-                ("joy", ["happy", "joy", "glad", "delighted", "love"]),
-                ("trust", ["trust", "reliable", "rely", "faith", "honest"]),
-                ("fear", ["afraid", "scared", "fear", "worried", "anxious"]),
-                ("surprise", ["surprised", "shocked", "amazed", "unexpected", "wow"]),
-                ("sadness", ["sad", "cry", "lonely", "miss", "unhappy"]),
-                ("disgust", ["disgusting", "gross", "disgusted", "sick"]),
-                ("anger", ["angry", "furious", "mad", "hate", "annoyed"]),
-                ("anticipation", ["excited", "forward", "wait", "soon", "hope"]),
-            ], fallback: "neutral")
+            keywordVote(
+                text,
+                [
+                    ("joy", ["happy", "joy", "glad", "delighted", "love"]),
+                    ("trust", ["trust", "reliable", "rely", "faith", "honest"]),
+                    ("fear", ["afraid", "scared", "fear", "worried", "anxious"]),
+                    ("surprise", ["surprised", "shocked", "amazed", "unexpected", "wow"]),
+                    ("sadness", ["sad", "cry", "lonely", "miss", "unhappy"]),
+                    ("disgust", ["disgusting", "gross", "disgusted", "sick"]),
+                    ("anger", ["angry", "furious", "mad", "hate", "annoyed"]),
+                    ("anticipation", ["excited", "forward", "wait", "soon", "hope"]),
+                ], fallback: "neutral")
         }
     )
 
@@ -80,18 +84,22 @@ extension Evaluator.Task {
         gold: { $0.label("value") },
         predict: { r in (r.values?.hierarchy ?? []).filter { $0.score > 0 }.prefix(3).map(\.value) },
         keyword: { text in
-            Array(keywordVote(text, [
-                ("self_direction", ["freedom", "independent", "choose", "own"]),
-                ("stimulation", ["exciting", "adventure", "new", "thrill"]),
-                ("hedonism", ["fun", "pleasure", "enjoy", "relax"]),
-                ("achievement", ["success", "goal", "achieve", "win"]),
-                ("power", ["power", "money", "control", "status"]),
-                ("security", ["safe", "security", "stable", "safety"]),
-                ("conformity", ["rules", "obey", "polite", "proper"]),
-                ("tradition", ["tradition", "faith", "religion", "custom"]),
-                ("benevolence", ["help", "family", "friends", "care"]),
-                ("universalism", ["equality", "environment", "justice", "nature"]),
-            ], fallback: nil).prefix(3))
+            Array(
+                keywordVote(
+                    text,
+                    [
+                        ("self_direction", ["freedom", "independent", "choose", "own"]),
+                        ("stimulation", ["exciting", "adventure", "new", "thrill"]),
+                        ("hedonism", ["fun", "pleasure", "enjoy", "relax"]),
+                        ("achievement", ["success", "goal", "achieve", "win"]),
+                        ("power", ["power", "money", "control", "status"]),
+                        ("security", ["safe", "security", "stable", "safety"]),
+                        ("conformity", ["rules", "obey", "polite", "proper"]),
+                        ("tradition", ["tradition", "faith", "religion", "custom"]),
+                        ("benevolence", ["help", "family", "friends", "care"]),
+                        ("universalism", ["equality", "environment", "justice", "nature"]),
+                    ], fallback: nil
+                ).prefix(3))
         },
         correct: { gold, predicted in predicted.prefix(3).contains(gold) }
     )
@@ -101,7 +109,9 @@ extension Evaluator.Task {
         gold: { $0.label("type") },
         predict: { r in [r.theoryOfMind?.agents.first?.states.first?.type ?? "none"] },
         keyword: { text in
-            let table: [String: String] = ["think": "belief", "want": "desire", "plan": "intention", "feel": "emotion", "know": "knowledge", "see": "perception"]
+            let table: [String: String] = [
+                "think": "belief", "want": "desire", "plan": "intention", "feel": "emotion", "know": "knowledge", "see": "perception",
+            ]
             for w in words(text) { if let t = table[w] { return [t] } }
             return ["none"]
         }

@@ -37,7 +37,9 @@ public struct Evaluator: Sendable {
         var counts: [String: Int] = [:]
         for item in set.items(.dev) { counts[task.gold(item), default: 0] += 1 }
         let majority = counts.max { $0.value != $1.value ? $0.value < $1.value : $0.key > $1.key }?.key ?? ""
-        var right = 0, majorityRight = 0, keywordRight = 0
+        var right = 0
+        var majorityRight = 0
+        var keywordRight = 0
         var misses: [(String, String, String)] = []
         for item in items {
             let gold = task.gold(item)
@@ -47,7 +49,9 @@ public struct Evaluator: Sendable {
             if task.correct(gold, task.keyword(item.text)) { keywordRight += 1 }
         }
         let n = Double(max(items.count, 1))
-        return Score(task: task.name, module: task.module, items: items.count, accuracy: Double(right) / n, majority: Double(majorityRight) / n, keyword: Double(keywordRight) / n, misses: misses)
+        return Score(
+            task: task.name, module: task.module, items: items.count, accuracy: Double(right) / n, majority: Double(majorityRight) / n,
+            keyword: Double(keywordRight) / n, misses: misses)
     }
 
     /// A fixed-width table of scores, for test output and reports.

@@ -42,7 +42,8 @@ public struct ReferenceCorpus: Sendable {
             let url = directory.appendingPathComponent(name)
             var isDirectory: ObjCBool = false
             guard fm.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue,
-                  let data = try? Data(contentsOf: url) else { continue }
+                let data = try? Data(contentsOf: url)
+            else { continue }
             let text = String(decoding: data, as: UTF8.self)
             let before = documents.count
             for block in text.components(separatedBy: "\n%\n") {

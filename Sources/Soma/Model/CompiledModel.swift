@@ -197,7 +197,9 @@ public enum CompiledModel {
             }
             guard r.offset == raw.count else { throw r.corrupt("trailing bytes") }
             guard counts.dimensions == header.module.dimensions.count else {
-                throw LoadError(code: .corrupt, message: "\(origin): \(counts.dimensions) weight dimensions, module \(header.module.rawValue) has \(header.module.dimensions.count)")
+                throw LoadError(
+                    code: .corrupt,
+                    message: "\(origin): \(counts.dimensions) weight dimensions, module \(header.module.rawValue) has \(header.module.dimensions.count)")
             }
             let model = ModuleModel(module: header.module, patterns: patterns, weights: weights)
             guard model.checksum == header.checksum else {
@@ -239,8 +241,9 @@ public enum CompiledModel {
         let minimum = headerSize + (tokens + labels + flags) * 2 + patternCount * 9 + patternCount * (dimensions + 1) * precision.bytesPerWeight
         guard total >= minimum else { throw LoadError(code: .truncated, message: "\(r.origin): truncated (\(total) bytes, at least \(minimum) expected)") }
         return (
-            Header(module: Module.allCases[moduleIndex], precision: precision, patternCount: patternCount, checksum: checksum,
-                   accuracy: accuracy.isNaN ? nil : accuracy, minFrequency: minFrequency),
+            Header(
+                module: Module.allCases[moduleIndex], precision: precision, patternCount: patternCount, checksum: checksum,
+                accuracy: accuracy.isNaN ? nil : accuracy, minFrequency: minFrequency),
             Counts(dimensions: dimensions, labels: labels, tokens: tokens, flags: flags, payloadChecksum: payloadChecksum)
         )
     }

@@ -109,7 +109,6 @@ public actor ModelRegistry {
         elapsed = Timeline(clock: clock).now
     }
 
-
     // MARK: Use
 
     /// Runs `body` with `module`'s model, loading it first if needed.

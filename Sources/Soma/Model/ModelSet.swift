@@ -41,7 +41,8 @@ public struct ModelSet: Sendable {
         func one(_ m: Module) throws -> ModuleModel {
             try CompiledModel.load(directory.appendingPathComponent(CompiledModel.fileName(m)), expecting: m).0
         }
-        return try ModelSet(emotion: one(.emotion), reasoning: one(.reasoning), values: one(.values), theoryOfMind: one(.theoryOfMind), narrative: one(.narrative))
+        return try ModelSet(
+            emotion: one(.emotion), reasoning: one(.reasoning), values: one(.values), theoryOfMind: one(.theoryOfMind), narrative: one(.narrative))
     }
 
     public func converted(to precision: WeightTable.Precision) -> ModelSet {

@@ -88,9 +88,12 @@ public enum ModelSource {
                 }
                 let weights = try parseWeights(columns[2], origin: origin, line: lineNumber)
                 let flagText = columns[3].trimmingCharacters(in: .whitespaces)
-                let flags: Set<String> = flagText == "-" || flagText.isEmpty
+                let flags: Set<String> =
+                    flagText == "-" || flagText.isEmpty
                     ? [] : Set(flagText.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
-                add(tokens: tokens.map { $0.lowercased() == $0 || Slot(rawValue: $0) != nil ? $0 : $0.lowercased() }, label: label, weights: weights, flags: flags)
+                add(
+                    tokens: tokens.map { $0.lowercased() == $0 || Slot(rawValue: $0) != nil ? $0 : $0.lowercased() }, label: label, weights: weights,
+                    flags: flags)
             }
         }
 
@@ -104,7 +107,9 @@ public enum ModelSource {
                     throw LoadError(file: origin, line: line, message: "weight '\(pair)' is not name=value")
                 }
                 guard let d = dimensions[String(parts[0])] else {
-                    throw LoadError(file: origin, line: line, message: "unknown weight '\(parts[0])' for module \(module.rawValue); known: \(module.dimensions.joined(separator: ", "))")
+                    throw LoadError(
+                        file: origin, line: line,
+                        message: "unknown weight '\(parts[0])' for module \(module.rawValue); known: \(module.dimensions.joined(separator: ", "))")
                 }
                 guard let value = Float(parts[1]), value.isFinite else {
                     throw LoadError(file: origin, line: line, message: "weight '\(pair)' is not a finite number")

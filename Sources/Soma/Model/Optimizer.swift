@@ -65,7 +65,8 @@ public struct Optimizer: Sendable {
     /// The source set with one module replaced.
     public func replacing(_ model: ModuleModel) -> ModelSet {
         func pick(_ m: Module) -> ModuleModel { m == model.module ? model : sources[m] }
-        return ModelSet(emotion: pick(.emotion), reasoning: pick(.reasoning), values: pick(.values), theoryOfMind: pick(.theoryOfMind), narrative: pick(.narrative))
+        return ModelSet(
+            emotion: pick(.emotion), reasoning: pick(.reasoning), values: pick(.values), theoryOfMind: pick(.theoryOfMind), narrative: pick(.narrative))
     }
 
     /// Agreement of `model` with the FP32 unpruned source on the evaluation texts and on the
@@ -97,8 +98,9 @@ public struct Optimizer: Sendable {
     public func row(_ module: Module, precision: WeightTable.Precision, minFrequency: Float) -> Row {
         let model = compress(module, precision: precision, minFrequency: minFrequency)
         let (e, c) = agreement(model)
-        return Row(module: module, minFrequency: minFrequency, precision: precision, patterns: model.patterns.count,
-                   bytes: CompiledModel.encode(model).count, evaluation: e, corpus: c, heldOutAccuracy: heldOutAccuracy(model))
+        return Row(
+            module: module, minFrequency: minFrequency, precision: precision, patterns: model.patterns.count,
+            bytes: CompiledModel.encode(model).count, evaluation: e, corpus: c, heldOutAccuracy: heldOutAccuracy(model))
     }
 
     /// The trade-off table: FP32 unpruned first, then `precision` at every threshold.
@@ -112,11 +114,16 @@ public struct Optimizer: Sendable {
     }
 
     public static func csv(_ rows: [Row]) -> String {
-        var lines = ["module,precision,min_frequency,patterns,bytes,eval_label_agreement,eval_mean_abs_diff,corpus_label_agreement,corpus_mean_abs_diff,heldout_accuracy"]
+        var lines = [
+            "module,precision,min_frequency,patterns,bytes,eval_label_agreement,eval_mean_abs_diff,corpus_label_agreement,corpus_mean_abs_diff,heldout_accuracy"
+        ]
         for r in rows {
-            lines.append([r.module.rawValue, r.precision.rawValue, "\(r.minFrequency)", "\(r.patterns)", "\(r.bytes)",
-                          f(r.evaluation.labelAgreement), f(r.evaluation.meanAbsoluteDifference), f(r.corpus.labelAgreement),
-                          f(r.corpus.meanAbsoluteDifference), f(r.heldOutAccuracy)].joined(separator: ","))
+            lines.append(
+                [
+                    r.module.rawValue, r.precision.rawValue, "\(r.minFrequency)", "\(r.patterns)", "\(r.bytes)",
+                    f(r.evaluation.labelAgreement), f(r.evaluation.meanAbsoluteDifference), f(r.corpus.labelAgreement),
+                    f(r.corpus.meanAbsoluteDifference), f(r.heldOutAccuracy),
+                ].joined(separator: ","))
         }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -131,11 +138,15 @@ public struct Optimizer: Sendable {
                 out.append("\(r.module.rawValue)")
                 out.append("  precision  min_freq  patterns      bytes  eval agree  eval MAD  corpus agree  corpus MAD  held-out")
             }
-            out.append("  " + [r.precision.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0), String(format: "%8.4f", r.minFrequency),
-                               String(format: "%8d", r.patterns), String(format: "%9d", r.bytes),
-                               String(format: "%9.1f%%", r.evaluation.labelAgreement * 100), String(format: "%8.4f", r.evaluation.meanAbsoluteDifference),
-                               String(format: "%11.1f%%", r.corpus.labelAgreement * 100), String(format: "%10.4f", r.corpus.meanAbsoluteDifference),
-                               String(format: "%7.1f%%", r.heldOutAccuracy * 100)].joined(separator: "  "))
+            out.append(
+                "  "
+                    + [
+                        r.precision.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0), String(format: "%8.4f", r.minFrequency),
+                        String(format: "%8d", r.patterns), String(format: "%9d", r.bytes),
+                        String(format: "%9.1f%%", r.evaluation.labelAgreement * 100), String(format: "%8.4f", r.evaluation.meanAbsoluteDifference),
+                        String(format: "%11.1f%%", r.corpus.labelAgreement * 100), String(format: "%10.4f", r.corpus.meanAbsoluteDifference),
+                        String(format: "%7.1f%%", r.heldOutAccuracy * 100),
+                    ].joined(separator: "  "))
         }
         return out.joined(separator: "\n")
     }

@@ -192,7 +192,8 @@ private struct NarrativeAccumulator {
     }
 
     func result(maxCharacters: Int) -> UserProfile.Narrative {
-        let top = characters
+        let top =
+            characters
             .map { UserProfile.Character(name: $0.key, entries: $0.value) }
             .sorted { a, b in a.entries != b.entries ? a.entries > b.entries : a.name < b.name }
             .prefix(maxCharacters)

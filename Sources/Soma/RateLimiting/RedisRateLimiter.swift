@@ -9,7 +9,8 @@
 public final class RedisRateLimiter: Sendable {
     /// KEYS[1] the user's log; ARGV: limit, window ms, cost, a unique id for this request's members.
     /// Returns {allowed (0/1), remaining, reset ms, retry ms (-1 when none)}.
-    static let script = RedisScript("""
+    static let script = RedisScript(
+        """
         local key = KEYS[1]
         local limit = tonumber(ARGV[1])
         local window = tonumber(ARGV[2])
@@ -66,9 +67,11 @@ public final class RedisRateLimiter: Sendable {
         let nonce = String(rng.next() as UInt64, radix: 36) + String(rng.next() as UInt64, radix: 36)
         let reply: RedisReply
         do {
-            reply = try await client.evalScript(Self.script, keys: [.string(Self.key(user))], args: [
-                .integer(limits.requestsPerWindow), .integer(windowMS), .integer(cost), .string(nonce),
-            ])
+            reply = try await client.evalScript(
+                Self.script, keys: [.string(Self.key(user))],
+                args: [
+                    .integer(limits.requestsPerWindow), .integer(windowMS), .integer(cost), .string(nonce),
+                ])
         } catch let error as RedisError {
             throw error
         } catch {

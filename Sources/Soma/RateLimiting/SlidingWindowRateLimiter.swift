@@ -70,7 +70,6 @@ public final class SlidingWindowRateLimiter: RateLimiter {
         self.init(configuration: Configuration(policy: policy), clock: clock)
     }
 
-
     public func acquire(user: String, tier: Tier, cost: Int) async -> RateLimitDecision {
         acquireNow(user: user, tier: tier, cost: cost)
     }

@@ -303,9 +303,11 @@ public struct CircuitBreakerStateMachine: Sendable {
             guard now >= reopening else {
                 return Acquisition(permission: .rejected(retryAfter: reopening - now), transitions: transitions)
             }
-            transitions.append(transition(to: .halfOpen(
-                since: now, trial: Window(capacity: configuration.permittedCallsInHalfOpenState), inFlight: 0
-            )))
+            transitions.append(
+                transition(
+                    to: .halfOpen(
+                        since: now, trial: Window(capacity: configuration.permittedCallsInHalfOpenState), inFlight: 0
+                    )))
             return Acquisition(permission: takeTrialPermit(), transitions: transitions)
 
         case .halfOpen:
@@ -338,7 +340,7 @@ public struct CircuitBreakerStateMachine: Sendable {
             break
 
         case .halfOpen(let since, var trial, let inFlight):
-            guard inFlight > 0 else { break } // a permit handed back twice
+            guard inFlight > 0 else { break }  // a permit handed back twice
             trial.append(failed: failed, slow: slow)
             if trial.metrics.calls < configuration.permittedCallsInHalfOpenState {
                 phase = .halfOpen(since: since, trial: trial, inFlight: inFlight - 1)

@@ -68,7 +68,8 @@ public struct Analysis: Sendable {
             case .userConcurrency:
                 metrics.rateLimited(tier: caller.tier)
                 throw Refusal(
-                    .rateLimited, "too many concurrent requests for this user (the \(caller.tier.rawValue) tier allows \(tiers[caller.tier].maxInFlightPerUser))",
+                    .rateLimited,
+                    "too many concurrent requests for this user (the \(caller.tier.rawValue) tier allows \(tiers[caller.tier].maxInFlightPerUser))",
                     retryAfter: refusal.retryAfter)
             case .overloaded, .shed, .expired:
                 metrics.shed(tier: caller.tier)

@@ -45,9 +45,12 @@ public struct CacheWarmer: Sendable {
                 report.skipped += 1
                 continue
             }
-            let outcome = try await service.analyze(AnalysisRequest(
-                text: text, modules: modules, user: "admin:warm", tier: .free, deadline: service.now() + deadline))
-            if outcome.degraded != nil { report.skipped += 1 } else {
+            let outcome = try await service.analyze(
+                AnalysisRequest(
+                    text: text, modules: modules, user: "admin:warm", tier: .free, deadline: service.now() + deadline))
+            if outcome.degraded != nil {
+                report.skipped += 1
+            } else {
                 report.texts += 1
                 report.entries += modules.count
                 metrics.increment(SomaMetrics.Name.cacheWarmed, [("kind", "text")])

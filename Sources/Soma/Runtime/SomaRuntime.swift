@@ -92,7 +92,8 @@ public struct SomaRuntime: Sendable {
         )
         let limiter: any RateLimiter =
             redis.map {
-                ResilientRateLimiter(shared: RedisRateLimiter(client: $0.client, policy: configuration.tiers), local: local, breaker: $0.breaker, metrics: metrics)
+                ResilientRateLimiter(
+                    shared: RedisRateLimiter(client: $0.client, policy: configuration.tiers), local: local, breaker: $0.breaker, metrics: metrics)
             } ?? local
         let service = AnalysisService(
             catalog: catalog, registry: registry, sessions: sessions, cache: cache,
@@ -114,7 +115,8 @@ public struct SomaRuntime: Sendable {
                 try await embedded.migrate()
                 storage = .embedded(embedded)
             case .postgres:
-                let client = try makePostgresClient(configuration, applicationName: "soma-\(configuration.instanceID)", queryTimeout: configuration.databaseTimeout)
+                let client = try makePostgresClient(
+                    configuration, applicationName: "soma-\(configuration.instanceID)", queryTimeout: configuration.databaseTimeout)
                 let breaker = dependencyBreaker("postgres", configuration.databaseBreaker, metrics: metrics, logger: logger, clock: clock)
                 let guarded = GuardedStore(PostgresStore(client: client, logger: logger), breaker: breaker)
                 let outbox = try Outbox(path: configuration.stateDirectory.appendingPathComponent("outbox.sqlite").path)
@@ -167,7 +169,9 @@ public struct SomaRuntime: Sendable {
             applicationName: applicationName)
     }
 
-    private static func loadModels(_ catalog: ModelCatalog, configuration: RuntimeConfiguration, metrics: SomaMetrics, clock: any Clock<Duration>) async throws -> ModelRegistry {
+    private static func loadModels(_ catalog: ModelCatalog, configuration: RuntimeConfiguration, metrics: SomaMetrics, clock: any Clock<Duration>) async throws
+        -> ModelRegistry
+    {
         let registry = ModelRegistry(
             loader: { try catalog.load($0) },
             idleTimeout: configuration.modelIdleTimeout,

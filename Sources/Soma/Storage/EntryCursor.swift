@@ -33,8 +33,8 @@ public struct EntryCursor: Sendable, Equatable {
         var base64 = String(string.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
         base64 += String(repeating: "=", count: (4 - base64.utf8.count % 4) % 4)
         guard !string.contains("="), !string.contains("+"), !string.contains("/"),
-              let data = Data(base64Encoded: base64),
-              let plain = String(validating: Array(data), as: UTF8.self)
+            let data = Data(base64Encoded: base64),
+            let plain = String(validating: Array(data), as: UTF8.self)
         else { throw invalid("is not base64url text") }
         let parts = plain.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0] == Self.version else { throw invalid("has an unknown format") }

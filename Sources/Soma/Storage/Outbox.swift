@@ -107,7 +107,8 @@ public final class Outbox: Sendable {
         return try withConnection { [stored] db, pending throws(StoreError) -> EntryInsertResult in
             let result = try db.transaction { () throws(StoreError) -> EntryInsertResult in
                 if let idempotencyKey,
-                   let previous = try Self.queued(in: db, where: "user_id = ? AND idempotency_key = ?", [.text(stored.userID), .text(idempotencyKey)]).first {
+                    let previous = try Self.queued(in: db, where: "user_id = ? AND idempotency_key = ?", [.text(stored.userID), .text(idempotencyKey)]).first
+                {
                     return .existing(previous.entry)
                 }
                 if let previous = try Self.queued(in: db, where: "entry_id = ?", [.text(stored.id)]).first {

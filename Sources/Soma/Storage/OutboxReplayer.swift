@@ -114,10 +114,12 @@ public struct OutboxReplayer: Service {
             }
             if pass.remaining == 0, let done = backlog {
                 backlog = nil
-                logger.info("outbox drained: every queued entry is in the store", metadata: [
-                    "soma.outbox.replayed": "\(done.replayed)",
-                    "soma.outbox.failed_passes": "\(done.failures)",
-                ])
+                logger.info(
+                    "outbox drained: every queued entry is in the store",
+                    metadata: [
+                        "soma.outbox.replayed": "\(done.replayed)",
+                        "soma.outbox.failed_passes": "\(done.failures)",
+                    ])
             }
             do { try await clock.sleep(for: delay) } catch { return }
         }
@@ -176,7 +178,8 @@ public struct OutboxReplayer: Service {
             logger.info("outbox flushed before shutdown", metadata: ["soma.outbox.replayed": "\(result?.replayed ?? pending)"])
         } else {
             logger.warning(
-                result == nil ? "outbox flush timed out; entries stay queued for the next start" : "outbox flush failed; entries stay queued for the next start",
+                result == nil
+                    ? "outbox flush timed out; entries stay queued for the next start" : "outbox flush failed; entries stay queued for the next start",
                 metadata: ["soma.outbox.pending": "\(remaining)"]
             )
         }
@@ -216,9 +219,11 @@ public struct OutboxReplayer: Service {
                 do {
                     let result = try await insert(item.entry, idempotencyKey: item.idempotencyKey)
                     if case .existing(let stored) = result {
-                        logger.debug("outbox: the store already had the entry", metadata: [
-                            "soma.entry_id": "\(item.entry.id)", "soma.stored_entry_id": "\(stored.id)",
-                        ])
+                        logger.debug(
+                            "outbox: the store already had the entry",
+                            metadata: [
+                                "soma.entry_id": "\(item.entry.id)", "soma.stored_entry_id": "\(stored.id)",
+                            ])
                     }
                     done.append(item.seq)
                 } catch {

@@ -49,45 +49,47 @@ public final class PostgresStore: Store {
 
     /// Every schema step, in order. Append new versions; never edit an applied one.
     static let migrations: [Migration] = [
-        Migration(version: 1, statements: [
-            """
-            CREATE TABLE users (
-                id TEXT PRIMARY KEY,
-                tier TEXT NOT NULL,
-                created_at TIMESTAMPTZ NOT NULL,
-                last_seen_at TIMESTAMPTZ NOT NULL
-            )
-            """,
-            """
-            CREATE TABLE entries (
-                id TEXT COLLATE "C" PRIMARY KEY,
-                user_id TEXT COLLATE "C" NOT NULL,
-                text TEXT NOT NULL,
-                created_at BIGINT NOT NULL,
-                analysis_raw TEXT NOT NULL,
-                analysis JSONB NOT NULL GENERATED ALWAYS AS (analysis_raw::jsonb) STORED,
-                model_version TEXT NOT NULL
-            )
-            """,
-            "CREATE INDEX entries_user_created ON entries (user_id, created_at DESC, id DESC)",
-            """
-            CREATE TABLE idempotency_keys (
-                user_id TEXT NOT NULL,
-                key TEXT NOT NULL,
-                entry_id TEXT NOT NULL,
-                created_at BIGINT NOT NULL,
-                PRIMARY KEY (user_id, key)
-            )
-            """,
-            """
-            CREATE TABLE profiles (
-                user_id TEXT PRIMARY KEY,
-                snapshot_raw TEXT NOT NULL,
-                snapshot JSONB NOT NULL GENERATED ALWAYS AS (snapshot_raw::jsonb) STORED,
-                updated_at BIGINT NOT NULL
-            )
-            """,
-        ]),
+        Migration(
+            version: 1,
+            statements: [
+                """
+                CREATE TABLE users (
+                    id TEXT PRIMARY KEY,
+                    tier TEXT NOT NULL,
+                    created_at TIMESTAMPTZ NOT NULL,
+                    last_seen_at TIMESTAMPTZ NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE entries (
+                    id TEXT COLLATE "C" PRIMARY KEY,
+                    user_id TEXT COLLATE "C" NOT NULL,
+                    text TEXT NOT NULL,
+                    created_at BIGINT NOT NULL,
+                    analysis_raw TEXT NOT NULL,
+                    analysis JSONB NOT NULL GENERATED ALWAYS AS (analysis_raw::jsonb) STORED,
+                    model_version TEXT NOT NULL
+                )
+                """,
+                "CREATE INDEX entries_user_created ON entries (user_id, created_at DESC, id DESC)",
+                """
+                CREATE TABLE idempotency_keys (
+                    user_id TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    entry_id TEXT NOT NULL,
+                    created_at BIGINT NOT NULL,
+                    PRIMARY KEY (user_id, key)
+                )
+                """,
+                """
+                CREATE TABLE profiles (
+                    user_id TEXT PRIMARY KEY,
+                    snapshot_raw TEXT NOT NULL,
+                    snapshot JSONB NOT NULL GENERATED ALWAYS AS (snapshot_raw::jsonb) STORED,
+                    updated_at BIGINT NOT NULL
+                )
+                """,
+            ])
     ]
 
     /// Applies the missing migrations in one transaction that first takes a fixed advisory lock, so
@@ -172,8 +174,10 @@ public final class PostgresStore: Store {
         guard let analysis = String(validating: stored.analysis, as: UTF8.self) else {
             throw StoreError(.failed, "the analysis of entry \(stored.id) is not UTF-8")
         }
-        for (value, what) in [(stored.id, "entry id"), (stored.userID, "user id"), (stored.text, "text"), (analysis, "analysis"),
-                              (stored.modelVersion, "model version"), (idempotencyKey ?? "", "idempotency key")] {
+        for (value, what) in [
+            (stored.id, "entry id"), (stored.userID, "user id"), (stored.text, "text"), (analysis, "analysis"),
+            (stored.modelVersion, "model version"), (idempotencyKey ?? "", "idempotency key"),
+        ] {
             try Self.requireNoNUL(value, what)
         }
         let now = UnixMilliseconds.from(Date())
@@ -271,21 +275,22 @@ public final class PostgresStore: Store {
         guard !Self.hasNUL(user) else { return EntryPage(entries: [], nextCursor: nil) }
         // One row more than asked tells whether there is a next page without a second query.
         let fetch = Int64(clamping: limit) < .max ? Int64(clamping: limit) + 1 : .max
-        let result = if let position {
-            try await query(
-                """
-                SELECT \(Self.entryColumns) FROM entries
-                WHERE user_id = $1 AND (created_at, id) < ($2, $3)
-                ORDER BY created_at DESC, id DESC LIMIT $4::bigint
-                """,
-                [.text(user), .integer(position.createdAtMilliseconds), .text(position.id), .integer(fetch)]
-            )
-        } else {
-            try await query(
-                "SELECT \(Self.entryColumns) FROM entries WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2::bigint",
-                [.text(user), .integer(fetch)]
-            )
-        }
+        let result =
+            if let position {
+                try await query(
+                    """
+                    SELECT \(Self.entryColumns) FROM entries
+                    WHERE user_id = $1 AND (created_at, id) < ($2, $3)
+                    ORDER BY created_at DESC, id DESC LIMIT $4::bigint
+                    """,
+                    [.text(user), .integer(position.createdAtMilliseconds), .text(position.id), .integer(fetch)]
+                )
+            } else {
+                try await query(
+                    "SELECT \(Self.entryColumns) FROM entries WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2::bigint",
+                    [.text(user), .integer(fetch)]
+                )
+            }
         let rows = try result.rows.map(Self.entry)
         guard rows.count > limit else { return EntryPage(entries: rows, nextCursor: nil) }
         let page = Array(rows.prefix(limit))

@@ -79,43 +79,45 @@ public final class SQLiteStore: Store {
 
     /// Every schema step, in order. Append new versions; never edit an applied one.
     static let migrations: [Migration] = [
-        Migration(version: 1, statements: [
-            """
-            CREATE TABLE users (
-                id TEXT PRIMARY KEY,
-                tier TEXT NOT NULL,
-                created_at INTEGER NOT NULL,
-                last_seen_at INTEGER NOT NULL
-            )
-            """,
-            """
-            CREATE TABLE entries (
-                id TEXT PRIMARY KEY,
-                user_id TEXT NOT NULL,
-                text TEXT NOT NULL,
-                created_at INTEGER NOT NULL,
-                analysis TEXT NOT NULL,
-                model_version TEXT NOT NULL
-            )
-            """,
-            "CREATE INDEX entries_user_created ON entries (user_id, created_at DESC, id DESC)",
-            """
-            CREATE TABLE idempotency_keys (
-                user_id TEXT NOT NULL,
-                key TEXT NOT NULL,
-                entry_id TEXT NOT NULL,
-                created_at INTEGER NOT NULL,
-                PRIMARY KEY (user_id, key)
-            )
-            """,
-            """
-            CREATE TABLE profiles (
-                user_id TEXT PRIMARY KEY,
-                snapshot TEXT NOT NULL,
-                updated_at INTEGER NOT NULL
-            )
-            """,
-        ]),
+        Migration(
+            version: 1,
+            statements: [
+                """
+                CREATE TABLE users (
+                    id TEXT PRIMARY KEY,
+                    tier TEXT NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    last_seen_at INTEGER NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE entries (
+                    id TEXT PRIMARY KEY,
+                    user_id TEXT NOT NULL,
+                    text TEXT NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    analysis TEXT NOT NULL,
+                    model_version TEXT NOT NULL
+                )
+                """,
+                "CREATE INDEX entries_user_created ON entries (user_id, created_at DESC, id DESC)",
+                """
+                CREATE TABLE idempotency_keys (
+                    user_id TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    entry_id TEXT NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    PRIMARY KEY (user_id, key)
+                )
+                """,
+                """
+                CREATE TABLE profiles (
+                    user_id TEXT PRIMARY KEY,
+                    snapshot TEXT NOT NULL,
+                    updated_at INTEGER NOT NULL
+                )
+                """,
+            ])
     ]
 
     public func migrate() async throws {
@@ -143,7 +145,8 @@ public final class SQLiteStore: Store {
             logger.info("applied SQLite schema migration", metadata: ["version": "\(version)", "path": "\(path)"])
         }
         if !unknown.isEmpty {
-            logger.warning("SQLite schema has versions this build does not know (written by a newer build?)", metadata: ["versions": "\(unknown)", "path": "\(path)"])
+            logger.warning(
+                "SQLite schema has versions this build does not know (written by a newer build?)", metadata: ["versions": "\(unknown)", "path": "\(path)"])
         }
     }
 
@@ -214,11 +217,12 @@ public final class SQLiteStore: Store {
             try db.transaction { () throws(StoreError) -> EntryInsertResult in
                 let user = stored.userID
                 if let idempotencyKey,
-                   let previousID = try db.query(
-                       "SELECT entry_id FROM idempotency_keys WHERE user_id = ? AND key = ?",
-                       [.text(user), .text(idempotencyKey)], { $0.text(0) }
-                   ).first,
-                   let previous = try Self.entry(in: db, user: user, id: previousID) {
+                    let previousID = try db.query(
+                        "SELECT entry_id FROM idempotency_keys WHERE user_id = ? AND key = ?",
+                        [.text(user), .text(idempotencyKey)], { $0.text(0) }
+                    ).first,
+                    let previous = try Self.entry(in: db, user: user, id: previousID)
+                {
                     return .existing(previous)
                 }
                 if let previous = try Self.entry(in: db, user: user, id: stored.id) {

@@ -41,7 +41,6 @@ public final class ActiveUsers: Sendable {
         self.elapsed = Timeline(clock: clock).now
     }
 
-
     /// Marks `user` as seen now.
     public func record(_ user: String) {
         let now = elapsed()

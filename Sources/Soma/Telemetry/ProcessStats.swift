@@ -1,15 +1,15 @@
 public import Foundation
 
 #if canImport(Glibc)
-import Glibc
-// hiredis' header includes <sys/time.h> textually, so depending on build order Clang attributes
-// `timeval`'s members to the CHiredis module (seen in release builds); importing it here keeps
-// `tv_sec`/`tv_usec` visible either way.
-import CHiredis
+    import Glibc
+    // hiredis' header includes <sys/time.h> textually, so depending on build order Clang attributes
+    // `timeval`'s members to the CHiredis module (seen in release builds); importing it here keeps
+    // `tv_sec`/`tv_usec` visible either way.
+    import CHiredis
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Resource figures of this process for the `process_*` metrics, read on demand.
@@ -25,15 +25,16 @@ public enum ProcessStats {
     public static func cpuSeconds() -> Double? {
         var usage = rusage()
         #if canImport(Glibc)
-        let who = __rusage_who_t(RUSAGE_SELF.rawValue)
+            let who = __rusage_who_t(RUSAGE_SELF.rawValue)
         #else
-        let who = RUSAGE_SELF
+            let who = RUSAGE_SELF
         #endif
         if getrusage(who, &usage) == 0 {
             return seconds(usage.ru_utime) + seconds(usage.ru_stime)
         }
         guard let fields = statFields(), fields.count > 12,
-              let utime = Double(fields[11]), let stime = Double(fields[12]), let ticks = clockTicks() else { return nil }
+            let utime = Double(fields[11]), let stime = Double(fields[12]), let ticks = clockTicks()
+        else { return nil }
         return (utime + stime) / ticks
     }
 
@@ -68,7 +69,8 @@ public enum ProcessStats {
     /// (clock ticks after boot) plus the boot time (`btime` of `/proc/stat`).
     public static func startTime() -> Double? {
         guard let fields = statFields(), fields.count > 19, let start = Double(fields[19]), let ticks = clockTicks(),
-              let stat = read("/proc/stat") else { return nil }
+            let stat = read("/proc/stat")
+        else { return nil }
         for line in stat.split(separator: "\n") where line.hasPrefix("btime ") {
             guard let boot = Double(line.dropFirst(6).trimmingCharacters(in: .whitespaces)) else { return nil }
             return boot + start / ticks

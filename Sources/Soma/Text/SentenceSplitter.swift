@@ -62,7 +62,9 @@ public struct SentenceSplitter: Sendable {
                     continue
                 }
                 // A single capital letter followed by a period is a middle initial ("John F. Kennedy").
-                if tokens[i - 1].text.unicodeScalars.count == 1 && tokens[i - 1].isCapitalized && nextIsCapitalized(tokens, i + 1) && i + 1 < n && !tokens[i + 1].startsParagraph {
+                if tokens[i - 1].text.unicodeScalars.count == 1 && tokens[i - 1].isCapitalized && nextIsCapitalized(tokens, i + 1) && i + 1 < n
+                    && !tokens[i + 1].startsParagraph
+                {
                     i += 1
                     continue
                 }
@@ -73,7 +75,9 @@ public struct SentenceSplitter: Sendable {
             }
             // Runs of terminal punctuation ("?!", "!!!") and closing quotes/brackets stay with the sentence.
             var end = i + 1
-            while end < n && !tokens[end].startsParagraph && (tokens[end].isTerminal || tokens[end].lower == "\"" || tokens[end].lower == "'" || tokens[end].lower == ")" || tokens[end].lower == "]") {
+            while end < n && !tokens[end].startsParagraph
+                && (tokens[end].isTerminal || tokens[end].lower == "\"" || tokens[end].lower == "'" || tokens[end].lower == ")" || tokens[end].lower == "]")
+            {
                 // An opening quote of the next sentence is not a closing one: stop when a quote is followed by a capital with no space rule available.
                 if tokens[end].isQuote && tokens[end].range.lowerBound > tokens[end - 1].range.upperBound {
                     break

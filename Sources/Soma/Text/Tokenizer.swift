@@ -82,7 +82,7 @@ public struct Tokenizer: Sendable {
     static func isPunctuation(_ c: Unicode.Scalar) -> Bool {
         switch c.properties.generalCategory {
         case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
-             .initialPunctuation, .finalPunctuation, .otherPunctuation:
+            .initialPunctuation, .finalPunctuation, .otherPunctuation:
             return true
         default:
             return false
@@ -175,7 +175,10 @@ public struct Tokenizer: Sendable {
 
     static func matchEmoticon(_ s: [Unicode.Scalar], at i: Int) -> Int? {
         let first = s[i]
-        guard first.isASCII, !isWordScalar(first) || first == "x" || first == "X" || first == "d" || first == "D" || first == "8" || first == "b" || first == "B" || first == "t" || first == "T" || first == "o" || first == "O" else { return nil }
+        guard first.isASCII,
+            !isWordScalar(first) || first == "x" || first == "X" || first == "d" || first == "D" || first == "8" || first == "b" || first == "B" || first == "t"
+                || first == "T" || first == "o" || first == "O"
+        else { return nil }
         outer: for e in emoticons {
             guard i + e.count <= s.count else { continue }
             for (k, c) in e.enumerated() {
@@ -185,7 +188,7 @@ public struct Tokenizer: Sendable {
             }
             let end = i + e.count
             // An emoticon must stand alone: whitespace, end, or punctuation after it.
-            if end == s.count || s[end].properties.isWhitespace || (!isWordScalar(s[end]) && s[end] != "'" ) {
+            if end == s.count || s[end].properties.isWhitespace || (!isWordScalar(s[end]) && s[end] != "'") {
                 // Letters-only emoticons ("xd", "d:") need whitespace before and after to avoid words.
                 if isLetter(e[0]) && end < s.count && !s[end].properties.isWhitespace { continue }
                 return end
@@ -265,7 +268,8 @@ public struct Tokenizer: Sendable {
             range: range,
             utf8Range: utf8,
             isAllCaps: kind == .word && upper >= 2 && lowerCount == 0,
-            isCapitalized: kind == .word && (s[range.lowerBound].isASCII ? (0x41...0x5A).contains(s[range.lowerBound].value) : s[range.lowerBound].properties.isUppercase),
+            isCapitalized: kind == .word
+                && (s[range.lowerBound].isASCII ? (0x41...0x5A).contains(s[range.lowerBound].value) : s[range.lowerBound].properties.isUppercase),
             startsParagraph: paragraph
         )
     }

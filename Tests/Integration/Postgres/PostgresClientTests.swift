@@ -29,7 +29,8 @@ struct PostgresClientTests {
         let client = try await sharedClient()
         defer { client.close() }
         let table = PostgresHarness.tableName()
-        _ = try await client.query("""
+        _ = try await client.query(
+            """
             CREATE TABLE \(table) (id bigint PRIMARY KEY, name text, n bigint, flag boolean, data bytea)
             """)
         let injection = "'); DROP TABLE \(table); --"

@@ -41,7 +41,8 @@ struct PostgresServiceTests {
             let user = users[i % users.count]
             var headers = [("X-User-Id", user)]
             if let key { headers.append(("Idempotency-Key", key)) }
-            let reply = try await soma.request("POST", "/v1/entries", json: #"{"text": "Entry \#(i): I hoped the work would matter, because family depends on it."}"#, headers: headers)
+            let reply = try await soma.request(
+                "POST", "/v1/entries", json: #"{"text": "Entry \#(i): I hoped the work would matter, because family depends on it."}"#, headers: headers)
             statuses[reply.status, default: 0] += 1
             guard reply.status == .created || reply.status == .accepted else {
                 Issue.record("entry \(i) answered \(reply.status): \(reply.text)")

@@ -17,7 +17,9 @@ struct PostgresThroughputTests {
                     group.addTask {
                         var statuses: [HTTPResponseStatus: Int] = [:]
                         for i in stride(from: worker, to: count, by: concurrency) {
-                            let reply = try await soma.request("POST", "/v1/entries", json: #"{"text": "\#(tag) \#(i): we kept going because the team believed in the plan."}"#, headers: [("X-User-Id", "tp-\(i % 50)")])
+                            let reply = try await soma.request(
+                                "POST", "/v1/entries", json: #"{"text": "\#(tag) \#(i): we kept going because the team believed in the plan."}"#,
+                                headers: [("X-User-Id", "tp-\(i % 50)")])
                             statuses[reply.status, default: 0] += 1
                         }
                         return statuses
@@ -47,8 +49,11 @@ struct PostgresThroughputTests {
         let drained = clock.now
         #expect(pending == 0)
         let start = firstReplayed ?? drained
-        print(String(format: "postgres: 1000 entries through the service (8 clients, five analyses each, debug build) in %.2f s = %.0f entries/s; outbox: replay began %.2f s after the restart (breaker wait and replayer back-off), then 1000 entries in %.2f s = %.0f entries/s",
-                     directSeconds, 1000 / directSeconds, seconds(start - t), seconds(drained - start), 1000 / max(0.001, seconds(drained - start))))
+        print(
+            String(
+                format:
+                    "postgres: 1000 entries through the service (8 clients, five analyses each, debug build) in %.2f s = %.0f entries/s; outbox: replay began %.2f s after the restart (breaker wait and replayer back-off), then 1000 entries in %.2f s = %.0f entries/s",
+                directSeconds, 1000 / directSeconds, seconds(start - t), seconds(drained - start), 1000 / max(0.001, seconds(drained - start))))
         #expect(await soma.stop() == 0)
         await postgres.shutdown()
     }

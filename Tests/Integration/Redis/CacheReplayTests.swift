@@ -47,7 +47,8 @@ struct CacheReplayTests {
             z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
             z ^= z >> 31
             let u = Double(z >> 11) / Double(1 << 53)
-            var lo = 0, hi = cdf.count - 1
+            var lo = 0
+            var hi = cdf.count - 1
             while lo < hi {
                 let mid = (lo + hi) / 2
                 if cdf[mid] < u { lo = mid + 1 } else { hi = mid }
@@ -61,7 +62,8 @@ struct CacheReplayTests {
         for layer in ["l1", "l2", "fallback"] {
             hits += try await instance.metric(#"soma_cache_requests_total{layer="\#(layer)",result="hit"}"#) ?? 0
         }
-        let lookups = (try await instance.metric(#"soma_cache_requests_total{layer="l1",result="hit"}"#) ?? 0)
+        let lookups =
+            (try await instance.metric(#"soma_cache_requests_total{layer="l1",result="hit"}"#) ?? 0)
             + (try await instance.metric(#"soma_cache_requests_total{layer="l1",result="miss"}"#) ?? 0)
         return (hits, lookups)
     }
@@ -112,9 +114,12 @@ struct CacheReplayTests {
         let (hitsA, lookupsA) = try await Self.hitCounts(a)
         let (hitsB, lookupsB) = try await Self.hitCounts(b)
         let rate = (hitsA + hitsB) / (lookupsA + lookupsB)
-        let l2Hits = (try await a.metric(#"soma_cache_requests_total{layer="l2",result="hit"}"#) ?? 0)
+        let l2Hits =
+            (try await a.metric(#"soma_cache_requests_total{layer="l2",result="hit"}"#) ?? 0)
             + (try await b.metric(#"soma_cache_requests_total{layer="l2",result="hit"}"#) ?? 0)
-        print("cache replay: \(texts.count) distinct texts, Zipf s=1.0, 3000 requests over 2 instances after warming the top 200: hit rate \(String(format: "%.1f", rate * 100)) % of \(Int(lookupsA + lookupsB)) module lookups (L2 hits \(Int(l2Hits))), \(failures) failures, \(elapsed)")
+        print(
+            "cache replay: \(texts.count) distinct texts, Zipf s=1.0, 3000 requests over 2 instances after warming the top 200: hit rate \(String(format: "%.1f", rate * 100)) % of \(Int(lookupsA + lookupsB)) module lookups (L2 hits \(Int(l2Hits))), \(failures) failures, \(elapsed)"
+        )
         #expect(failures == 0)
         #expect(rate >= 0.80, "the brief's target: ≥ 80 % after warm-up")
         #expect(await a.stop() == 0)
@@ -128,17 +133,20 @@ struct CacheReplayTests {
         async let startA = SomaProcess.start(instance: "a", environment: env)
         async let startB = SomaProcess.start(instance: "b", environment: env)
         let (a, b) = try await (startA, startB)
-        var l1: [Double] = [], l2: [Double] = [], l1Wall: [Double] = [], l2Wall: [Double] = []
+        var l1: [Double] = []
+        var l2: [Double] = []
+        var l1Wall: [Double] = []
+        var l2Wall: [Double] = []
         let clock = ContinuousClock()
         func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
         for i in 0..<300 {
             let text = "Latency probe \(i) \(UUID().uuidString): I thought it would rain, so we stayed in."
-            _ = try await a.analyze(text)                       // computed on a, written to L1(a) and L2
+            _ = try await a.analyze(text)  // computed on a, written to L1(a) and L2
             var t = clock.now
-            let fromL2 = try await b.analyze(text)              // b: L1 miss, L2 hit
+            let fromL2 = try await b.analyze(text)  // b: L1 miss, L2 hit
             l2Wall.append(ms(clock.now - t))
             t = clock.now
-            let fromL1 = try await b.analyze(text)              // b again: L1 hit
+            let fromL1 = try await b.analyze(text)  // b again: L1 hit
             l1Wall.append(ms(clock.now - t))
             #expect((fromL2.json["cache"] as? [String: String])?.values.allSatisfy { $0 == "l2" } == true)
             #expect((fromL1.json["cache"] as? [String: String])?.values.allSatisfy { $0 == "l1" } == true)
@@ -146,8 +154,11 @@ struct CacheReplayTests {
             l1.append(((fromL1.json["timings_ms"] as? [String: Any])?["total"] as? NSNumber)?.doubleValue ?? .nan)
         }
         func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
-        print(String(format: "L2 hit vs L1 hit (5 modules, 300 texts): server time median %.3f ms vs %.3f ms (an L2 hit adds %.3f ms); client round trip median %.3f ms vs %.3f ms",
-                     median(l2), median(l1), median(l2) - median(l1), median(l2Wall), median(l1Wall)))
+        print(
+            String(
+                format:
+                    "L2 hit vs L1 hit (5 modules, 300 texts): server time median %.3f ms vs %.3f ms (an L2 hit adds %.3f ms); client round trip median %.3f ms vs %.3f ms",
+                median(l2), median(l1), median(l2) - median(l1), median(l2Wall), median(l1Wall)))
         #expect(median(l2) >= median(l1))
         #expect(await a.stop() == 0)
         #expect(await b.stop() == 0)
@@ -162,7 +173,8 @@ struct CacheReplayTests {
         let a = try await SomaProcess.start(instance: "a", environment: env)
         for (user, count) in [("busy", 3), ("some", 2), ("rare", 1)] {
             for i in 0..<count {
-                let reply = try await a.request("POST", "/v1/entries", json: #"{"text": "Entry \#(i) of \#(user): family matters to me."}"#, headers: [("X-User-Id", user)])
+                let reply = try await a.request(
+                    "POST", "/v1/entries", json: #"{"text": "Entry \#(i) of \#(user): family matters to me."}"#, headers: [("X-User-Id", user)])
                 #expect(reply.status == .created)
             }
         }

@@ -342,8 +342,9 @@ struct RedisClientURLTests {
     @Test func scriptSHA1MatchesKnownVectors() {
         #expect(RedisScript("").sha1 == "da39a3ee5e6b4b0d3255bfef95601890afd80709")
         #expect(RedisScript("abc").sha1 == "a9993e364706816aba3e25717850c26c9cd0d89d")
-        #expect(RedisScript("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq").sha1
-            == "84983e441c3bd26ebaae4aa1f95129e5e54670f1")
+        #expect(
+            RedisScript("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq").sha1
+                == "84983e441c3bd26ebaae4aa1f95129e5e54670f1")
         #expect(RedisScript(String(repeating: "a", count: 1000)).sha1 == "291e9a6c66994949b57ba5e650361e98fc36b1ba")
     }
 

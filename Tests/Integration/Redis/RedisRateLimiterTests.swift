@@ -301,10 +301,12 @@ struct RedisRateLimiterTests {
             let client = try Self.client(server, timeout: .milliseconds(250))
             defer { client.close() }
             let local = SlidingWindowRateLimiter(policy: policy)
-            let breaker = CircuitBreaker(name: "redis", configuration: CircuitBreakerConfiguration(
-                slidingWindowSize: 4, minimumNumberOfCalls: 2, failureRateThreshold: 50,
-                slowCallDurationThreshold: .seconds(1), waitDurationInOpenState: .milliseconds(300), permittedCallsInHalfOpenState: 1
-            ))
+            let breaker = CircuitBreaker(
+                name: "redis",
+                configuration: CircuitBreakerConfiguration(
+                    slidingWindowSize: 4, minimumNumberOfCalls: 2, failureRateThreshold: 50,
+                    slowCallDurationThreshold: .seconds(1), waitDurationInOpenState: .milliseconds(300), permittedCallsInHalfOpenState: 1
+                ))
             let resilient = ResilientRateLimiter(
                 shared: RedisRateLimiter(client: client, policy: policy), local: local, breaker: breaker, metrics: SomaMetrics()
             )

@@ -24,7 +24,8 @@ struct RedisServiceTests {
         }
 
         func finish() async {
-            let statusA = await a.stop(), statusB = await b.stop()
+            let statusA = await a.stop()
+            let statusB = await b.stop()
             await redis.shutdown()
             #expect(statusA == 0 && statusB == 0, "instances exit 0 on SIGTERM")
         }
@@ -133,7 +134,8 @@ struct RedisServiceTests {
             for i in from..<(from + count) {
                 let instance = i.isMultiple(of: 2) ? stack.a : stack.b
                 // Half the texts repeat, so caches have something to serve.
-                let reply = try await instance.analyze("Outage \(tag) text \(i % 7 == 0 ? 0 : i): we waited because the train was late.", user: "outage-\(i % 5)")
+                let reply = try await instance.analyze(
+                    "Outage \(tag) text \(i % 7 == 0 ? 0 : i): we waited because the train was late.", user: "outage-\(i % 5)")
                 statuses.append(reply.status)
             }
             return statuses
@@ -147,7 +149,8 @@ struct RedisServiceTests {
         statuses += try await burst(40, from: 20)
         for instance in [stack.a, stack.b] {
             #expect(try await instance.metric(#"soma_circuit_state{dependency="redis"}"#) == 2, "the breaker opened")
-            let fallbackLookups = (try await instance.metric(#"soma_cache_requests_total{layer="fallback",result="hit"}"#) ?? 0)
+            let fallbackLookups =
+                (try await instance.metric(#"soma_cache_requests_total{layer="fallback",result="hit"}"#) ?? 0)
                 + (try await instance.metric(#"soma_cache_requests_total{layer="fallback",result="miss"}"#) ?? 0)
             #expect(fallbackLookups > 0, "the local fallback cache served")
             #expect((try await instance.metric("soma_rate_limit_fallback_total") ?? 0) > 0, "the local limiter served")

@@ -150,9 +150,10 @@ struct PostgresStoreTests {
 
     @Test func injectionStringsAreStoredAndReturnedVerbatim() async throws {
         try await withStore { store, database async throws in
-            let hostile = S.oddStrings + [
-                "x'); DELETE FROM entries; --", "$1", "$$; DROP SCHEMA public CASCADE; $$", "\\x00", "E'\\\\'", "1; SELECT pg_sleep(10)",
-            ]
+            let hostile =
+                S.oddStrings + [
+                    "x'); DELETE FROM entries; --", "$1", "$$; DROP SCHEMA public CASCADE; $$", "\\x00", "E'\\\\'", "1; SELECT pg_sleep(10)",
+                ]
             var stored: [Entry] = []
             for (i, odd) in hostile.enumerated() {
                 let entry = S.entry(user: odd, id: "\(odd)#\(i)", text: odd, milliseconds: S.baseMilliseconds + Int64(i), modelVersion: odd)
@@ -165,12 +166,17 @@ struct PostgresStoreTests {
                 #expect(Array(got.userID.utf8) == Array(entry.userID.utf8) && Array(got.text.utf8) == Array(entry.text.utf8))
                 #expect(Array(got.id.utf8) == Array(entry.id.utf8) && Array(got.modelVersion.utf8) == Array(entry.modelVersion.utf8))
                 // The id travels inside the cursor too.
-                let page = try await store.entries(user: entry.userID, limit: 1, cursor: EntryCursor(createdAtMilliseconds: entry.createdAtMilliseconds + 1, id: entry.id).encoded)
+                let page = try await store.entries(
+                    user: entry.userID, limit: 1, cursor: EntryCursor(createdAtMilliseconds: entry.createdAtMilliseconds + 1, id: entry.id).encoded)
                 #expect(page.entries == [entry])
             }
             #expect(try await scalar(database.client, "SELECT count(*) FROM entries") == Int64(hostile.count * 1), "nothing else was written or deleted")
             #expect(try await scalar(database.client, "SELECT count(*) FROM idempotency_keys") == Int64(hostile.count))
-            #expect(try await scalar(database.client, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename IN ('entries', 'users', 'idempotency_keys', 'profiles', 'schema_migrations')") == 5)
+            #expect(
+                try await scalar(
+                    database.client,
+                    "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename IN ('entries', 'users', 'idempotency_keys', 'profiles', 'schema_migrations')"
+                ) == 5)
             #expect(try await store.deleteUser("' OR '1'='1") == UserErasure(entries: 1, profiles: 0, idempotencyKeys: 1, user: true))
             #expect(try await scalar(database.client, "SELECT count(*) FROM entries") == Int64(hostile.count - 1))
         }
@@ -179,11 +185,13 @@ struct PostgresStoreTests {
     @Test func unicodeIsKeptByteForByteAndOrderedBytewise() async throws {
         try await withStore { store, _ async throws in
             // NFC and NFD spellings of "é" are equal Swift strings but different users and ids here.
-            let nfc = "caf\u{E9}", nfd = "cafe\u{301}"
+            let nfc = "caf\u{E9}"
+            let nfd = "cafe\u{301}"
             let ids = ["a", "Z", "~", nfc, nfd, "日本", "🧠", "\u{FF41}", "a\u{200D}b", "\u{202E}x"]
             for (i, id) in ids.enumerated() {
                 for user in [nfc, nfd] {
-                    _ = try await store.insertEntry(S.entry(user: user, id: "\(user)/\(id)", text: "\(id) \(i) 🌊", milliseconds: S.baseMilliseconds), idempotencyKey: id)
+                    _ = try await store.insertEntry(
+                        S.entry(user: user, id: "\(user)/\(id)", text: "\(id) \(i) 🌊", milliseconds: S.baseMilliseconds), idempotencyKey: id)
                 }
             }
             for user in [nfc, nfd] {
@@ -303,7 +311,8 @@ struct PostgresStoreTests {
                 let inserted = results.filter { if case .inserted = $0 { true } else { false } }
                 #expect(inserted.count == 1, "round \(round): \(results)")
                 #expect(Set(results.map(\.entry.id)).count == 1, "round \(round): every writer answers the same entry")
-                #expect(try await scalar(database.client, "SELECT count(*) FROM entries WHERE created_at = $1", [.integer(S.baseMilliseconds + Int64(round))]) == 1)
+                #expect(
+                    try await scalar(database.client, "SELECT count(*) FROM entries WHERE created_at = $1", [.integer(S.baseMilliseconds + Int64(round))]) == 1)
                 #expect(try await scalar(database.client, "SELECT count(*) FROM idempotency_keys WHERE key = $1", [.text(key)]) == 1)
                 let winner = try #require(inserted.first?.entry)
                 #expect(try await store.entry(user: "alice", id: winner.id) == winner)

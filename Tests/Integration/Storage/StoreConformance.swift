@@ -114,7 +114,8 @@ struct StoreConformanceTests {
             for i in 0..<3 { _ = try await store.insertEntry(S.entry(user: "alice", milliseconds: S.baseMilliseconds + Int64(i)), idempotencyKey: nil) }
             let good = try #require(try await store.entries(user: "alice", limit: 1, cursor: nil).nextCursor)
             func base64url(_ s: String) -> String {
-                Data(s.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+                Data(s.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(
+                    of: "=", with: "")
             }
             let bad = [
                 "", "garbage!", "not base64 at all", "%%%%", good + "=", good + "A", String(good.dropLast()), "\(good)\n",
@@ -178,7 +179,8 @@ struct StoreConformanceTests {
         try await factory.withStore { store async throws in
             let secret = S.entry(user: "alice", text: "alice's secret")
             _ = try await store.insertEntry(secret, idempotencyKey: "shared-key")
-            let aliceProfile = ProfileSnapshot(userID: "alice", snapshot: Array(#"{"mood":"private"}"#.utf8), updatedAt: UnixMilliseconds.date(S.baseMilliseconds))
+            let aliceProfile = ProfileSnapshot(
+                userID: "alice", snapshot: Array(#"{"mood":"private"}"#.utf8), updatedAt: UnixMilliseconds.date(S.baseMilliseconds))
             try await store.saveProfile(aliceProfile)
             for i in 0..<3 { _ = try await store.insertEntry(S.entry(user: "alice", milliseconds: S.baseMilliseconds + Int64(i)), idempotencyKey: nil) }
             let aliceCursor = try #require(try await store.entries(user: "alice", limit: 1, cursor: nil).nextCursor)
@@ -249,7 +251,8 @@ struct StoreConformanceTests {
                 #expect(try await store.entry(user: odd, id: entry.id) == entry, "\(odd.debugDescription)")
                 #expect(try await store.entries(user: odd, limit: 10, cursor: nil).entries == [entry], "\(odd.debugDescription)")
                 #expect(try await store.insertEntry(S.entry(user: odd), idempotencyKey: odd) == .existing(entry), "\(odd.debugDescription)")
-                let profile = ProfileSnapshot(userID: odd, snapshot: Array(#"{ "note" : \#(S.jsonString(odd)) }"#.utf8), updatedAt: UnixMilliseconds.date(S.baseMilliseconds))
+                let profile = ProfileSnapshot(
+                    userID: odd, snapshot: Array(#"{ "note" : \#(S.jsonString(odd)) }"#.utf8), updatedAt: UnixMilliseconds.date(S.baseMilliseconds))
                 try await store.saveProfile(profile)
                 #expect(try await store.profile(user: odd) == profile, "\(odd.debugDescription)")
             }
@@ -270,7 +273,8 @@ struct StoreConformanceTests {
             try await store.saveProfile(first)
             #expect(try await store.profile(user: "alice") == first)
 
-            let second = ProfileSnapshot(userID: "alice", snapshot: Array(#"{"entries":2,"mood":"calm 😌"}"#.utf8), updatedAt: UnixMilliseconds.date(S.baseMilliseconds + 60_000))
+            let second = ProfileSnapshot(
+                userID: "alice", snapshot: Array(#"{"entries":2,"mood":"calm 😌"}"#.utf8), updatedAt: UnixMilliseconds.date(S.baseMilliseconds + 60_000))
             try await store.saveProfile(second)
             #expect(try await store.profile(user: "alice") == second)
 

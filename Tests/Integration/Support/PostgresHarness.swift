@@ -1,8 +1,9 @@
 import Foundation
 import Synchronization
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Throwaway PostgreSQL servers for integration tests, started through `scripts/postgres-server.sh` in a
@@ -65,7 +66,7 @@ final class PostgresHarness: Sendable {
         do {
             let values = try await runScript(["start", directory], directory: directory)
             guard let portText = values["POSTGRES_PORT"], let port = Int(portText),
-                  let pidText = values["POSTGRES_PID"], let pid = Int32(pidText)
+                let pidText = values["POSTGRES_PID"], let pid = Int32(pidText)
             else { throw Failure(description: "postgres-server.sh start printed no POSTGRES_PORT/POSTGRES_PID: \(values)") }
             return PostgresHarness(port: port, pid: pid, directory: directory)
         } catch {
@@ -137,8 +138,8 @@ final class PostgresHarness: Sendable {
         var result: [Int32] = []
         for entry in entries {
             guard let pid = Int32(entry),
-                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")")
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
             else { continue }
             let fields = stat[stat.index(after: close)...].split(separator: " ")
             // fields[0] is the state, fields[1] the parent PID; skip zombies.

@@ -2,8 +2,9 @@ import Dispatch
 import Foundation
 import Synchronization
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Throwaway `redis-server` processes for integration tests, started through `scripts/redis-server.sh`
@@ -84,7 +85,7 @@ final class RedisHarness: Sendable {
         do {
             let values = try await runScript(["start", directory] + arguments, directory: directory)
             guard let portText = values["REDIS_PORT"], let port = Int(portText),
-                  let pidText = values["REDIS_PID"], let pid = Int32(pidText)
+                let pidText = values["REDIS_PID"], let pid = Int32(pidText)
             else { throw Failure(description: "redis-server.sh start printed no REDIS_PORT/REDIS_PID: \(values)") }
             return RedisHarness(port: port, pid: pid, directory: directory, password: password)
         } catch {

@@ -18,7 +18,8 @@ final class SomaProcess: Sendable {
     private let process: Process
     private let log: URL
 
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 
     /// The `soma` executable built next to the test bundle.
     static func binary() throws -> URL {
@@ -43,8 +44,10 @@ final class SomaProcess: Sendable {
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let process = Process()
         process.executableURL = try binary()
-        process.arguments = ["serve", "--port", "0", "--instance-id", instance, "--state-dir", state.path,
-                             "--model-dir", root.appendingPathComponent("Fixtures/models").path]
+        process.arguments = [
+            "serve", "--port", "0", "--instance-id", instance, "--state-dir", state.path,
+            "--model-dir", root.appendingPathComponent("Fixtures/models").path,
+        ]
         var env = ProcessInfo.processInfo.environment
         env["SOMA_DRAIN_SECONDS"] = "0"
         env["SOMA_LOG_LEVEL"] = "info"
@@ -120,7 +123,9 @@ final class SomaProcess: Sendable {
     }
 
     /// One request to this instance.
-    func request(_ method: String, _ path: String, json: String? = nil, headers: [(String, String)] = [], timeout: Duration = .seconds(30)) async throws -> Reply {
+    func request(_ method: String, _ path: String, json: String? = nil, headers: [(String, String)] = [], timeout: Duration = .seconds(30)) async throws
+        -> Reply
+    {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
         request.method = HTTPMethod(rawValue: method)
         for (name, value) in headers { request.headers.add(name: name, value: value) }

@@ -101,7 +101,9 @@ struct SQLiteCacheTests {
 
     @Test func batchedGetReturnsOneElementPerKeyInOrder() async throws {
         try await withCache { cache, _, _ in
-            let a = Self.analysisKey("a"), b = Self.analysisKey("b"), c = Self.analysisKey("c")
+            let a = Self.analysisKey("a")
+            let b = Self.analysisKey("b")
+            let c = Self.analysisKey("c")
             let profile = CacheKey.user("carol", "profile")
             try await cache.set([(a, [1]), (c, [3]), (profile, [4])], ttl: .seconds(60))
             let values = try await cache.get([c, b, profile, a, b, a])
@@ -129,7 +131,8 @@ struct SQLiteCacheTests {
 
     @Test func entriesExpireAfterTheirTTL() async throws {
         try await withCache { cache, time, _ in
-            let short = Self.analysisKey("short"), long = Self.analysisKey("long")
+            let short = Self.analysisKey("short")
+            let long = Self.analysisKey("long")
             try await cache.set([(short, [1])], ttl: .seconds(10))
             try await cache.set([(long, [2])], ttl: .seconds(100))
             time.advance(by: .milliseconds(9_999))
@@ -191,7 +194,9 @@ struct SQLiteCacheTests {
 
     @Test func deleteReturnsHowManyExisted() async throws {
         try await withCache { cache, time, _ in
-            let a = Self.analysisKey("a"), b = Self.analysisKey("b"), missing = Self.analysisKey("missing")
+            let a = Self.analysisKey("a")
+            let b = Self.analysisKey("b")
+            let missing = Self.analysisKey("missing")
             let stale = Self.analysisKey("stale")
             try await cache.set([(stale, [0])], ttl: .seconds(1))
             time.advance(by: .seconds(2))
@@ -299,7 +304,8 @@ struct SQLiteCacheTests {
 
     @Test func anEntryLargerThanTheBudgetIsNotCachedAndEvictsNothing() async throws {
         try await withCache(maxBytes: 1_000) { cache, _, _ in
-            let small = Self.analysisKey("small"), big = Self.analysisKey("big")
+            let small = Self.analysisKey("small")
+            let big = Self.analysisKey("big")
             try await cache.set([(small, [1]), (big, [2])], ttl: .seconds(60))
             try await cache.set([(big, [UInt8](repeating: 0, count: 2_000))], ttl: .seconds(60))
             // The old value of `big` must not be served in place of the new one.
@@ -315,9 +321,10 @@ struct SQLiteCacheTests {
         let directory = try SQLiteCacheTestDirectory()
         defer { directory.remove() }
         let time = SQLiteCacheTestTime()
-        let entries: [(key: CacheKey, value: [UInt8])] = (0..<20).map {
-            (key: Self.analysisKey("persist \($0)"), value: [UInt8(truncatingIfNeeded: $0), 0, 0xFF])
-        } + [(key: CacheKey.user("dora", "profile"), value: [])]
+        let entries: [(key: CacheKey, value: [UInt8])] =
+            (0..<20).map {
+                (key: Self.analysisKey("persist \($0)"), value: [UInt8(truncatingIfNeeded: $0), 0, 0xFF])
+            } + [(key: CacheKey.user("dora", "profile"), value: [])]
         let expected = entries.reduce(0) { $0 + Self.size($1.key, $1.value) }
         do {
             let cache = try SQLiteCache(path: directory.cachePath, maxBytes: 1 << 20, now: time.now)

@@ -191,7 +191,6 @@ private let tieredCacheSmallBreaker = CircuitBreakerConfiguration(
     slowCallDurationThreshold: .seconds(1), waitDurationInOpenState: .seconds(5), permittedCallsInHalfOpenState: 1
 )
 
-
 @Suite(.timeLimit(.minutes(1)))
 struct TieredCacheTests {
     private func key(_ i: Int) -> CacheKey {
@@ -206,7 +205,8 @@ struct TieredCacheTests {
 
     @Test func l1HitShortCircuitsTheRemote() async throws {
         let f = TieredCacheFixture()
-        let remote = try #require(f.remote), fallback = try #require(f.fallback)
+        let remote = try #require(f.remote)
+        let fallback = try #require(f.fallback)
         await f.cache.set([(key(1), value(1))])
         remote.clearCalls()
 
@@ -219,7 +219,8 @@ struct TieredCacheTests {
 
     @Test func l1MissesGoToTheRemoteInOneBatchAndHitsAreCopiedIntoL1() async throws {
         let f = TieredCacheFixture()
-        let remote = try #require(f.remote), fallback = try #require(f.fallback)
+        let remote = try #require(f.remote)
+        let fallback = try #require(f.fallback)
         let keys = (0..<5).map(key)
         for i in 0..<5 { remote.seed(key(i), value(i)) }
 
@@ -236,7 +237,8 @@ struct TieredCacheTests {
 
     @Test func onlyTheKeysL1MissedAreAskedOfTheRemoteInOrder() async throws {
         let f = TieredCacheFixture()
-        let remote = try #require(f.remote), fallback = try #require(f.fallback)
+        let remote = try #require(f.remote)
+        let fallback = try #require(f.fallback)
         f.cache.l1.set(key(0), value(0), cost: 10)
         f.cache.l1.set(key(3), value(3), cost: 10)
         remote.seed(key(1), value(1))
@@ -244,13 +246,14 @@ struct TieredCacheTests {
         fallback.seed(key(2), value(2))  // the fallback is not asked while the remote answers
 
         let hits = await f.cache.get((0..<5).map(key))
-        #expect(hits == [
-            CacheHit(value: value(0), source: .l1),
-            CacheHit(value: value(1), source: .l2),
-            nil,
-            CacheHit(value: value(3), source: .l1),
-            CacheHit(value: value(4), source: .l2),
-        ])
+        #expect(
+            hits == [
+                CacheHit(value: value(0), source: .l1),
+                CacheHit(value: value(1), source: .l2),
+                nil,
+                CacheHit(value: value(3), source: .l1),
+                CacheHit(value: value(4), source: .l2),
+            ])
         #expect(remote.calls == [.get([key(1), key(2), key(4)])])
         #expect(fallback.calls == [])
         #expect(await f.cache.get([]) == [])
@@ -259,7 +262,8 @@ struct TieredCacheTests {
 
     @Test func setWritesL1AndTheRemoteWithTheConfiguredTTL() async throws {
         let f = TieredCacheFixture()
-        let remote = try #require(f.remote), fallback = try #require(f.fallback)
+        let remote = try #require(f.remote)
+        let fallback = try #require(f.fallback)
         await f.cache.set([(key(1), value(1)), (key(2), value(2))])
 
         #expect(remote.calls == [.set([key(1), key(2)], ttl: TieredCacheFixture.ttl)], "one remote call for the batch")
@@ -273,7 +277,8 @@ struct TieredCacheTests {
 
     @Test func aFailingRemoteFallsBackForLookupsAndFills() async throws {
         let f = TieredCacheFixture()
-        let remote = try #require(f.remote), fallback = try #require(f.fallback)
+        let remote = try #require(f.remote)
+        let fallback = try #require(f.fallback)
         remote.seed(key(1), value(1))  // unreachable while it fails
         fallback.seed(key(1), Array("fallback copy".utf8))
         remote.failing = true
@@ -305,7 +310,9 @@ struct TieredCacheTests {
 
     @Test func theBreakerOpensAndTheRemoteIsNotCalledUntilATrialSucceeds() async throws {
         let f = TieredCacheFixture(breaker: tieredCacheSmallBreaker)
-        let remote = try #require(f.remote), fallback = try #require(f.fallback), breaker = try #require(f.breaker)
+        let remote = try #require(f.remote)
+        let fallback = try #require(f.fallback)
+        let breaker = try #require(f.breaker)
         for i in 0..<10 { fallback.seed(key(i), value(i)) }
         remote.failing = true
 
@@ -345,7 +352,8 @@ struct TieredCacheTests {
 
     @Test func withARemotePerUserEntriesLiveOnlyInTheRemote() async throws {
         let f = TieredCacheFixture()
-        let remote = try #require(f.remote), fallback = try #require(f.fallback)
+        let remote = try #require(f.remote)
+        let fallback = try #require(f.fallback)
         await f.cache.setUser(profile("u1"), value(1))
 
         #expect(remote.calls == [.set([profile("u1")], ttl: TieredCacheFixture.userTTL)])
@@ -363,7 +371,8 @@ struct TieredCacheTests {
 
     @Test func withARemoteDownPerUserEntriesAreNotCachedAnywhere() async throws {
         let f = TieredCacheFixture()
-        let remote = try #require(f.remote), fallback = try #require(f.fallback)
+        let remote = try #require(f.remote)
+        let fallback = try #require(f.fallback)
         remote.failing = true
         await f.cache.setUser(profile("u1"), value(1))
         #expect(await f.cache.getUser(profile("u1")) == nil)
@@ -394,7 +403,8 @@ struct TieredCacheTests {
 
     @Test func invalidateUserDeletesTheUsersEntriesInEveryLayerAndCountsThem() async throws {
         let f = TieredCacheFixture()
-        let remote = try #require(f.remote), fallback = try #require(f.fallback)
+        let remote = try #require(f.remote)
+        let fallback = try #require(f.fallback)
         // Entries in every layer (L1 and the fallback as an older configuration may have left them).
         f.cache.l1.set(profile("u1"), value(1), cost: 10)
         fallback.seed(profile("u1"), value(1))
@@ -461,7 +471,8 @@ struct TieredCacheTests {
 
     @Test func aPendingInvalidationSurvivesTheOpenBreakerAndRunsOnTheTrialCall() async throws {
         let f = TieredCacheFixture(breaker: tieredCacheSmallBreaker)
-        let remote = try #require(f.remote), breaker = try #require(f.breaker)
+        let remote = try #require(f.remote)
+        let breaker = try #require(f.breaker)
         await f.cache.setUser(profile("u1"), Array("old".utf8))
         remote.failing = true
         #expect(await f.cache.invalidateUser("u1") == 0)  // failure 1
@@ -521,7 +532,8 @@ struct TieredCacheTests {
 
     @Test func metricsCountHitsAndMissesPerLayer() async throws {
         let f = TieredCacheFixture()
-        let remote = try #require(f.remote), fallback = try #require(f.fallback)
+        let remote = try #require(f.remote)
+        let fallback = try #require(f.fallback)
         f.cache.l1.set(key(0), value(0), cost: 10)
         remote.seed(key(1), value(1))
 

@@ -13,9 +13,11 @@ import Testing
 struct HTTPLifecycleTests {
     @Test func gracefulShutdownLetsTheInFlightRequestFinish() async throws {
         let gate = Gate()
-        let server = try await TestServer.make({ $0.drainDelay = .milliseconds(500) }, beforeModule: { user, module in
-            if user == "slow", module == .emotion { await gate.wait() }
-        })
+        let server = try await TestServer.make(
+            { $0.drainDelay = .milliseconds(500) },
+            beforeModule: { user, module in
+                if user == "slow", module == .emotion { await gate.wait() }
+            })
         defer { TestServer.cleanup(server) }
         let group = ServiceGroup(configuration: .init(services: server.services.map { .init(service: $0) }, logger: Logger(label: "test")))
         let client = HTTPClient.shared
@@ -87,7 +89,8 @@ struct HTTPLifecycleTests {
         // Wait until the server counts it in flight (the scrape itself is the other one).
         try await eventually {
             guard let metrics = try? await client.execute(HTTPClientRequest(url: base + "/metrics"), timeout: .seconds(5)),
-                  let text = try? await metrics.body.collect(upTo: 1 << 22) else { return false }
+                let text = try? await metrics.body.collect(upTo: 1 << 22)
+            else { return false }
             return String(buffer: text).contains("soma_http_requests_in_flight 2")
         }
         kill(process.processIdentifier, SIGTERM)

@@ -41,7 +41,9 @@ struct HTTPRoutesTests {
         }
     }
 
-    @Test(arguments: [("emotion", "emotion"), ("reasoning", "reasoning"), ("values", "values"), ("theory-of-mind", "theory_of_mind"), ("narrative", "narrative")])
+    @Test(arguments: [
+        ("emotion", "emotion"), ("reasoning", "reasoning"), ("values", "values"), ("theory-of-mind", "theory_of_mind"), ("narrative", "narrative"),
+    ])
     func singleModuleRoutes(path: String, key: String) async throws {
         try await withRouter(try await TestServer.make()) { client in
             let response = try await client.post("/v1/\(path)", #"{"text": "\#(sampleText)"}"#)
@@ -61,7 +63,8 @@ struct HTTPRoutesTests {
 
     @Test func batchAnswersInOrderWithItemErrors() async throws {
         try await withRouter(try await TestServer.make()) { client in
-            let body = #"{"items": [{"text": "I am glad."}, {"text": ""}, {"text": "It rained, so we stayed in.", "modules": ["reasoning"]}, {"text": "x", "modules": ["nope"]}], "modules": ["emotion"]}"#
+            let body =
+                #"{"items": [{"text": "I am glad."}, {"text": ""}, {"text": "It rained, so we stayed in.", "modules": ["reasoning"]}, {"text": "x", "modules": ["nope"]}], "modules": ["emotion"]}"#
             let response = try await client.post("/v1/analyze/batch", body)
             #expect(response.status == .ok)
             let items = try #require(response.json["items"] as? [[String: Any]])
@@ -171,7 +174,9 @@ struct HTTPRoutesTests {
     }
 
     @Test func adminNeedsItsOwnToken() async throws {
-        let server = try await TestServer.make { $0.adminToken = "adm1n"; $0.serviceToken = "svc" }
+        let server = try await TestServer.make {
+            $0.adminToken = "adm1n"; $0.serviceToken = "svc"
+        }
         try await withRouter(server) { client in
             let wrong = try await client.get("/admin/models", headers: [.authorization: "Bearer svc"])
             #expect(wrong.status == .unauthorized)
@@ -220,7 +225,8 @@ struct HTTPRoutesTests {
 
     @Test func entriesLifecycleIdempotencyAndIsolation() async throws {
         try await withRouter(try await TestServer.make()) { client in
-            let alice = user("alice"), bob = user("bob")
+            let alice = user("alice")
+            let bob = user("bob")
             var keyed = alice
             keyed[.idempotency] = "write-1"
             let created = try await client.post("/v1/entries", #"{"text": "I value my family and my freedom."}"#, headers: keyed)
@@ -330,7 +336,8 @@ struct HTTPRoutesTests {
             #expect(metrics.headers[.contentType]?.hasPrefix("text/plain") == true)
             let text = metrics.text
             for le in ["0.0005", "0.001", "0.005", "0.2", "0.25", "5.0"] {
-                #expect(text.contains(#"soma_http_request_duration_seconds_bucket{route="/v1/analyze",method="POST",status="200",le="\#(le)"}"#), "bucket \(le)")
+                #expect(
+                    text.contains(#"soma_http_request_duration_seconds_bucket{route="/v1/analyze",method="POST",status="200",le="\#(le)"}"#), "bucket \(le)")
             }
             #expect(text.contains(#"soma_module_duration_seconds_bucket{module="emotion",le="0.2"}"#))
             #expect(text.contains(#"soma_cache_requests_total{layer="l1",result="hit"} 5"#))

@@ -11,14 +11,16 @@ import Testing
 struct HTTPSessionTests {
     /// One worker held by a "holder" request; the others queue behind it.
     private func heldServer(_ gate: Gate, _ tweak: @escaping (inout TestConfiguration) -> Void = { _ in }) async throws -> SomaServer {
-        try await TestServer.make({ c in
-            c.admission.workers = 1
-            tweak(&c)
-        }, beforeModule: { user, module in
-            guard module == .emotion else { return }
-            gate.arrive(user)
-            if user == "holder" { await gate.wait() }
-        })
+        try await TestServer.make(
+            { c in
+                c.admission.workers = 1
+                tweak(&c)
+            },
+            beforeModule: { user, module in
+                guard module == .emotion else { return }
+                gate.arrive(user)
+                if user == "holder" { await gate.wait() }
+            })
     }
 
     @Test func queuedRequestsRunPremiumFirstThenFIFO() async throws {
@@ -29,7 +31,9 @@ struct HTTPSessionTests {
             try await withThrowingTaskGroup(of: (String, Int).self) { group in
                 group.addTask { ("holder", Int(try await client.post("/v1/analyze", #"{"text": "held"}"#, headers: user("holder")).status.code)) }
                 try await eventually { sessions.runningCount == 1 }
-                let arrivals: [(String, String, String)] = [("free-1", "free", "a"), ("standard-1", "standard", "b"), ("free-2", "free", "c"), ("premium-1", "premium", "d")]
+                let arrivals: [(String, String, String)] = [
+                    ("free-1", "free", "a"), ("standard-1", "standard", "b"), ("free-2", "free", "c"), ("premium-1", "premium", "d"),
+                ]
                 for (n, (id, tier, text)) in arrivals.enumerated() {
                     group.addTask { (id, Int(try await client.post("/v1/analyze", #"{"text": "\#(text)"}"#, headers: user(id, tier: tier)).status.code)) }
                     try await eventually { sessions.queuedCount == n + 1 }
@@ -76,9 +80,11 @@ struct HTTPSessionTests {
 
     @Test func perUserConcurrencyIsCappedByTier() async throws {
         let gate = Gate()
-        let server = try await TestServer.make({ $0.admission.workers = 4 }, beforeModule: { user, module in
-            if module == .emotion, user == "busy" { await gate.wait() }
-        })
+        let server = try await TestServer.make(
+            { $0.admission.workers = 4 },
+            beforeModule: { user, module in
+                if module == .emotion, user == "busy" { await gate.wait() }
+            })
         let sessions = server.service.sessions
         try await withRouter(server) { client in
             try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in

@@ -53,17 +53,19 @@ struct OpenAPIConformanceTests {
         }
 
         // Auth on: a service token and an admin token, small limits to reach 413 and 429.
-        let secured = try await TestServer.make({
-            $0.serviceToken = Self.serviceToken
-            $0.adminToken = Self.adminToken
-            $0.maxBodyBytes = 4096
-            $0.tiers[.free].requestsPerWindow = 3
-            $0.tiers[.free].maxTextBytes = 1024
-        }, beforeModule: { user, module in
-            // Users named slow-… take 150 ms on their first module after emotion: past a 50 ms
-            // deadline, so the answer is degraded (and an entry is refused).
-            if user.hasPrefix("slow"), module != .emotion { try? await Task.sleep(for: .milliseconds(150)) }
-        })
+        let secured = try await TestServer.make(
+            {
+                $0.serviceToken = Self.serviceToken
+                $0.adminToken = Self.adminToken
+                $0.maxBodyBytes = 4096
+                $0.tiers[.free].requestsPerWindow = 3
+                $0.tiers[.free].maxTextBytes = 1024
+            },
+            beforeModule: { user, module in
+                // Users named slow-… take 150 ms on their first module after emotion: past a 50 ms
+                // deadline, so the answer is degraded (and an entry is refused).
+                if user.hasPrefix("slow"), module != .emotion { try? await Task.sleep(for: .milliseconds(150)) }
+            })
         defer { TestServer.cleanup(secured) }
         let first = log
         log = try await secured.application.test(.live) { client in
@@ -118,21 +120,31 @@ struct OpenAPIConformanceTests {
         // POST /v1/analyze: success, cached, module subset, degraded.
         try await log.send(client, .post, "/v1/analyze", body: text, headers: alice, expect: .ok)
         try await log.send(client, .post, "/v1/analyze", body: text, headers: alice, expect: .ok)
-        try await log.send(client, .post, "/v1/analyze", body: #"{"text": "We stayed in because it rained.", "modules": ["reasoning", "theory-of-mind"]}"#, headers: alice, expect: .ok)
+        try await log.send(
+            client, .post, "/v1/analyze", body: #"{"text": "We stayed in because it rained.", "modules": ["reasoning", "theory-of-mind"]}"#, headers: alice,
+            expect: .ok)
         var slow = user("slow-analyze", tier: "premium", token: token)
         slow[.xDeadline] = "50"
-        let degraded = try await log.send(client, .post, "/v1/analyze", body: #"{"text": "She said she would call, but she never did, so I left."}"#, headers: slow, expect: .ok)
-        if degraded.json["degraded"] as? Bool != true { log.notes.append("the slow analysis was not degraded; the degraded branch of AnalysisResponse went unchecked") }
+        let degraded = try await log.send(
+            client, .post, "/v1/analyze", body: #"{"text": "She said she would call, but she never did, so I left."}"#, headers: slow, expect: .ok)
+        if degraded.json["degraded"] as? Bool != true {
+            log.notes.append("the slow analysis was not degraded; the degraded branch of AnalysisResponse went unchecked")
+        }
 
         // Every POST /v1 route with a body: the body-level errors.
-        let bodyRoutes = ["/v1/analyze", "/v1/analyze/batch", "/v1/emotion", "/v1/reasoning", "/v1/values", "/v1/theory-of-mind", "/v1/narrative", "/v1/entries"]
+        let bodyRoutes = [
+            "/v1/analyze", "/v1/analyze/batch", "/v1/emotion", "/v1/reasoning", "/v1/values", "/v1/theory-of-mind", "/v1/narrative", "/v1/entries",
+        ]
         let validBody = { (path: String) in path.hasSuffix("/batch") ? #"{"items": [{"text": "A fine day."}]}"# : #"{"text": "A fine day."}"# }
         let oversized = #"{"text": "\#(String(repeating: "a", count: 5000))"}"#
         for path in bodyRoutes {
             try await log.send(client, .post, path, body: "{not json", headers: bob, expect: .badRequest, code: "invalid_json")
             try await log.send(client, .post, path, body: "", headers: bob, expect: .badRequest, code: "invalid_json")
-            try await log.send(client, .post, path, body: validBody(path), contentType: "text/plain", headers: bob, expect: .unsupportedMediaType, code: "unsupported_media_type")
-            try await log.send(client, .post, path, body: validBody(path), contentType: nil, headers: bob, expect: .unsupportedMediaType, code: "unsupported_media_type")
+            try await log.send(
+                client, .post, path, body: validBody(path), contentType: "text/plain", headers: bob, expect: .unsupportedMediaType,
+                code: "unsupported_media_type")
+            try await log.send(
+                client, .post, path, body: validBody(path), contentType: nil, headers: bob, expect: .unsupportedMediaType, code: "unsupported_media_type")
             try await log.send(client, .post, path, body: oversized, headers: bob, expect: .contentTooLarge, code: "payload_too_large")
             try await log.send(client, .post, path, body: "[1, 2]", headers: bob, expect: .unprocessableContent, code: "validation_failed")
             try await log.send(client, .post, path, body: "{}", headers: bob, expect: .unprocessableContent, code: "validation_failed")
@@ -142,13 +154,20 @@ struct OpenAPIConformanceTests {
                 try await log.send(client, .post, path, body: #"{"text": null}"#, headers: bob, expect: .unprocessableContent, code: "validation_failed")
                 // Over the free tier's text cap (1024 bytes) but under maxBodyBytes.
                 let long = #"{"text": "\#(String(repeating: "word ", count: 400))"}"#
-                try await log.send(client, .post, path, body: long, headers: user("freeloader", tier: "free", token: token), expect: .contentTooLarge, code: "payload_too_large")
+                try await log.send(
+                    client, .post, path, body: long, headers: user("freeloader", tier: "free", token: token), expect: .contentTooLarge,
+                    code: "payload_too_large")
             }
         }
         // POST /v1/analyze: module-list errors.
-        try await log.send(client, .post, "/v1/analyze", body: #"{"text": "hi", "modules": []}"#, headers: bob, expect: .unprocessableContent, code: "validation_failed")
-        try await log.send(client, .post, "/v1/analyze", body: #"{"text": "hi", "modules": "emotion"}"#, headers: bob, expect: .unprocessableContent, code: "validation_failed")
-        try await log.send(client, .post, "/v1/analyze", body: #"{"text": "hi", "modules": ["emotion", "astrology"]}"#, headers: bob, expect: .unprocessableContent, code: "unknown_module")
+        try await log.send(
+            client, .post, "/v1/analyze", body: #"{"text": "hi", "modules": []}"#, headers: bob, expect: .unprocessableContent, code: "validation_failed")
+        try await log.send(
+            client, .post, "/v1/analyze", body: #"{"text": "hi", "modules": "emotion"}"#, headers: bob, expect: .unprocessableContent, code: "validation_failed"
+        )
+        try await log.send(
+            client, .post, "/v1/analyze", body: #"{"text": "hi", "modules": ["emotion", "astrology"]}"#, headers: bob, expect: .unprocessableContent,
+            code: "unknown_module")
 
         // Single-module routes: success.
         for path in ["/v1/emotion", "/v1/reasoning", "/v1/values", "/v1/theory-of-mind", "/v1/narrative"] {
@@ -156,21 +175,29 @@ struct OpenAPIConformanceTests {
         }
 
         // POST /v1/analyze/batch: items that fail on their own inside a 200, and whole-request 422s.
-        let batch = #"{"items": [{"text": "I am glad."}, {"text": ""}, {"text": "It rained, so we stayed in.", "modules": ["reasoning"]}, {"text": "x", "modules": ["nope"]}, {"text": "y", "modules": []}], "modules": ["emotion"]}"#
+        let batch =
+            #"{"items": [{"text": "I am glad."}, {"text": ""}, {"text": "It rained, so we stayed in.", "modules": ["reasoning"]}, {"text": "x", "modules": ["nope"]}, {"text": "y", "modules": []}], "modules": ["emotion"]}"#
         try await log.send(client, .post, "/v1/analyze/batch", body: batch, headers: alice, expect: .ok)
         try await log.send(client, .post, "/v1/analyze/batch", body: #"{"items": [{"text": "All five modules."}]}"#, headers: alice, expect: .ok)
         try await log.send(client, .post, "/v1/analyze/batch", body: #"{"items": []}"#, headers: bob, expect: .unprocessableContent, code: "validation_failed")
         let nine = Array(repeating: #"{"text": "ok"}"#, count: 9).joined(separator: ",")
-        try await log.send(client, .post, "/v1/analyze/batch", body: #"{"items": [\#(nine)]}"#, headers: user("crowd", tier: "free", token: token), expect: .unprocessableContent, code: "validation_failed")
-        try await log.send(client, .post, "/v1/analyze/batch", body: #"{"items": [{"text": "a"}], "modules": []}"#, headers: bob, expect: .unprocessableContent, code: "validation_failed")
-        try await log.send(client, .post, "/v1/analyze/batch", body: #"{"items": [{"text": "a"}], "modules": ["astrology"]}"#, headers: bob, expect: .unprocessableContent, code: "unknown_module")
+        try await log.send(
+            client, .post, "/v1/analyze/batch", body: #"{"items": [\#(nine)]}"#, headers: user("crowd", tier: "free", token: token),
+            expect: .unprocessableContent, code: "validation_failed")
+        try await log.send(
+            client, .post, "/v1/analyze/batch", body: #"{"items": [{"text": "a"}], "modules": []}"#, headers: bob, expect: .unprocessableContent,
+            code: "validation_failed")
+        try await log.send(
+            client, .post, "/v1/analyze/batch", body: #"{"items": [{"text": "a"}], "modules": ["astrology"]}"#, headers: bob, expect: .unprocessableContent,
+            code: "unknown_module")
         try await log.send(client, .post, "/v1/analyze/batch", body: #"{"items": "a"}"#, headers: bob, expect: .unprocessableContent, code: "validation_failed")
 
         // Entries: create (with and without Idempotency-Key, and its replay), list, page, delete.
         let carol = user("carol", token: token)
         var keyed = carol
         keyed[.idempotency] = "write-1"
-        let created = try await log.send(client, .post, "/v1/entries", body: #"{"text": "I value my family and my freedom."}"#, headers: keyed, expect: .created)
+        let created = try await log.send(
+            client, .post, "/v1/entries", body: #"{"text": "I value my family and my freedom."}"#, headers: keyed, expect: .created)
         try await log.send(client, .post, "/v1/entries", body: #"{"text": "I value my family and my freedom."}"#, headers: keyed, expect: .created)
         try await log.send(client, .post, "/v1/entries", body: #"{"text": "Success at work matters a lot to me."}"#, headers: carol, expect: .created)
         var badKey = carol
@@ -178,7 +205,9 @@ struct OpenAPIConformanceTests {
         try await log.send(client, .post, "/v1/entries", body: #"{"text": "Keyed badly."}"#, headers: badKey, expect: .badRequest, code: "invalid_request")
         var slowEntry = user("slow-entry", token: token)
         slowEntry[.xDeadline] = "50"
-        try await log.send(client, .post, "/v1/entries", body: #"{"text": "Something to keep, if there is time."}"#, headers: slowEntry, expect: .serviceUnavailable, code: "overloaded")
+        try await log.send(
+            client, .post, "/v1/entries", body: #"{"text": "Something to keep, if there is time."}"#, headers: slowEntry, expect: .serviceUnavailable,
+            code: "overloaded")
 
         let page = try await log.send(client, .get, "/v1/entries?limit=1", headers: carol, expect: .ok)
         if let cursor = page.json["next_cursor"] as? String {
@@ -213,22 +242,26 @@ struct OpenAPIConformanceTests {
         try await log.send(client, .delete, "/v1/user", headers: carol, expect: .ok)
 
         // Every /v1 operation: 401 without or with a wrong token, 400 without or with a bad identity.
-        let v1: [(HTTPRequest.Method, String, String?)] = bodyRoutes.map { (.post, $0, validBody($0)) } + [
-            (.get, "/v1/entries", nil), (.delete, "/v1/entries/some-id", nil), (.delete, "/v1/user", nil), (.get, "/v1/profile", nil),
-        ]
+        let v1: [(HTTPRequest.Method, String, String?)] =
+            bodyRoutes.map { (.post, $0, validBody($0)) } + [
+                (.get, "/v1/entries", nil), (.delete, "/v1/entries/some-id", nil), (.delete, "/v1/user", nil), (.get, "/v1/profile", nil),
+            ]
         for (method, path, body) in v1 {
             try await log.send(client, method, path, body: body, headers: user("u1"), expect: .unauthorized, code: "unauthorized")
             try await log.send(client, method, path, body: body, headers: user("u1", token: token + "x"), expect: .unauthorized, code: "unauthorized")
             try await log.send(client, method, path, body: body, headers: [.authorization: "Bearer \(token)"], expect: .badRequest, code: "invalid_request")
-            try await log.send(client, method, path, body: body, headers: user(String(repeating: "u", count: 129), token: token), expect: .badRequest, code: "invalid_request")
+            try await log.send(
+                client, method, path, body: body, headers: user(String(repeating: "u", count: 129), token: token), expect: .badRequest, code: "invalid_request")
             try await log.send(client, method, path, body: body, headers: user("u1", tier: "gold", token: token), expect: .badRequest, code: "invalid_request")
         }
         // X-Request-Deadline-Ms that is not a positive integer (read by the routes that analyse).
         var badDeadline = user("u1", token: token)
         badDeadline[.xDeadline] = "soon"
         try await log.send(client, .post, "/v1/analyze", body: text, headers: badDeadline, expect: .badRequest, code: "invalid_request")
-        try await log.send(client, .post, "/v1/analyze/batch", body: validBody("/v1/analyze/batch"), headers: badDeadline, expect: .badRequest, code: "invalid_request")
-        try await log.send(client, .post, "/v1/entries", body: #"{"text": "Deadline soon."}"#, headers: badDeadline, expect: .badRequest, code: "invalid_request")
+        try await log.send(
+            client, .post, "/v1/analyze/batch", body: validBody("/v1/analyze/batch"), headers: badDeadline, expect: .badRequest, code: "invalid_request")
+        try await log.send(
+            client, .post, "/v1/entries", body: #"{"text": "Deadline soon."}"#, headers: badDeadline, expect: .badRequest, code: "invalid_request")
 
         // 429: a free user with a budget of 3 spends it, then every /v1 operation is refused.
         let frugal = user("frugal", tier: "free", token: token)
@@ -247,8 +280,11 @@ struct OpenAPIConformanceTests {
         for (method, path) in adminRoutes {
             let body: String? = method == .post ? "" : nil
             try await log.send(client, method, path, body: body, contentType: nil, expect: .unauthorized, code: "unauthorized")
-            try await log.send(client, method, path, body: body, contentType: nil, headers: [.authorization: "Bearer \(token)"], expect: .unauthorized, code: "unauthorized")
-            try await log.send(client, method, path, body: body, contentType: nil, headers: [.authorization: "Basic \(adminToken)"], expect: .unauthorized, code: "unauthorized")
+            try await log.send(
+                client, method, path, body: body, contentType: nil, headers: [.authorization: "Bearer \(token)"], expect: .unauthorized, code: "unauthorized")
+            try await log.send(
+                client, method, path, body: body, contentType: nil, headers: [.authorization: "Basic \(adminToken)"], expect: .unauthorized,
+                code: "unauthorized")
         }
         try await log.send(client, .get, "/admin/models", headers: admin, expect: .ok)
         try await log.send(client, .post, "/admin/models/narrative/load", body: "", contentType: nil, headers: admin, expect: .ok)  // already loaded
@@ -258,21 +294,31 @@ struct OpenAPIConformanceTests {
         try await log.send(client, .post, "/admin/models/narrative/load", body: "", contentType: nil, headers: admin, expect: .ok)
         try await log.send(client, .post, "/admin/models/theory-of-mind/unload", body: "", contentType: nil, headers: admin, expect: .ok)
         try await log.send(client, .post, "/admin/models/theory_of_mind/load", body: "", contentType: nil, headers: admin, expect: .ok)
-        try await log.send(client, .post, "/admin/models/astrology/load", body: "", contentType: nil, headers: admin, expect: .unprocessableContent, code: "unknown_module")
-        try await log.send(client, .post, "/admin/models/astrology/unload", body: "", contentType: nil, headers: admin, expect: .unprocessableContent, code: "unknown_module")
+        try await log.send(
+            client, .post, "/admin/models/astrology/load", body: "", contentType: nil, headers: admin, expect: .unprocessableContent, code: "unknown_module")
+        try await log.send(
+            client, .post, "/admin/models/astrology/unload", body: "", contentType: nil, headers: admin, expect: .unprocessableContent, code: "unknown_module")
         try await log.send(client, .post, "/admin/init-schema", body: "", contentType: nil, headers: admin, expect: .ok)
 
         // POST /admin/cache/warm: with and without a body, and its errors.
         try await log.send(client, .post, "/admin/cache/warm", body: #"{"texts": ["Warm me up.", "And me too.", " "]}"#, headers: admin, expect: .ok)
-        try await log.send(client, .post, "/admin/cache/warm", body: #"{"texts": ["Warm me up."], "modules": ["emotion", "theory-of-mind"]}"#, headers: admin, expect: .ok)
+        try await log.send(
+            client, .post, "/admin/cache/warm", body: #"{"texts": ["Warm me up."], "modules": ["emotion", "theory-of-mind"]}"#, headers: admin, expect: .ok)
         try await log.send(client, .post, "/admin/cache/warm", body: "{}", headers: admin, expect: .ok)
         try await log.send(client, .post, "/admin/cache/warm", body: "", contentType: nil, headers: admin, expect: .ok)
         try await log.send(client, .post, "/admin/cache/warm", headers: admin, expect: .ok)  // no body at all
         try await log.send(client, .post, "/admin/cache/warm", body: "{not json", headers: admin, expect: .badRequest, code: "invalid_json")
-        try await log.send(client, .post, "/admin/cache/warm", body: #"{"texts": ["x"]}"#, contentType: "text/plain", headers: admin, expect: .unsupportedMediaType, code: "unsupported_media_type")
-        try await log.send(client, .post, "/admin/cache/warm", body: #"{"texts": "x"}"#, headers: admin, expect: .unprocessableContent, code: "validation_failed")
-        try await log.send(client, .post, "/admin/cache/warm", body: #"{"texts": ["x"], "modules": []}"#, headers: admin, expect: .unprocessableContent, code: "validation_failed")
-        try await log.send(client, .post, "/admin/cache/warm", body: #"{"texts": ["x"], "modules": ["astrology"]}"#, headers: admin, expect: .unprocessableContent, code: "unknown_module")
+        try await log.send(
+            client, .post, "/admin/cache/warm", body: #"{"texts": ["x"]}"#, contentType: "text/plain", headers: admin, expect: .unsupportedMediaType,
+            code: "unsupported_media_type")
+        try await log.send(
+            client, .post, "/admin/cache/warm", body: #"{"texts": "x"}"#, headers: admin, expect: .unprocessableContent, code: "validation_failed")
+        try await log.send(
+            client, .post, "/admin/cache/warm", body: #"{"texts": ["x"], "modules": []}"#, headers: admin, expect: .unprocessableContent,
+            code: "validation_failed")
+        try await log.send(
+            client, .post, "/admin/cache/warm", body: #"{"texts": ["x"], "modules": ["astrology"]}"#, headers: admin, expect: .unprocessableContent,
+            code: "unknown_module")
         let huge = #"{"texts": ["\#(String(repeating: "b", count: 4096 * 16 + 100))"]}"#
         try await log.send(client, .post, "/admin/cache/warm", body: huge, headers: admin, expect: .contentTooLarge, code: "payload_too_large")
 
@@ -300,7 +346,8 @@ struct OpenAPIConformanceTests {
         try await log.send(client, .get, "/ready", expect: .ok)
         try await log.send(client, .post, "/v1/analyze", body: #"{"text": "Anonymous and happy."}"#, expect: .ok)
         try await log.send(client, .post, "/v1/emotion", body: #"{"text": "Anonymous and happy."}"#, expect: .ok)
-        try await log.send(client, .post, "/v1/analyze/batch", body: #"{"items": [{"text": "One."}, {"text": " "}]}"#, headers: user("dave", tier: "PREMIUM"), expect: .ok)
+        try await log.send(
+            client, .post, "/v1/analyze/batch", body: #"{"items": [{"text": "One."}, {"text": " "}]}"#, headers: user("dave", tier: "PREMIUM"), expect: .ok)
         let created = try await log.send(client, .post, "/v1/entries", body: #"{"text": "I hope tomorrow will be calmer."}"#, expect: .created)
         try await log.send(client, .get, "/v1/entries", expect: .ok)
         try await log.send(client, .get, "/v1/profile", expect: .ok)
@@ -308,7 +355,8 @@ struct OpenAPIConformanceTests {
             try await log.send(client, .delete, "/v1/entries/\(id)", expect: .ok)
         }
         try await log.send(client, .delete, "/v1/user", expect: .ok)
-        try await log.send(client, .post, "/v1/analyze", body: #"{"text": "hi"}"#, headers: user("erin", tier: "gold"), expect: .badRequest, code: "invalid_request")
+        try await log.send(
+            client, .post, "/v1/analyze", body: #"{"text": "hi"}"#, headers: user("erin", tier: "gold"), expect: .badRequest, code: "invalid_request")
 
         // No admin token configured: every admin route is 403, whatever is presented.
         let adminRoutes: [(HTTPRequest.Method, String)] = [
@@ -318,7 +366,8 @@ struct OpenAPIConformanceTests {
         for (method, path) in adminRoutes {
             let body: String? = method == .post ? "" : nil
             try await log.send(client, method, path, body: body, contentType: nil, expect: .forbidden, code: "forbidden")
-            try await log.send(client, method, path, body: body, contentType: nil, headers: [.authorization: "Bearer anything"], expect: .forbidden, code: "forbidden")
+            try await log.send(
+                client, method, path, body: body, contentType: nil, headers: [.authorization: "Bearer anything"], expect: .forbidden, code: "forbidden")
         }
         try await log.unknownRoute(client, .get, "/nothing/here")
         try await log.send(client, .get, "/metrics", expect: .ok)

@@ -79,7 +79,10 @@ struct ProfileBuilderTests {
         let json = String(decoding: profile.json(), as: UTF8.self)
         #expect(json.hasPrefix(#"{"emotion_baseline":{"arousal":0,"dominant":"neutral","dominant_counts":{},"emotions":{"anger":0,"#))
         #expect(json.contains(#""entries":0,"narrative":{"characters":[],"events":0,"perspective":{},"tense":{}}"#))
-        #expect(json.contains(#""values":{"dimensions":{"conservation":0,"openness_to_change":0,"self_enhancement":0,"self_transcendence":0},"hierarchy":[{"entries":0,"score":0,"value":"achievement"},"#))
+        #expect(
+            json.contains(
+                #""values":{"dimensions":{"conservation":0,"openness_to_change":0,"self_enhancement":0,"self_transcendence":0},"hierarchy":[{"entries":0,"score":0,"value":"achievement"},"#
+            ))
     }
 
     /// Entries without any of the three modules still count, and leave the baseline empty.
@@ -123,31 +126,34 @@ struct ProfileBuilderTests {
 
     @Test func hierarchyIsSortedByScoreThenName() {
         let profile = ProfileBuilder().build(from: [
-            (Self.results(values: ["tradition": 0.25, "achievement": 0.25, "power": 0.5]), Self.day(0)),
+            (Self.results(values: ["tradition": 0.25, "achievement": 0.25, "power": 0.5]), Self.day(0))
         ])
         #expect(profile.values.hierarchy.prefix(3).map(\.value) == ["power", "achievement", "tradition"])
-        #expect(zip(profile.values.hierarchy, profile.values.hierarchy.dropFirst()).allSatisfy { a, b in
-            a.score > b.score || (a.score == b.score && a.value < b.value)
-        })
+        #expect(
+            zip(profile.values.hierarchy, profile.values.hierarchy.dropFirst()).allSatisfy { a, b in
+                a.score > b.score || (a.score == b.score && a.value < b.value)
+            })
     }
 
     /// Dimensions group the profile scores as `ValuesAnalyzer` groups an entry's shares, hedonism
     /// half in openness to change and half in self-enhancement.
     @Test func dimensionsGroupValuesWithHedonismSplit() {
         let profile = ProfileBuilder().build(from: [
-            (Self.results(values: ["hedonism": 0.4, "self_direction": 0.2, "power": 0.1, "security": 0.2, "universalism": 0.1]), Self.day(0)),
+            (Self.results(values: ["hedonism": 0.4, "self_direction": 0.2, "power": 0.1, "security": 0.2, "universalism": 0.1]), Self.day(0))
         ])
-        #expect(profile.values.dimensions == [
-            "openness_to_change": 0.4,
-            "self_enhancement": 0.3,
-            "conservation": 0.2,
-            "self_transcendence": 0.1,
-        ])
+        #expect(
+            profile.values.dimensions == [
+                "openness_to_change": 0.4,
+                "self_enhancement": 0.3,
+                "conservation": 0.2,
+                "self_transcendence": 0.1,
+            ])
     }
 
     /// One real entry: the profile's value scores and dimensions are the entry's own.
     @Test func singleEntryMatchesItsAnalysis() throws {
-        let results = Fixtures.engine.analyze("I volunteer at the shelter because helping others and protecting nature matter to me. I also want to win the race and earn a promotion.")
+        let results = Fixtures.engine.analyze(
+            "I volunteer at the shelter because helping others and protecting nature matter to me. I also want to win the race and earn a promotion.")
         let values = try #require(results.values)
         let profile = ProfileBuilder().build(from: [(results, Self.day(0))])
         for entry in values.hierarchy {
@@ -226,9 +232,10 @@ struct ProfileBuilderTests {
         #expect(narrative.tense == ["past": 2, "present": 1, "future": 12])
         #expect(narrative.perspective == ["first_person": 14, "third_person": 1])
         #expect(narrative.characters.count == 10)
-        #expect(narrative.characters.prefix(4) == [
-            .init(name: "anna", entries: 2), .init(name: "ben", entries: 2), .init(name: "carl", entries: 1), .init(name: "z0", entries: 1),
-        ])
+        #expect(
+            narrative.characters.prefix(4) == [
+                .init(name: "anna", entries: 2), .init(name: "ben", entries: 2), .init(name: "carl", entries: 1), .init(name: "z0", entries: 1),
+            ])
     }
 
     // MARK: Stored entries

@@ -18,12 +18,13 @@ struct CircuitBreakerStateMachineTests {
         trials: Int = 3,
         maxHalfOpenWait: Duration = .zero
     ) -> Machine {
-        Machine(configuration: CircuitBreakerConfiguration(
-            slidingWindowSize: window, minimumNumberOfCalls: minimumCalls,
-            failureRateThreshold: failureRate, slowCallDurationThreshold: Self.slow,
-            slowCallRateThreshold: slowCallRate, waitDurationInOpenState: wait,
-            permittedCallsInHalfOpenState: trials, maxWaitDurationInHalfOpenState: maxHalfOpenWait
-        ))
+        Machine(
+            configuration: CircuitBreakerConfiguration(
+                slidingWindowSize: window, minimumNumberOfCalls: minimumCalls,
+                failureRateThreshold: failureRate, slowCallDurationThreshold: Self.slow,
+                slowCallRateThreshold: slowCallRate, waitDurationInOpenState: wait,
+                permittedCallsInHalfOpenState: trials, maxWaitDurationInHalfOpenState: maxHalfOpenWait
+            ))
     }
 
     /// Acquires a permit (which must be granted) and records `outcome`; returns every transition.
@@ -94,9 +95,10 @@ struct CircuitBreakerStateMachineTests {
         for _ in 0..<4 { #expect(call(&machine, .failure) == []) }
         #expect(machine.state == .closed)
         // The tenth call: 5 failures of 10 = 50%.
-        #expect(call(&machine, .failure, at: .seconds(2)) == [
-            Transition(from: .closed, to: .open(since: .seconds(2) + Self.fast)),
-        ])
+        #expect(
+            call(&machine, .failure, at: .seconds(2)) == [
+                Transition(from: .closed, to: .open(since: .seconds(2) + Self.fast))
+            ])
         #expect(machine.state == .open(since: .seconds(2) + Self.fast))
         #expect(machine.metrics == Machine.Metrics(calls: 10, failedCalls: 5, slowCalls: 0))
     }
@@ -187,9 +189,11 @@ struct CircuitBreakerStateMachineTests {
         #expect(machine.tryAcquire(now: .seconds(5)).permission.permit != nil)
         #expect(machine.tryAcquire(now: .seconds(6)).permission.permit != nil)
         #expect(machine.availableTrialPermits == 0)
-        #expect(machine.tryAcquire(now: .seconds(6)) == Machine.Acquisition(
-            permission: .rejected(retryAfter: Self.slow), transitions: []
-        ))
+        #expect(
+            machine.tryAcquire(now: .seconds(6))
+                == Machine.Acquisition(
+                    permission: .rejected(retryAfter: Self.slow), transitions: []
+                ))
         #expect(machine.state == .halfOpen)
     }
 
@@ -212,9 +216,10 @@ struct CircuitBreakerStateMachineTests {
         #expect(machine.record(.failure, duration: Self.fast, permit: permits[0], now: .seconds(6)) == [])
         #expect(machine.record(.success, duration: Self.fast, permit: permits[1], now: .seconds(6)) == [])
         #expect(machine.state == .halfOpen)
-        #expect(machine.record(.success, duration: Self.fast, permit: permits[2], now: .seconds(6)) == [
-            Transition(from: .halfOpen, to: .closed),
-        ])
+        #expect(
+            machine.record(.success, duration: Self.fast, permit: permits[2], now: .seconds(6)) == [
+                Transition(from: .halfOpen, to: .closed)
+            ])
         #expect(machine.state == .closed)
         #expect(machine.metrics == Machine.Metrics(calls: 0, failedCalls: 0, slowCalls: 0))
 
@@ -231,9 +236,10 @@ struct CircuitBreakerStateMachineTests {
         let permits = try (0..<3).map { _ in try permit(&machine, at: .seconds(5)) }
         machine.record(.failure, duration: Self.fast, permit: permits[0], now: .seconds(6))
         machine.record(.success, duration: Self.fast, permit: permits[1], now: .seconds(6))
-        #expect(machine.record(.failure, duration: Self.fast, permit: permits[2], now: .seconds(7)) == [
-            Transition(from: .halfOpen, to: .open(since: .seconds(7))),
-        ])
+        #expect(
+            machine.record(.failure, duration: Self.fast, permit: permits[2], now: .seconds(7)) == [
+                Transition(from: .halfOpen, to: .open(since: .seconds(7)))
+            ])
         #expect(machine.metrics == Machine.Metrics(calls: 3, failedCalls: 2, slowCalls: 0))
         #expect(machine.tryAcquire(now: .seconds(7)).permission == .rejected(retryAfter: .seconds(5)))
         #expect(machine.tryAcquire(now: .seconds(11)).permission == .rejected(retryAfter: .seconds(1)))
@@ -246,9 +252,10 @@ struct CircuitBreakerStateMachineTests {
         opened(&machine)
         let permits = try (0..<2).map { _ in try permit(&machine, at: .seconds(5)) }
         machine.record(.success, duration: Self.fast, permit: permits[0], now: .seconds(5))
-        #expect(machine.record(.success, duration: Self.slow, permit: permits[1], now: .seconds(6)) == [
-            Transition(from: .halfOpen, to: .open(since: .seconds(6))),
-        ])
+        #expect(
+            machine.record(.success, duration: Self.slow, permit: permits[1], now: .seconds(6)) == [
+                Transition(from: .halfOpen, to: .open(since: .seconds(6)))
+            ])
         #expect(machine.metrics == Machine.Metrics(calls: 2, failedCalls: 0, slowCalls: 1))
     }
 
@@ -284,9 +291,10 @@ struct CircuitBreakerStateMachineTests {
         #expect(machine.release(releasedStraggler, now: .seconds(5)) == [])
         #expect(machine.tryAcquire(now: .seconds(5)).permission == .rejected(retryAfter: Self.slow))
 
-        #expect(machine.record(.failure, duration: Self.fast, permit: trial, now: .seconds(5)).map(\.to) == [
-            .open(since: .seconds(5)),
-        ])
+        #expect(
+            machine.record(.failure, duration: Self.fast, permit: trial, now: .seconds(5)).map(\.to) == [
+                .open(since: .seconds(5))
+            ])
     }
 
     @Test
@@ -297,10 +305,12 @@ struct CircuitBreakerStateMachineTests {
         #expect(machine.state == .halfOpen)
 
         // Checked on the next event, dated when the maximum wait ran out.
-        #expect(machine.tryAcquire(now: .seconds(7)) == Machine.Acquisition(
-            permission: .rejected(retryAfter: .seconds(4)),
-            transitions: [Transition(from: .halfOpen, to: .open(since: .seconds(6)))]
-        ))
+        #expect(
+            machine.tryAcquire(now: .seconds(7))
+                == Machine.Acquisition(
+                    permission: .rejected(retryAfter: .seconds(4)),
+                    transitions: [Transition(from: .halfOpen, to: .open(since: .seconds(6)))]
+                ))
         // The hung trial call ends late: too late to count.
         #expect(machine.record(.success, duration: .seconds(3), permit: hung, now: .seconds(8)) == [])
         #expect(machine.state == .open(since: .seconds(6)))
@@ -308,10 +318,11 @@ struct CircuitBreakerStateMachineTests {
         // Next trial; long after its maximum wait the next call finds it due for yet another trial.
         _ = try permit(&machine, at: .seconds(11))
         let late = machine.tryAcquire(now: .seconds(30))
-        #expect(late.transitions == [
-            Transition(from: .halfOpen, to: .open(since: .seconds(12))),
-            Transition(from: .open(since: .seconds(12)), to: .halfOpen),
-        ])
+        #expect(
+            late.transitions == [
+                Transition(from: .halfOpen, to: .open(since: .seconds(12))),
+                Transition(from: .open(since: .seconds(12)), to: .halfOpen),
+            ])
         #expect(late.permission.permit != nil)
     }
 
@@ -357,12 +368,13 @@ struct CircuitBreakerStateMachineTests {
         transitions += machine.record(.success, duration: Self.fast, permit: try #require(retrial.permission.permit), now: .seconds(12))
 
         let opened = Duration.seconds(1) + Self.fast
-        #expect(transitions == [
-            Transition(from: .closed, to: .open(since: opened)),
-            Transition(from: .open(since: opened), to: .halfOpen),
-            Transition(from: .halfOpen, to: .open(since: .seconds(7))),
-            Transition(from: .open(since: .seconds(7)), to: .halfOpen),
-            Transition(from: .halfOpen, to: .closed),
-        ])
+        #expect(
+            transitions == [
+                Transition(from: .closed, to: .open(since: opened)),
+                Transition(from: .open(since: opened), to: .halfOpen),
+                Transition(from: .halfOpen, to: .open(since: .seconds(7))),
+                Transition(from: .open(since: .seconds(7)), to: .halfOpen),
+                Transition(from: .halfOpen, to: .closed),
+            ])
     }
 }

@@ -109,10 +109,16 @@ struct CircuitBreakerTests {
     func aBodyThatTakesLongerThanTheSlowThresholdIsSlow() async throws {
         let clock = ManualClock()
         let breaker = makeBreaker(clock: clock, slowCallRate: 50)
-        #expect(try await breaker.run { clock.advance(by: .milliseconds(99)); return 1 } == 1)
+        #expect(
+            try await breaker.run {
+                clock.advance(by: .milliseconds(99)); return 1
+            } == 1)
         #expect(breaker.metrics.slowCalls == 0)
         #expect(breaker.state == .closed)
-        #expect(try await breaker.run { clock.advance(by: .milliseconds(150)); return 2 } == 2)
+        #expect(
+            try await breaker.run {
+                clock.advance(by: .milliseconds(150)); return 2
+            } == 2)
         #expect(breaker.state == .open(since: .milliseconds(249)), "one slow call in two is 50%")
         #expect(breaker.metrics == CircuitBreakerStateMachine.Metrics(calls: 2, failedCalls: 0, slowCalls: 1))
     }
@@ -177,21 +183,23 @@ struct CircuitBreakerTests {
 
         clock.advance(by: .seconds(5))
         #expect(try await breaker.run { 7 } == 7)
-        #expect(log.all == [
-            Transition(from: .closed, to: .open(since: .zero)),
-            Transition(from: .open(since: .zero), to: .halfOpen),
-            Transition(from: .halfOpen, to: .closed),
-        ])
+        #expect(
+            log.all == [
+                Transition(from: .closed, to: .open(since: .zero)),
+                Transition(from: .open(since: .zero), to: .halfOpen),
+                Transition(from: .halfOpen, to: .closed),
+            ])
 
         // And the failing trial: closed -> open -> half-open -> open.
         await fail(breaker, times: 2)
         clock.advance(by: .seconds(5))
         await fail(breaker)
-        #expect(Array(log.all.dropFirst(3)) == [
-            Transition(from: .closed, to: .open(since: .seconds(5))),
-            Transition(from: .open(since: .seconds(5)), to: .halfOpen),
-            Transition(from: .halfOpen, to: .open(since: .seconds(10))),
-        ])
+        #expect(
+            Array(log.all.dropFirst(3)) == [
+                Transition(from: .closed, to: .open(since: .seconds(5))),
+                Transition(from: .open(since: .seconds(5)), to: .halfOpen),
+                Transition(from: .halfOpen, to: .open(since: .seconds(10))),
+            ])
         #expect(breaker.stateValue == 2)
     }
 
@@ -229,9 +237,10 @@ struct CircuitBreakerTests {
         breaker.reset()
         #expect(breaker.state == .closed)
         #expect(try await breaker.run { 1 } == 1)
-        #expect(log.all == [
-            Transition(from: .closed, to: .open(since: .seconds(1))),
-            Transition(from: .open(since: .seconds(1)), to: .closed),
-        ])
+        #expect(
+            log.all == [
+                Transition(from: .closed, to: .open(since: .seconds(1))),
+                Transition(from: .open(since: .seconds(1)), to: .closed),
+            ])
     }
 }

@@ -186,7 +186,8 @@ private struct Harness {
         defer { h.remove() }
         // A deadline already passed: the service can only give the degraded basic answer.
         await #expect(throws: Refusal.self) {
-            _ = try await h.service.create(text: "Too late to analyse fully.", idempotencyKey: nil, caller: Caller(user: "ada", tier: .standard), deadline: h.analysis.deadline(in: .zero))
+            _ = try await h.service.create(
+                text: "Too late to analyse fully.", idempotencyKey: nil, caller: Caller(user: "ada", tier: .standard), deadline: h.analysis.deadline(in: .zero))
         }
         #expect(h.store.arrivals.isEmpty && h.outbox.pendingCount == 0)
     }

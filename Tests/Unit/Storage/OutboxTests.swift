@@ -30,7 +30,11 @@ private final class OutboxFlakyStore: Store {
 
     func set(_ mode: Mode) { state.withLock { $0.mode = mode } }
     func fail(id: String) { state.withLock { _ = $0.failing.insert(id) } }
-    func heal() { state.withLock { $0.mode = .healthy; $0.failing = [] } }
+    func heal() {
+        state.withLock {
+            $0.mode = .healthy; $0.failing = []
+        }
+    }
     var calls: Int { state.withLock { $0.calls } }
     var results: [EntryInsertResult] { state.withLock { $0.results } }
     var hangingCount: Int { state.withLock { $0.hangingCount } }

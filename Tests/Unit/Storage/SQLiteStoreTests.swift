@@ -71,7 +71,8 @@ struct SQLiteStoreTests {
                         let store = try SQLiteStore(path: path)
                         defer { store.close() }
                         for i in 0..<25 {
-                            _ = try await store.insertEntry(S.entry(user: "alice", milliseconds: S.baseMilliseconds + Int64(i)), idempotencyKey: "w\(writer)-\(i % 20)")
+                            _ = try await store.insertEntry(
+                                S.entry(user: "alice", milliseconds: S.baseMilliseconds + Int64(i)), idempotencyKey: "w\(writer)-\(i % 20)")
                         }
                     }
                 }

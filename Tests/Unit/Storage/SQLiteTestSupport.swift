@@ -25,6 +25,7 @@ enum SQLiteSamples {
     /// A new entry of `user` with a fresh id.
     static func entry(user: String, text: String = "I walked to the sea today.", milliseconds: Int64 = baseMilliseconds) -> Entry {
         let analysis = Array(#"{"emotion":{"dominant":"joy"}}"#.utf8)
-        return Entry(id: EntryID.generate(), userID: user, text: text, createdAt: UnixMilliseconds.date(milliseconds), analysis: analysis, modelVersion: "test-models-1")
+        return Entry(
+            id: EntryID.generate(), userID: user, text: text, createdAt: UnixMilliseconds.date(milliseconds), analysis: analysis, modelVersion: "test-models-1")
     }
 }

@@ -121,9 +121,11 @@ enum JSONValue: Sendable, Equatable {
     }
 
     static func pathAppending(_ path: String, _ key: String) -> String {
-        let plain = !key.isEmpty && key.utf8.allSatisfy { b in
-            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x5F || b == 0x2D
-        }
+        let plain =
+            !key.isEmpty
+            && key.utf8.allSatisfy { b in
+                (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x5F || b == 0x2D
+            }
         return plain ? "\(path).\(key)" : "\(path)[\"\(key)\"]"
     }
 }
@@ -278,7 +280,7 @@ struct OpenAPIDocument: Sendable {
     /// The schema of a request body.
     func requestSchema(method: String, path: String) -> Schema? {
         guard let body = operation(method: method, path: path)?["requestBody"].map(resolved),
-              let content = body["content"]?.object, let mediaType = Self.preferredMediaType(content.keys)
+            let content = body["content"]?.object, let mediaType = Self.preferredMediaType(content.keys)
         else { return nil }
         return content[mediaType]?["schema"].map(Schema.init)
     }
@@ -591,7 +593,7 @@ struct OpenAPIDocument: Sendable {
             return true
         }
         guard let year = digits(4), expect("-"), let month = digits(2), expect("-"), let day = digits(2),
-              expect("Tt"), let hour = digits(2), expect(":"), let minute = digits(2), expect(":"), let second = digits(2)
+            expect("Tt"), let hour = digits(2), expect(":"), let minute = digits(2), expect(":"), let second = digits(2)
         else { return false }
         guard (1...12).contains(month), hour < 24, minute < 60, second <= 60 else { return false }
         let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
@@ -607,7 +609,7 @@ struct OpenAPIDocument: Sendable {
             i += 1
         } else {
             guard expect("+-"), let offsetHours = digits(2), expect(":"), let offsetMinutes = digits(2),
-                  offsetHours < 24, offsetMinutes < 60
+                offsetHours < 24, offsetMinutes < 60
             else { return false }
         }
         return i == b.count

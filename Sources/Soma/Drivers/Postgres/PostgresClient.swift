@@ -107,13 +107,14 @@ public final class PostgresClient: Service, Sendable {
         queryTimeout: Duration = .seconds(2),
         applicationName: String? = nil
     ) throws {
-        self.init(configuration: Configuration(
-            url: try PostgresURL(url),
-            poolSize: poolSize,
-            connectTimeout: connectTimeout,
-            queryTimeout: queryTimeout,
-            applicationName: applicationName
-        ))
+        self.init(
+            configuration: Configuration(
+                url: try PostgresURL(url),
+                poolSize: poolSize,
+                connectTimeout: connectTimeout,
+                queryTimeout: queryTimeout,
+                applicationName: applicationName
+            ))
     }
 
     /// The pool's lifetime as a Service (as postgres-nio's client runs its pool): returns on

@@ -4,10 +4,11 @@
 import CLibPQ
 import Dispatch
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// What a connection needs to (re)connect: a copy of the client's configuration.
@@ -73,7 +74,6 @@ extension Duration {
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 }
-
 
 /// The client-side deadline of blocking libpq calls: when a call has not returned in time, the socket is
 /// shut down from a timer thread (`shutdown(fd, SHUT_RDWR)`), which makes the blocked call fail at once.
@@ -277,8 +277,7 @@ final class PostgresConnection: PooledConnection {
         let keywords = pairs.map { strdup($0.keyword) }
         let values = pairs.map { strdup($0.value) }
         defer {
-            keywords.forEach { free($0) }
-            values.forEach { free($0) }
+            for pointer in keywords + values { free(pointer) }
         }
         let keywordArray: [UnsafePointer<CChar>?] = keywords.map { $0.map { UnsafePointer($0) } } + [nil]
         let valueArray: [UnsafePointer<CChar>?] = values.map { $0.map { UnsafePointer($0) } } + [nil]
@@ -383,7 +382,7 @@ final class PostgresCallContext {
         // Each parameter in its own malloc'd buffer, freed after the call.
         var buffers: [UnsafeMutablePointer<CChar>?] = []
         buffers.reserveCapacity(parameters.count)
-        defer { buffers.forEach { free($0) } }
+        defer { for buffer in buffers { free(buffer) } }
         var types = [Oid](repeating: 0, count: parameters.count)
         var lengths = [Int32](repeating: 0, count: parameters.count)
         var formats = [Int32](repeating: 0, count: parameters.count)
@@ -532,7 +531,7 @@ extension String {
         let scalars = unicodeScalars
         let drop: Set<Unicode.Scalar> = [" ", "\n", "\t", "\r"]
         guard let first = scalars.firstIndex(where: { !drop.contains($0) }),
-              let last = scalars.lastIndex(where: { !drop.contains($0) })
+            let last = scalars.lastIndex(where: { !drop.contains($0) })
         else { return "" }
         return String(scalars[first...last])
     }

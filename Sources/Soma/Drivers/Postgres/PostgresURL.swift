@@ -115,7 +115,7 @@ public struct PostgresURL: Sendable, Hashable, CustomStringConvertible {
                 portText = after.dropFirst()
             }
             guard !address.isEmpty, address.contains(":"),
-                  address.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." })
+                address.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." })
             else { throw fail("invalid IPv6 address '\(address)'") }
             host = String(address)
         } else {
@@ -139,7 +139,7 @@ public struct PostgresURL: Sendable, Hashable, CustomStringConvertible {
         var port = PostgresURL.defaultPort
         if let portText {
             guard !portText.isEmpty, portText.count <= 5, portText.allSatisfy({ $0.isASCII && $0.isNumber }),
-                  let value = Int(portText), (1...65_535).contains(value)
+                let value = Int(portText), (1...65_535).contains(value)
             else { throw fail("invalid port '\(portText)'") }
             port = value
         }

@@ -87,13 +87,14 @@ public final class RedisClient: Service, Sendable {
         commandTimeout: Duration = .milliseconds(250),
         clientName: String? = nil
     ) throws {
-        self.init(configuration: Configuration(
-            url: try RedisURL(url),
-            poolSize: poolSize,
-            connectTimeout: connectTimeout,
-            commandTimeout: commandTimeout,
-            clientName: clientName
-        ))
+        self.init(
+            configuration: Configuration(
+                url: try RedisURL(url),
+                poolSize: poolSize,
+                connectTimeout: connectTimeout,
+                commandTimeout: commandTimeout,
+                clientName: clientName
+            ))
     }
 
     /// The pool's lifetime as a Service (as postgres-nio's client runs its pool): returns on

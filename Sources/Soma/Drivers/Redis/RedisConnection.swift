@@ -1,10 +1,11 @@
 import CHiredis
 import Dispatch
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// What a connection needs to (re)connect: a copy of the client's configuration.

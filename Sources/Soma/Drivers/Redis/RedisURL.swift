@@ -59,7 +59,7 @@ public struct RedisURL: Sendable, Hashable, CustomStringConvertible {
                 throw fail("user info without ':' (write the password as :password@)")
             }
             guard let user = RedisURL.percentDecode(userInfo[..<colon]),
-                  let pass = RedisURL.percentDecode(userInfo[userInfo.index(after: colon)...])
+                let pass = RedisURL.percentDecode(userInfo[userInfo.index(after: colon)...])
             else { throw fail("invalid percent-encoding in user info") }
             username = user.isEmpty ? nil : user
             password = pass.isEmpty ? nil : pass
@@ -120,7 +120,7 @@ public struct RedisURL: Sendable, Hashable, CustomStringConvertible {
         var port = RedisURL.defaultPort
         if let portText {
             guard !portText.isEmpty, portText.count <= 5, portText.allSatisfy({ $0.isASCII && $0.isNumber }),
-                  let value = Int(portText), (1...65_535).contains(value)
+                let value = Int(portText), (1...65_535).contains(value)
             else { throw fail("invalid port '\(portText)'") }
             port = value
         }
