@@ -11,7 +11,7 @@ public struct HealthReport: Sendable {
             case fallback
         }
 
-        /// The name it is reported under (`store`, `outbox`, `cache`, `redis`).
+        /// The name it is reported under (`store`, `outbox`, `cache`, `redis`, `fallback_cache`).
         public var name: String
         /// What it is (`sqlite`, `postgres`, `memory`, `redis`).
         public var kind: String
@@ -25,7 +25,8 @@ public struct HealthReport: Sendable {
     }
 
     public var storeKind: StoreKind
-    /// In report order: store, outbox (PostgreSQL only), cache, redis (with Redis only).
+    /// In report order: store, outbox (PostgreSQL only), cache, redis and fallback_cache (with Redis
+    /// only).
     public var dependencies: [Dependency]
 
     /// Degraded when any dependency is not up.
@@ -36,7 +37,8 @@ public struct HealthReport: Sendable {
 
 extension SomaRuntime {
     /// Probes every dependency: the store with a round trip (through its breaker when remote),
-    /// the outbox with a committed write, Redis as its breaker sees it.
+    /// the outbox with a committed write, Redis as its breaker sees it, the fallback cache with a
+    /// read.
     public func health() async -> HealthReport {
         var dependencies: [HealthReport.Dependency] = []
         let storeUp = await store.isHealthy()
@@ -58,6 +60,15 @@ extension SomaRuntime {
         dependencies.append(.init(name: "cache", kind: "memory", state: .up))
         if cache.remote != nil {
             dependencies.append(.init(name: "redis", kind: "redis", state: cache.remoteHealthy ? .up : .fallback))
+        }
+        if let fallback = cache.fallback {
+            // The local file that serves while Redis is down: probed with a real read, so a broken
+            // fallback shows before Redis fails, not after.
+            let readable = (try? await fallback.get([CacheKey.user("soma:health", "probe")])) != nil
+            dependencies.append(
+                .init(
+                    name: "fallback_cache", kind: "sqlite", state: readable ? .up : .down,
+                    detail: readable ? nil : "the local fallback cache cannot be read"))
         }
         return HealthReport(storeKind: storage.kind, dependencies: dependencies)
     }

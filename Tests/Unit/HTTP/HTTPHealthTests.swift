@@ -67,4 +67,16 @@ import Testing
             #expect((health.json["dependencies"] as? [String: Any])?["outbox"] == nil)
         }
     }
+
+    @Test func withRedisEveryCacheLayerIsReported() async throws {
+        // Redis on a closed loopback port: the instance starts on its fallbacks.
+        let server = try await TestServer.make { $0.redisURL = "redis://127.0.0.1:1" }
+        try await withRouter(server) { client in
+            let health = try await client.get("/health")
+            #expect(dependency(health, "cache")["kind"] as? String == "memory")
+            #expect(dependency(health, "redis")["kind"] as? String == "redis")
+            #expect(dependency(health, "fallback_cache")["kind"] as? String == "sqlite")
+            #expect(dependency(health, "fallback_cache")["state"] as? String == "up")
+        }
+    }
 }
