@@ -13,11 +13,7 @@ public struct ContractJSONDecoder: RequestDecoder {
             throw APIError(.unsupportedMediaType, "the body must be JSON (Content-Type: application/json)")
         }
         let buffer = try await JSONIO.collect(request, context: context)
-        do {
-            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
-        } catch let error as DecodingError {
-            throw JSONIO.apiError(error)
-        }
+        return try JSONIO.decode(T.self, from: buffer.readableBytesView)
     }
 }
 
@@ -36,6 +32,21 @@ enum JSONIO {
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw APIError(.payloadTooLarge, "the body is larger than \(limit) bytes")
         }
+    }
+
+    /// Decodes a JSON body with the contract's errors; a member name repeated within one object is
+    /// refused (400 `invalid_json`) rather than resolved silently.
+    static func decode<T: Decodable>(_ type: T.Type, from bytes: some RandomAccessCollection<UInt8>) throws -> T {
+        let value: T
+        do {
+            value = try JSONDecoder().decode(T.self, from: Data(bytes))
+        } catch let error as DecodingError {
+            throw apiError(error)
+        }
+        if let name = DuplicateKeys.first(in: bytes) {
+            throw APIError(.invalidJSON, "the body repeats the member \"\(name.prefix(64))\" in one object")
+        }
+        return value
     }
 
     static func isJSON(_ contentType: String) -> Bool {

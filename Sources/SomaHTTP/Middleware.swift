@@ -60,14 +60,22 @@ struct RequestMiddleware: RouterMiddleware {
         return response
     }
 
-    /// A client's id when it is sane (1–128 visible ASCII characters), else a fresh one.
+    /// A client's id when it is sane (1–128 of `A–Z a–z 0–9 . _ : -`: trace ids and UUIDs pass,
+    /// nothing that could plant a field in a log line or break out of a JSON string), else a
+    /// fresh one. nginx applies the same rule (deploy/nginx/soma-http.conf).
     static func requestID(from request: Request) -> String {
-        if let given = request.headers[.requestID], (1...128).contains(given.utf8.count),
-            given.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f })
-        {
+        if let given = request.headers[.requestID], (1...128).contains(given.utf8.count), given.utf8.allSatisfy(Self.isRequestIDByte) {
             return given
         }
         return RequestIDGenerator.next()
+    }
+
+    static func isRequestIDByte(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
+        case UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: ":"), UInt8(ascii: "-"): true
+        default: false
+        }
     }
 
     /// Renders any error as the contract's envelope; internals never reach the client.
@@ -137,12 +145,9 @@ struct IdentityMiddleware: RouterMiddleware {
             }
         }
         let user: String
-        if let given = request.headers[.userID] {
-            guard (1...128).contains(given.utf8.count), given.unicodeScalars.allSatisfy({ !$0.properties.generalCategory.isControlOrSeparator || $0 == " " })
-            else {
-                throw APIError(.invalidRequest, "X-User-Id must be 1 to 128 printable characters", field: "X-User-Id")
-            }
-            user = given
+        let given = request.headers[fields: .userID]
+        if !given.isEmpty {
+            user = try Self.userID(given)
         } else if serviceToken != nil {
             throw APIError(.invalidRequest, "X-User-Id is required", field: "X-User-Id")
         } else {
@@ -159,7 +164,8 @@ struct IdentityMiddleware: RouterMiddleware {
         var context = context
         let caller = Caller(user: user, tier: tier)
         context.caller = caller
-        context.logger[metadataKey: "soma.user.id"] = .string(user)
+        // Quoted and escaped: an id with spaces or `key=value` cannot plant fields in a log line.
+        context.logger[metadataKey: "soma.user.id"] = .string(String(reflecting: user))
         var response: Response
         do {
             response = try await next(request, context)
@@ -172,6 +178,25 @@ struct IdentityMiddleware: RouterMiddleware {
             }
         }
         return response
+    }
+}
+
+extension IdentityMiddleware {
+    /// The user id of the `X-User-Id` fields: exactly one field, whose bytes are valid UTF-8 (ids
+    /// are compared as exact bytes: a lossy decoding would let distinct ids merge), 1 to 128
+    /// bytes of printable characters.
+    static func userID(_ fields: [HTTPField]) throws -> String {
+        guard fields.count == 1 else {
+            throw APIError(.invalidRequest, "X-User-Id must be sent once", field: "X-User-Id")
+        }
+        let decoded = fields[0].withUnsafeBytesOfValue { String(validating: $0, as: UTF8.self) }
+        guard let id = decoded else {
+            throw APIError(.invalidRequest, "X-User-Id must be valid UTF-8", field: "X-User-Id")
+        }
+        guard (1...128).contains(id.utf8.count), id.unicodeScalars.allSatisfy({ !$0.properties.generalCategory.isControlOrSeparator || $0 == " " }) else {
+            throw APIError(.invalidRequest, "X-User-Id must be 1 to 128 printable characters", field: "X-User-Id")
+        }
+        return id
     }
 }
 

@@ -345,9 +345,7 @@ struct SomaAPI: Sendable {
             guard let type = request.headers[.contentType], JSONIO.isJSON(type) else {
                 throw APIError(.unsupportedMediaType, "the body must be JSON (Content-Type: application/json)")
             }
-            do { body = try JSONDecoder().decode(WarmBody.self, from: Data(raw.readableBytesView)) } catch let error as DecodingError {
-                throw JSONIO.apiError(error)
-            }
+            body = try JSONIO.decode(WarmBody.self, from: raw.readableBytesView)
         }
         let modules = try Validation.modules(body.modules, field: "modules")
         if let users = body.users, !(0...10_000).contains(users) {

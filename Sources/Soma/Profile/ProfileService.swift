@@ -33,7 +33,13 @@ public struct ProfileService: Sendable {
         w.key("updated_at"); w.string(Timestamp.iso8601(updated))
         w.key("profile"); w.raw(profile)
         w.endObject()
-        try await store.saveProfile(ProfileSnapshot(userID: user, snapshot: profile, updatedAt: updated))
+        // A user with no entries gets the empty document but no stored row, so reads for unknown
+        // ids cannot grow the database; a stored snapshot is replaced (it may describe entries
+        // since deleted).
+        let keep = entries.isEmpty ? try await store.profile(user: user) != nil : true
+        if keep {
+            try await store.saveProfile(ProfileSnapshot(userID: user, snapshot: profile, updatedAt: updated))
+        }
         await cache.setUser(CacheKey.user(user, "profile"), w.bytes)
         return w.bytes
     }

@@ -1,0 +1,91 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import Soma
+import SomaHTTP
+import Testing
+
+/// Inputs that must be refused rather than resolved silently: ids that would merge, repeated
+/// headers and members, request ids that could plant log fields, reads that would write.
+@Suite(.timeLimit(.minutes(1))) struct HTTPInputTests {
+    /// A user-id field from raw bytes, as a client can put on the wire.
+    private func rawUser(_ bytes: [UInt8]) -> HTTPFields {
+        var fields = HTTPFields()
+        fields.append(HTTPField(name: .xUserID, lenientValue: bytes))
+        return fields
+    }
+
+    @Test func userIdsThatAreNotUTF8AreRefusedSoDistinctIdsCannotMerge() async throws {
+        try await withRouter(try await TestServer.make()) { client in
+            let written = try await client.post("/v1/entries", #"{"text":"Mine alone."}"#, headers: user("victim\u{FFFD}1"))
+            #expect(written.status == .created)
+            for bytes in [Array("victim".utf8) + [0xFF, 0x31], Array("victim".utf8) + [0xFE, 0x31], Array("victim".utf8) + [0xC3]] {
+                let listed = try await client.get("/v1/entries", headers: rawUser(bytes))
+                #expect(listed.status == .badRequest)
+                #expect(listed.errorField == "X-User-Id")
+            }
+            // The valid id itself still reads its entry.
+            let own = try await client.get("/v1/entries", headers: user("victim\u{FFFD}1"))
+            #expect((own.json["entries"] as? [Any])?.count == 1)
+        }
+    }
+
+    @Test func aRepeatedUserIdIsRefused() async throws {
+        try await withRouter(try await TestServer.make()) { client in
+            var fields: HTTPFields = [.xUserID: "alice"]
+            fields.append(HTTPField(name: .xUserID, value: "bob"))
+            let response = try await client.get("/v1/entries", headers: fields)
+            #expect(response.status == .badRequest)
+            #expect(response.errorField == "X-User-Id")
+        }
+    }
+
+    @Test(arguments: [
+        #"{"text":"A","text":"B"}"#,
+        #"{"text":"A","modules":["emotion"],"t\u0065xt":"B"}"#,
+        #"{"items":[{"text":"A","text":"B"}]}"#,
+    ])
+    func aMemberRepeatedInOneObjectIsRefused(body: String) async throws {
+        try await withRouter(try await TestServer.make()) { client in
+            let path = body.contains("items") ? "/v1/analyze/batch" : "/v1/analyze"
+            let response = try await client.post(path, body, headers: user("alice"))
+            #expect(response.status == .badRequest)
+            #expect(response.errorCode == "invalid_json")
+        }
+    }
+
+    @Test func theSameNameInDifferentObjectsIsFine() async throws {
+        try await withRouter(try await TestServer.make()) { client in
+            let response = try await client.post(
+                "/v1/analyze/batch", #"{"items":[{"text":"One, \"text\": here."},{"text":"Two."}],"modules":["emotion"]}"#, headers: user("alice"))
+            #expect(response.status == .ok)
+        }
+    }
+
+    @Test func requestIdsKeepToASafeAlphabet() async throws {
+        try await withRouter(try await TestServer.make()) { client in
+            for sane in ["trace-abc-123", "0af7651916cd43dd8448eb211c80319c", "a.b_c:d-e"] {
+                #expect(try await client.get("/health", headers: [.xRequestID: sane]).headers[.xRequestID] == sane)
+            }
+            for insane in ["a b", "x\"y", "user=admin", "a\\b", String(repeating: "x", count: 129)] {
+                let echoed = try await client.get("/health", headers: [.xRequestID: insane]).headers[.xRequestID]
+                #expect(echoed != insane)
+                #expect(echoed?.count == 32)
+            }
+        }
+    }
+
+    @Test func readingTheProfileOfAnUnknownUserStoresNothing() async throws {
+        let server = try await TestServer.make()
+        let store = server.runtime.store
+        try await withRouter(server) { client in
+            let profile = try await client.get("/v1/profile", headers: user("never-seen"))
+            #expect(profile.status == .ok)
+            #expect(try await store.profile(user: "never-seen") == nil)
+            _ = try await client.post("/v1/entries", #"{"text":"Now I have written something."}"#, headers: user("never-seen"))
+            _ = try await client.get("/v1/profile", headers: user("never-seen"))
+            #expect(try await store.profile(user: "never-seen") != nil)
+        }
+    }
+}
