@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 public import Hummingbird
 import NIOCore
+import NIOHTTP1
 import Soma
 
 /// Hummingbird's request decoder for Soma's contexts (`request.decode(as:context:)`): JSON only
@@ -31,6 +32,12 @@ enum JSONIO {
             return try await request.body.collect(upTo: limit)
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw APIError(.payloadTooLarge, "the body is larger than \(limit) bytes")
+        } catch is NIOTooManyBytesError {
+            // A body without Content-Length (chunked) that grew past the cap while being read.
+            throw APIError(.payloadTooLarge, "the body is larger than \(limit) bytes")
+        } catch is HTTPParserError {
+            // Bad framing (a chunk size that is not hex, negative or overflowing): the client's fault.
+            throw APIError(.invalidRequest, "the body's framing is malformed")
         }
     }
 

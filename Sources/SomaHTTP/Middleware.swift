@@ -1,6 +1,8 @@
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
+import NIOHTTP1
 import Soma
 
 extension HTTPField.Name {
@@ -105,6 +107,10 @@ struct RequestMiddleware: RouterMiddleware {
                 logger.warning("unexpected HTTP error", metadata: ["soma.error": .string("\(e)")])
                 api = APIError(.internal, "internal error")
             }
+        case is NIOTooManyBytesError:
+            api = APIError(.payloadTooLarge, "the body is too large")
+        case is HTTPParserError:
+            api = APIError(.invalidRequest, "the request is malformed")
         case let e as Refusal:
             switch e.kind {
             case .rateLimited: api = APIError(.rateLimited, e.message, retryAfter: e.retryAfter)
