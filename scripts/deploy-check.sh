@@ -361,10 +361,19 @@ if binary:
     bad = []
     for n in ml:
         env = env_of(services[n])
+        command = services[n].get("command") or []
+        if isinstance(command, list) and "--host" in command[:-1]:
+            env.setdefault("SOMA_HOST", command[command.index("--host") + 1])
         with tempfile.NamedTemporaryFile("w", suffix=".env", delete=False) as f:
             for k, v in env.items():
-                # Pass-through variables (secrets) are set in production; interpolations get a stand-in.
-                value = "set-at-deploy" if v is None else re.sub(r"\$\{[^}]*\}", "check", str(v))
+                if v is None:
+                    # Pass-through: the tokens are set at deploy time (the instances refuse to start
+                    # on 0.0.0.0 without one); other pass-throughs stay unset, as by default.
+                    if not k.endswith("_TOKEN"):
+                        continue
+                    v = "set-at-deploy"
+                # Interpolations get a stand-in.
+                value = re.sub(r"\$\{[^}]*\}", "check", str(v))
                 f.write(f"{k}={value}\n")
         r = subprocess.run([binary, "config", "check", "--env-file", f.name], capture_output=True, text=True, timeout=60)
         os.unlink(f.name)

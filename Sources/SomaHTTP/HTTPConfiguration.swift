@@ -1,3 +1,4 @@
+import Foundation
 public import Soma
 
 /// What the HTTP layer itself is told: where to listen, the tokens, and the caps on what a request
@@ -14,6 +15,10 @@ public struct HTTPConfiguration: Sendable {
     public var serviceToken: String?
     /// `SOMA_ADMIN_TOKEN`: /admin needs it; without it, /admin is refused (403).
     public var adminToken: String?
+    /// `SOMA_ALLOW_UNAUTHENTICATED` (false): serve without a service token on an address other than
+    /// loopback. Without it such a configuration refuses to start: anyone who can reach the port
+    /// could claim any user id.
+    public var allowUnauthenticated = false
     /// Largest request body (`SOMA_MAX_BODY_BYTES`, default 256 KiB).
     public var maxBodyBytes = 256 * 1024
     /// `SOMA_DEADLINE_MS` (default 1000) and the cap on `X-Request-Deadline-Ms` (`SOMA_MAX_DEADLINE_MS`, 10000).
@@ -30,11 +35,26 @@ public struct HTTPConfiguration: Sendable {
         if let v = s.string("SOMA_HOST") { host = v }
         if let n = try s.int("SOMA_PORT", max: 65535) { port = n }
         if let n = try s.int("SOMA_BACKLOG", min: 1) { backlog = n }
-        serviceToken = s.string("SOMA_SERVICE_TOKEN")
-        adminToken = s.string("SOMA_ADMIN_TOKEN")
+        serviceToken = try s.token("SOMA_SERVICE_TOKEN")
+        adminToken = try s.token("SOMA_ADMIN_TOKEN")
+        if let allow = try s.bool("SOMA_ALLOW_UNAUTHENTICATED") { allowUnauthenticated = allow }
         if let n = try s.int("SOMA_MAX_BODY_BYTES", min: 1) { maxBodyBytes = n }
         if let d = try s.milliseconds("SOMA_DEADLINE_MS") { defaultDeadline = d }
         if let d = try s.milliseconds("SOMA_MAX_DEADLINE_MS") { maxDeadline = d }
         if let d = try s.seconds("SOMA_DRAIN_SECONDS", min: 0) { drainDelay = d }
+    }
+
+    /// Whether `host` names this machine only (127.0.0.0/8, ::1, localhost).
+    public static func isLoopback(_ host: String) -> Bool {
+        let h = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return h == "localhost" || h == "::1" || h.hasPrefix("127.")
+    }
+
+    /// Why this configuration must not serve, if it must not: no service token on a non-loopback
+    /// address without the explicit switch.
+    public var startupRefusal: String? {
+        guard serviceToken == nil, !allowUnauthenticated, !Self.isLoopback(host) else { return nil }
+        return "no SOMA_SERVICE_TOKEN while listening on \(host): anyone reaching the port could act as any user. "
+            + "Set SOMA_SERVICE_TOKEN, listen on 127.0.0.1, or set SOMA_ALLOW_UNAUTHENTICATED=1 to accept the risk"
     }
 }

@@ -32,6 +32,10 @@ struct ConfigCommand: AsyncParsableCommand {
                 print("config: \(error.description)")
                 throw ExitCode.failure
             }
+            if let refusal = http.startupRefusal {
+                print("config: \(refusal)")
+                throw ExitCode.failure
+            }
             let unknown = settings.unknownNames
             let rows: [(String, String)] = [
                 ("instance", runtime.instanceID),

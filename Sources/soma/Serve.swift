@@ -26,6 +26,7 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let settings = common.settings(["SOMA_HOST": host, "SOMA_PORT": port.map(String.init)])
         let (runtimeConfiguration, http, level) = try common.read(settings) { s throws(Settings.Invalid) in try HTTPConfiguration(settings: s) }
+        if let refusal = http.startupRefusal { throw ValidationError(refusal) }
         let instance = runtimeConfiguration.instanceID
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

@@ -93,6 +93,19 @@ public final class Settings: Sendable {
         try int(name, min: min).map { .seconds($0) }
     }
 
+    /// `1`/`true`/`yes` or `0`/`false`/`no`, `nil` when unset.
+    public func bool(_ name: String) throws(Invalid) -> Bool? {
+        try choice(name, ["1": true, "true": true, "yes": true, "0": false, "false": false, "no": false])
+    }
+
+    /// A secret (a token): `nil` when the variable is absent; present but empty or only white
+    /// space is an error, never "no token" (which would quietly turn authentication off).
+    public func token(_ name: String) throws(Invalid) -> String? {
+        if let value = string(name) { return value }
+        guard present.contains(name) else { return nil }
+        throw Invalid(name: name, value: "<blank>", expected: "a non-blank token, or the variable left unset")
+    }
+
     /// One of `choices` (case-insensitive), `nil` when unset.
     public func choice<T>(_ name: String, _ choices: [String: T]) throws(Invalid) -> T? {
         guard let raw = string(name) else { return nil }

@@ -80,3 +80,28 @@ import Testing
         #expect(throws: Settings.Invalid.self) { try Settings.load(environmentFile: file.path + ".missing") }
     }
 }
+
+/// Authentication cannot be turned off by accident.
+@Suite struct StartupRefusalTests {
+    @Test(arguments: ["", "   ", "\t"])
+    func aBlankTokenIsAnErrorNotNoToken(value: String) throws {
+        #expect(throws: Settings.Invalid.self) { try HTTPConfiguration(settings: Settings(environment: ["SOMA_SERVICE_TOKEN": value])) }
+        #expect(throws: Settings.Invalid.self) { try HTTPConfiguration(settings: Settings(environment: ["SOMA_ADMIN_TOKEN": value])) }
+    }
+
+    @Test func noTokenOnANonLoopbackAddressRefusesToStart() throws {
+        func refusal(_ env: [String: String]) throws -> String? { try HTTPConfiguration(settings: Settings(environment: env)).startupRefusal }
+        #expect(try refusal(["SOMA_HOST": "0.0.0.0"]) != nil)
+        #expect(try refusal(["SOMA_HOST": "192.0.2.7"]) != nil)
+        #expect(try refusal(["SOMA_HOST": "::"]) != nil)
+        // Loopback, a token, or the explicit switch: allowed.
+        for host in ["127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]"] {
+            #expect(try refusal(["SOMA_HOST": host]) == nil, "\(host)")
+        }
+        #expect(try refusal([:]) == nil, "the default (make run) stays one command on 127.0.0.1")
+        #expect(try refusal(["SOMA_HOST": "0.0.0.0", "SOMA_SERVICE_TOKEN": "s3cret"]) == nil)
+        #expect(try refusal(["SOMA_HOST": "0.0.0.0", "SOMA_ALLOW_UNAUTHENTICATED": "1"]) == nil)
+        #expect(try refusal(["SOMA_HOST": "0.0.0.0", "SOMA_ALLOW_UNAUTHENTICATED": "no"]) != nil)
+        #expect(throws: Settings.Invalid.self) { try refusal(["SOMA_ALLOW_UNAUTHENTICATED": "maybe"]) }
+    }
+}
