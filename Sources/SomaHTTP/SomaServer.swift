@@ -34,11 +34,17 @@ public struct SomaServer: Sendable {
     /// (maintenance, the outbox's final flush, the clients).
     public var services: [any Service] { runtime.services + [application, drain] }
 
-    /// The metrics every Soma instance registers, on `prometheus`.
-    public static func metrics(_ prometheus: PrometheusCollectorRegistry) -> SomaMetrics {
+    /// A metrics factory on `prometheus` with the service's latency buckets: what the process
+    /// bootstraps swift-metrics with and what the runtime's metrics are made from.
+    public static func metricsFactory(_ prometheus: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
         var factory = PrometheusMetricsFactory(registry: prometheus)
         factory.defaultDurationHistogramBuckets = latencyBuckets
-        return SomaMetrics(factory: factory)
+        return factory
+    }
+
+    /// The metrics every Soma instance registers, on `prometheus`.
+    public static func metrics(_ prometheus: PrometheusCollectorRegistry) -> SomaMetrics {
+        SomaMetrics(factory: metricsFactory(prometheus))
     }
 
     /// Puts the HTTP layer over `runtime`, whose metrics must be registered on `prometheus`

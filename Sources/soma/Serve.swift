@@ -37,9 +37,7 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "soma")
 
         let prometheus = PrometheusCollectorRegistry()
-        var factory = PrometheusMetricsFactory(registry: prometheus)
-        factory.defaultDurationHistogramBuckets = SomaServer.latencyBuckets
-        MetricsSystem.bootstrap(factory)
+        MetricsSystem.bootstrap(SomaServer.metricsFactory(prometheus))
 
         let server: SomaServer
         do {

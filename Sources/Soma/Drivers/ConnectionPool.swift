@@ -1,3 +1,4 @@
+import ServiceLifecycle
 import Synchronization
 
 /// A connection a `ConnectionPool` hands out (Redis, PostgreSQL): made lazily with an id, the
@@ -161,6 +162,14 @@ final class ConnectionPool<Connection: PooledConnection>: Sendable {
         }
         for waiter in waiters { waiter.continuation.resume(throwing: Connection.closedError()) }
         for connection in idle { connection.shutdown() }
+    }
+
+    /// The pool's lifetime as its client's Service `run()` (as postgres-nio's client runs its
+    /// pool): returns on graceful shutdown or cancellation, then closes the pool. List the client
+    /// before the services that use it, so it is shut down after them.
+    func runUntilShutdown() async {
+        try? await gracefulShutdown()
+        close()
     }
 
     var isClosed: Bool { state.withLock { $0.closed } }

@@ -1,3 +1,5 @@
+// Over 500 lines on purpose: one conformance run over every operation and documented status, with
+// the exercise of each configuration (auth on, auth off) and the checks they share.
 import Foundation
 import HTTPTypes
 import HummingbirdTesting

@@ -97,14 +97,8 @@ public final class RedisClient: Service, Sendable {
             ))
     }
 
-    /// The pool's lifetime as a Service (as postgres-nio's client runs its pool): returns on
-    /// graceful shutdown or cancellation, then closes the pool: callers still waiting for a
-    /// connection fail with the client's closed error, leased connections close when returned.
-    /// List the client before the services that use it, so it is shut down after them.
-    public func run() async throws {
-        try? await gracefulShutdown()
-        close()
-    }
+    /// Runs until graceful shutdown, then closes the pool (`ConnectionPool.runUntilShutdown()`).
+    public func run() async throws { await pool.runUntilShutdown() }
 
     /// A backstop for clients used without `run()` (scripts, tests): the pool closes with the last
     /// reference.
