@@ -15,8 +15,10 @@ public struct APIError: Error, Codable, Sendable, Equatable {
         public static let notFound = Code(rawValue: "not_found")
         public static let payloadTooLarge = Code(rawValue: "payload_too_large")
         public static let unsupportedMediaType = Code(rawValue: "unsupported_media_type")
+        public static let requestTimeout = Code(rawValue: "request_timeout")
         public static let validationFailed = Code(rawValue: "validation_failed")
         public static let unknownModule = Code(rawValue: "unknown_module")
+        public static let idempotencyKeyReused = Code(rawValue: "idempotency_key_reused")
         public static let rateLimited = Code(rawValue: "rate_limited")
         public static let overloaded = Code(rawValue: "overloaded")
         public static let unavailable = Code(rawValue: "unavailable")
@@ -30,9 +32,10 @@ public struct APIError: Error, Codable, Sendable, Equatable {
             case .unauthorized: 401
             case .forbidden: 403
             case .notFound: 404
+            case .requestTimeout: 408
             case .payloadTooLarge: 413
             case .unsupportedMediaType: 415
-            case .validationFailed, .unknownModule: 422
+            case .validationFailed, .unknownModule, .idempotencyKeyReused: 422
             case .rateLimited: 429
             case .overloaded, .unavailable: 503
             case .deadlineExceeded: 504

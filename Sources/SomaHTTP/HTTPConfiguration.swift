@@ -27,6 +27,12 @@ public struct HTTPConfiguration: Sendable {
     /// How long /ready answers 503 before the server stops accepting (`SOMA_DRAIN_SECONDS`, 1), so a
     /// load balancer notices before connections are refused.
     public var drainDelay: Duration = .seconds(1)
+    /// Header, body and idle timeouts and the connection cap (`SOMA_HEADER_TIMEOUT_MS`,
+    /// `SOMA_BODY_TIMEOUT_MS`, `SOMA_IDLE_TIMEOUT_MS`, `SOMA_MAX_CONNECTIONS`).
+    public var connections = ConnectionLimits()
+    /// Invalid requests (400, 413, 415, 422) one user may make per minute before all their
+    /// requests are refused with 429 for the rest of the minute (`SOMA_INVALID_REQUESTS_PER_MINUTE`, 60).
+    public var invalidRequestsPerMinute = 60
 
     public init() {}
 
@@ -42,6 +48,11 @@ public struct HTTPConfiguration: Sendable {
         if let d = try s.milliseconds("SOMA_DEADLINE_MS") { defaultDeadline = d }
         if let d = try s.milliseconds("SOMA_MAX_DEADLINE_MS") { maxDeadline = d }
         if let d = try s.seconds("SOMA_DRAIN_SECONDS", min: 0) { drainDelay = d }
+        if let d = try s.milliseconds("SOMA_HEADER_TIMEOUT_MS") { connections.headerTimeout = d }
+        if let d = try s.milliseconds("SOMA_BODY_TIMEOUT_MS") { connections.bodyTimeout = d }
+        if let d = try s.milliseconds("SOMA_IDLE_TIMEOUT_MS") { connections.idleTimeout = d }
+        if let n = try s.int("SOMA_MAX_CONNECTIONS", min: 1) { connections.maxConnections = n }
+        if let n = try s.int("SOMA_INVALID_REQUESTS_PER_MINUTE", min: 1) { invalidRequestsPerMinute = n }
     }
 
     /// Whether `host` names this machine only (127.0.0.0/8, ::1, localhost).

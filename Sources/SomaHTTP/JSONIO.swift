@@ -35,6 +35,8 @@ enum JSONIO {
         } catch is NIOTooManyBytesError {
             // A body without Content-Length (chunked) that grew past the cap while being read.
             throw APIError(.payloadTooLarge, "the body is larger than \(limit) bytes")
+        } catch is RequestBodyTimeout {
+            throw APIError(.requestTimeout, "the body did not arrive within the body timeout")
         } catch is HTTPParserError {
             // Bad framing (a chunk size that is not hex, negative or overflowing): the client's fault.
             throw APIError(.invalidRequest, "the body's framing is malformed")

@@ -116,6 +116,7 @@ struct RequestMiddleware: RouterMiddleware {
             case .rateLimited: api = APIError(.rateLimited, e.message, retryAfter: e.retryAfter)
             case .overloaded: api = APIError(.overloaded, e.message, retryAfter: e.retryAfter)
             case .deadlineExceeded: api = APIError(.deadlineExceeded, e.message)
+            case .idempotencyKeyReused: api = APIError(.idempotencyKeyReused, e.message, field: "Idempotency-Key")
             case .failed:
                 logger.warning("request failed", metadata: ["soma.error": .string(e.message)])
                 api = APIError(.internal, "internal error")
@@ -143,6 +144,13 @@ struct IdentityMiddleware: RouterMiddleware {
     typealias Context = SomaRequestContext
     let serviceToken: String?
     let activeUsers: ActiveUsers
+    /// Refuses a caller who keeps sending invalid requests (counted once authenticated, so nobody
+    /// without the token can spend another user's allowance).
+    let invalidRequests: InvalidRequestGuard
+    let metrics: SomaMetrics
+
+    /// The statuses that count as an invalid request: the caller's input was wrong.
+    static let invalidStatuses: Set<Int> = [400, 413, 415, 422]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if let serviceToken {
@@ -172,12 +180,23 @@ struct IdentityMiddleware: RouterMiddleware {
         context.caller = caller
         // Quoted and escaped: an id with spaces or `key=value` cannot plant fields in a log line.
         context.logger[metadataKey: "soma.user.id"] = .string(String(reflecting: user))
+        if let wait = invalidRequests.refusal(user) {
+            metrics.increment(SomaMetrics.Name.invalidRefused)
+            // RateLimit-* describe the limit that applies: this one, spent.
+            throw APIError(
+                .rateLimited, "too many invalid requests from this user; retry later", retryAfter: wait,
+                headers: [
+                    "RateLimit-Limit": String(invalidRequests.configuration.limit), "RateLimit-Remaining": "0",
+                    "RateLimit-Reset": String(JSONIO.seconds(wait)),
+                ])
+        }
         var response: Response
         do {
             response = try await next(request, context)
         } catch {
             response = RequestMiddleware.render(error, requestID: context.requestID, logger: context.logger)
         }
+        if Self.invalidStatuses.contains(response.status.code) { invalidRequests.record(user) }
         if let decision = caller.ledger.recorded {
             for field in RateLimitHeaders.fields(decision) where response.headers[field.name] == nil {
                 response.headers.append(field)

@@ -13,6 +13,7 @@ struct SomaAPI: Sendable {
     let runtime: SomaRuntime
     let readiness: Readiness
     let activeUsers: ActiveUsers
+    let invalidRequests: InvalidRequestGuard
     let startedAt: ContinuousClock.Instant
     let version: String
     /// Renders `/metrics`; `degraded` is what `/health` reports.
@@ -33,7 +34,10 @@ struct SomaAPI: Sendable {
         }
 
         let v1 = router.group("v1")
-            .add(middleware: IdentityMiddleware(serviceToken: configuration.serviceToken, activeUsers: activeUsers))
+            .add(
+                middleware: IdentityMiddleware(
+                    serviceToken: configuration.serviceToken, activeUsers: activeUsers, invalidRequests: invalidRequests, metrics: runtime.metrics)
+            )
             .group(context: CallerContext.self)
         v1.post("analyze") { request, context in
             let body = try await request.decode(as: AnalyzeBody.self, context: context)

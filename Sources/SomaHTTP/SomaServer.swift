@@ -1,5 +1,6 @@
 import Foundation
 public import Hummingbird
+import HummingbirdCore
 public import Logging
 public import Prometheus
 public import ServiceLifecycle
@@ -64,6 +65,7 @@ public struct SomaServer: Sendable {
         let process = ProcessMetrics(registry: prometheus, stateDirectory: runtime.configuration.stateDirectory)
         let api = SomaAPI(
             configuration: configuration, runtime: runtime, readiness: readiness, activeUsers: activeUsers,
+            invalidRequests: InvalidRequestGuard(configuration: .init(limit: configuration.invalidRequestsPerMinute), clock: clock),
             startedAt: .now, version: version,
             metricsText: { degraded in
                 process.refresh()
@@ -80,9 +82,17 @@ public struct SomaServer: Sendable {
         api.register(on: router)
 
         let instanceID = runtime.configuration.instanceID
+        let connections = ConnectionTable(metrics: metrics)
+        let limits = configuration.connections
         let application = Application(
             router: router,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil, backlog: configuration.backlog),
+            server: HTTPServerBuilder { responder in
+                GuardedHTTP1Channel(inner: HTTP1Channel(responder: responder), limits: limits, table: connections)
+            },
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port), serverName: nil, backlog: configuration.backlog,
+                availableConnectionsDelegate: ConnectionCap(table: connections, maxConnections: limits.maxConnections)
+            ),
             onServerRunning: { channel in
                 readiness.set(.ready, port: channel.localAddress?.port)
                 logger.info(

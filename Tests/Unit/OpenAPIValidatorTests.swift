@@ -16,8 +16,8 @@ struct OpenAPIValidatorTests {
     ]
 
     static let codes: [APIError.Code] = [
-        .invalidJSON, .invalidRequest, .unauthorized, .forbidden, .notFound, .payloadTooLarge, .unsupportedMediaType,
-        .validationFailed, .unknownModule, .rateLimited, .overloaded, .unavailable, .deadlineExceeded, .internal,
+        .invalidJSON, .invalidRequest, .unauthorized, .forbidden, .notFound, .requestTimeout, .payloadTooLarge, .unsupportedMediaType,
+        .validationFailed, .unknownModule, .idempotencyKeyReused, .rateLimited, .overloaded, .unavailable, .deadlineExceeded, .internal,
     ]
 
     /// A valid analysis envelope with all five modules.
@@ -385,6 +385,7 @@ struct OpenAPIValidatorTests {
                 for code in codes {
                     var error: [String: Any] = ["code": code.rawValue, "message": "something went wrong", "request_id": "r-1"]
                     if code == .validationFailed { error["field"] = "text" }
+                    if code == .idempotencyKeyReused { error["field"] = "Idempotency-Key" }
                     let body = try Self.data(["error": error])
                     #expect(
                         doc.validateResponse(method: op.method, path: path, status: status, body: body) == [],

@@ -41,6 +41,8 @@ public struct Refusal: Error, Sendable, Equatable, CustomStringConvertible {
         case deadlineExceeded
         /// An internal failure; the message is for logs (500).
         case failed
+        /// The caller's Idempotency-Key already names a write with a different body (422).
+        case idempotencyKeyReused
     }
 
     public var kind: Kind

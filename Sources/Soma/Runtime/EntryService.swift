@@ -80,6 +80,12 @@ public struct EntryService: Sendable {
     /// when neither the store nor the outbox could take it.
     public func create(text: String, idempotencyKey key: String?, caller: Caller, deadline: Duration) async throws -> Write {
         try await analysis.spend(caller, cost: 1)
+        if let key, let earlier = try await keyedWrite(user: caller.user, key: key) {
+            // A retry answers as the first time, without analysing again; a different body under
+            // the same key is the client's mistake, not a retry.
+            try Self.checkSameBody(earlier.entry, text: text)
+            return earlier
+        }
         let outcome = try await analysis.run(text, modules: Module.allCases, caller: caller, deadline: deadline)
         if outcome.degraded != nil {
             metrics.shed(tier: caller.tier)
@@ -90,11 +96,36 @@ public struct EntryService: Sendable {
             id: EntryID.generate(now: created), userID: caller.user, text: text, createdAt: created,
             analysis: outcome.resultsJSON(), modelVersion: analysis.modelVersion)
         let (result, persisted) = try await persist(entry, idempotencyKey: key, tier: caller.tier)
+        if case .existing(let earlier) = result {
+            // A concurrent write with the same key won the race.
+            try Self.checkSameBody(earlier, text: text)
+        }
         if case .inserted = result {
             metrics.increment(SomaMetrics.Name.entriesWritten, [("persisted", persisted.rawValue)])
             await cache.invalidateUser(caller.user)
         }
         return Write(entry: result.entry, persisted: persisted, inserted: result.isInserted)
+    }
+
+    /// The write already made under `key` by `user`: queued in the outbox or stored. A store that
+    /// cannot answer is no reason to refuse the write: the insert below checks the key again.
+    private func keyedWrite(user: String, key: String) async throws -> Write? {
+        if let outbox = storage.outbox, let queued = try outbox.queued(user: user, idempotencyKey: key) {
+            return Write(entry: queued, persisted: .queued, inserted: false)
+        }
+        do {
+            return try await storage.store.entry(user: user, idempotencyKey: key).map { Write(entry: $0, persisted: .stored, inserted: false) }
+        } catch let error as StoreError where error.code == .unavailable {
+            return nil
+        }
+    }
+
+    /// Refuses a write whose text differs from the one first written under the same key (the
+    /// text is the whole body, and it is kept with the entry, so exact bytes are compared).
+    private static func checkSameBody(_ earlier: Entry, text: String) throws {
+        guard earlier.text.utf8.elementsEqual(text.utf8) else {
+            throw Refusal(.idempotencyKeyReused, "this Idempotency-Key was used for a different body; use a new key for a new entry")
+        }
     }
 
     /// The durability policy (see the type's documentation).

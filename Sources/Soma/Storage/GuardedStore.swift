@@ -56,6 +56,10 @@ public final class GuardedStore: Store {
         try await call { try await $0.entry(user: user, id: id) }
     }
 
+    public func entry(user: String, idempotencyKey: String) async throws -> Entry? {
+        try await call { try await $0.entry(user: user, idempotencyKey: idempotencyKey) }
+    }
+
     public func deleteEntry(user: String, id: String) async throws -> Bool {
         try await call { try await $0.deleteEntry(user: user, id: id) }
     }

@@ -302,6 +302,14 @@ public final class PostgresStore: Store {
         return try await query(Self.entryByID, [.text(user), .text(id)]).rows.first.map(Self.entry)
     }
 
+    public func entry(user: String, idempotencyKey: String) async throws -> Entry? {
+        guard !Self.hasNUL(user), !Self.hasNUL(idempotencyKey) else { return nil }
+        return try await query(
+            "SELECT \(Self.entryColumns) FROM entries WHERE user_id = $1 AND id = (SELECT entry_id FROM idempotency_keys WHERE user_id = $1 AND key = $2)",
+            [.text(user), .text(idempotencyKey)]
+        ).rows.first.map(Self.entry)
+    }
+
     /// Also forgets the idempotency keys that pointed at the entry (one statement, so atomically).
     public func deleteEntry(user: String, id: String) async throws -> Bool {
         guard !Self.hasNUL(user), !Self.hasNUL(id) else { return false }

@@ -289,6 +289,17 @@ public final class SQLiteStore: Store {
         try withConnection { db throws(StoreError) in try Self.entry(in: db, user: user, id: id) }
     }
 
+    public func entry(user: String, idempotencyKey: String) async throws -> Entry? {
+        try withConnection { db throws(StoreError) in
+            guard
+                let id = try db.query(
+                    "SELECT entry_id FROM idempotency_keys WHERE user_id = ? AND key = ?", [.text(user), .text(idempotencyKey)], { $0.text(0) }
+                ).first
+            else { return nil }
+            return try Self.entry(in: db, user: user, id: id)
+        }
+    }
+
     /// Also forgets the idempotency keys that pointed at the entry.
     public func deleteEntry(user: String, id: String) async throws -> Bool {
         try withConnection { db throws(StoreError) in

@@ -126,6 +126,10 @@ public protocol Store: Sendable {
     /// The user's entry `id`, `nil` when it does not exist or is another user's.
     func entry(user: String, id: String) async throws -> Entry?
 
+    /// The user's entry stored under `idempotencyKey`, `nil` when the key is unused or its entry
+    /// was deleted.
+    func entry(user: String, idempotencyKey: String) async throws -> Entry?
+
     /// Deletes the user's entry `id`; false when there was none (or it is another user's).
     func deleteEntry(user: String, id: String) async throws -> Bool
 

@@ -36,18 +36,25 @@ final class SomaProcess: Sendable {
         return fallback
     }
 
-    /// Starts an instance and waits until it is ready.
-    static func start(instance: String, environment: [String: String]) async throws -> SomaProcess {
+    /// Starts an instance and waits until it is ready; `openFiles` sets its descriptor limit
+    /// (soft and hard, as `ulimit -n` does) through a shell that then execs soma.
+    static func start(instance: String, environment: [String: String], openFiles: Int? = nil) async throws -> SomaProcess {
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("soma-it-\(instance)-\(UUID().uuidString)", isDirectory: true)
         try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
         let log = state.appendingPathComponent("serve.log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let process = Process()
-        process.executableURL = try binary()
-        process.arguments = [
+        let arguments = [
             "serve", "--port", "0", "--instance-id", instance, "--state-dir", state.path,
             "--model-dir", root.appendingPathComponent("Fixtures/models").path,
         ]
+        if let openFiles {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "ulimit -n \(openFiles) && exec \"$0\" \"$@\"", try binary().path] + arguments
+        } else {
+            process.executableURL = try binary()
+            process.arguments = arguments
+        }
         var env = ProcessInfo.processInfo.environment
         env["SOMA_DRAIN_SECONDS"] = "0"
         env["SOMA_LOG_LEVEL"] = "info"

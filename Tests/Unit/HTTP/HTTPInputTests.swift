@@ -88,4 +88,40 @@ import Testing
             #expect(try await store.profile(user: "never-seen") != nil)
         }
     }
+
+    @Test func aUserWhoKeepsSendingInvalidRequestsIsRefusedAndOnlyThatUser() async throws {
+        try await withRouter(try await TestServer.make { $0.http.invalidRequestsPerMinute = 3 }) { client in
+            for body in [#"{"text":"#, #"{"text": 5}"#, #"{"text":"A","text":"B"}"#] {
+                let response = try await client.post("/v1/analyze", body, headers: user("alice"))
+                #expect([400, 422].contains(response.status.code))
+            }
+            // Even a valid request of hers is refused now, before its body is read.
+            let refused = try await client.post("/v1/analyze", #"{"text":"Fine."}"#, headers: user("alice"))
+            #expect(refused.status == .tooManyRequests)
+            #expect(refused.errorCode == "rate_limited")
+            #expect(refused.headers[.retryAfter] != nil)
+            #expect(refused.headers[HTTPField.Name("RateLimit-Remaining")!] == "0")
+            // Someone else is not affected.
+            #expect(try await client.post("/v1/analyze", #"{"text":"Fine."}"#, headers: user("bob")).status == .ok)
+        }
+    }
+
+    @Test func anIdempotencyKeyReusedForADifferentBodyIs422() async throws {
+        try await withRouter(try await TestServer.make()) { client in
+            var headers = user("alice")
+            headers[HTTPField.Name("Idempotency-Key")!] = "order-1"
+            let first = try await client.post("/v1/entries", #"{"text":"The first text."}"#, headers: headers)
+            #expect(first.status == .created)
+            let retry = try await client.post("/v1/entries", #"{"text":"The first text."}"#, headers: headers)
+            #expect(retry.status == .created)
+            #expect(retry.json["id"] as? String == first.json["id"] as? String)
+            let reused = try await client.post("/v1/entries", #"{"text":"Another text."}"#, headers: headers)
+            #expect(reused.status == .unprocessableContent)
+            #expect(reused.errorCode == "idempotency_key_reused")
+            #expect(reused.errorField == "Idempotency-Key")
+            let listed = try await client.get("/v1/entries", headers: user("alice"))
+            #expect((listed.json["entries"] as? [Any])?.count == 1)
+        }
+    }
+
 }

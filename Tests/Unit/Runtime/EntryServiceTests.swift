@@ -33,6 +33,10 @@ private final class SwitchableStore: Store {
         return try await base.entries(user: user, limit: limit, cursor: cursor)
     }
     func entry(user: String, id: String) async throws -> Entry? { try check(); return try await base.entry(user: user, id: id) }
+    func entry(user: String, idempotencyKey: String) async throws -> Entry? {
+        try check()
+        return try await base.entry(user: user, idempotencyKey: idempotencyKey)
+    }
     func deleteEntry(user: String, id: String) async throws -> Bool { try check(); return try await base.deleteEntry(user: user, id: id) }
     func recentEntries(user: String, limit: Int) async throws -> [Entry] { try check(); return try await base.recentEntries(user: user, limit: limit) }
     func mostActiveUsers(limit: Int) async throws -> [String] { try check(); return try await base.mostActiveUsers(limit: limit) }
@@ -206,4 +210,32 @@ private struct Harness {
         #expect(caller.ledger.recorded?.allowed == false)
         #expect(h.store.arrivals.count == 1)
     }
+
+    /// Whether any module's result for `text` is in the cache, i.e. whether it was analysed.
+    private func analysed(_ text: String, _ h: Harness) async -> Bool {
+        let keys = Module.allCases.map { h.analysis.service.cacheKey($0, normalized: TextNormalizer.normalize(text), user: "ada") }
+        return await h.cache.get(keys).contains { $0 != nil }
+    }
+
+    @Test(arguments: [false, true])
+    func aKeyReusedForADifferentBodyIs422AndNothingIsAnalysed(storeDown: Bool) async throws {
+        let h = try await Harness()
+        defer { h.remove() }
+        h.store.setDown(storeDown)
+        let first = try await h.create("The first body under this key.", key: "k-1")
+        #expect(first.persisted == (storeDown ? .queued : .stored))
+        let other = "A different body under the same key."
+        await #expect(throws: Refusal(.idempotencyKeyReused, "this Idempotency-Key was used for a different body; use a new key for a new entry")) {
+            try await h.create(other, key: "k-1")
+        }
+        #expect(await !analysed(other, h), "a refused write must not be analysed")
+        // The same body is a retry: the first entry, not analysed or stored again.
+        let retry = try await h.create("The first body under this key.", key: "k-1")
+        #expect(retry.entry.id == first.entry.id)
+        #expect(!retry.inserted)
+        #expect(retry.persisted == first.persisted)
+        // The key is per user: another user may use it for any body.
+        #expect(try await h.create(other, key: "k-1", user: "grace").inserted)
+    }
+
 }

@@ -82,6 +82,7 @@ private final class OutboxFlakyStore: Store {
         try await base.entries(user: user, limit: limit, cursor: cursor)
     }
     func entry(user: String, id: String) async throws -> Entry? { try await base.entry(user: user, id: id) }
+    func entry(user: String, idempotencyKey: String) async throws -> Entry? { try await base.entry(user: user, idempotencyKey: idempotencyKey) }
     func deleteEntry(user: String, id: String) async throws -> Bool { try await base.deleteEntry(user: user, id: id) }
     func recentEntries(user: String, limit: Int) async throws -> [Entry] { try await base.recentEntries(user: user, limit: limit) }
     func mostActiveUsers(limit: Int) async throws -> [String] { try await base.mostActiveUsers(limit: limit) }
