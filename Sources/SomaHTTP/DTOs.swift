@@ -1,9 +1,40 @@
 import Soma
 
+/// Request bodies refuse members they do not define (422 `validation_failed` naming the member,
+/// as openapi.yaml's `additionalProperties: false` says): a misspelt optional member such as
+/// `"module"` would otherwise be ignored and every module run.
+private struct MemberName: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+/// What `JSONIO.apiError` recognises as an unknown member.
+let unknownMemberDescription = "unknown member"
+
+extension Decoder {
+    fileprivate func refuseMembers(except allowed: Set<String>) throws {
+        let container = try container(keyedBy: MemberName.self)
+        if let unknown = container.allKeys.first(where: { !allowed.contains($0.stringValue) }) {
+            throw DecodingError.dataCorrupted(.init(codingPath: codingPath + [unknown], debugDescription: unknownMemberDescription))
+        }
+    }
+}
+
 /// `POST /v1/analyze` and one batch item.
 struct AnalyzeBody: Decodable, Sendable {
     var text: String
     var modules: [String]?
+
+    private enum CodingKeys: String, CodingKey, CaseIterable { case text, modules }
+
+    init(from decoder: any Decoder) throws {
+        try decoder.refuseMembers(except: Set(CodingKeys.allCases.map(\.rawValue)))
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        text = try c.decode(String.self, forKey: .text)
+        modules = try c.decodeIfPresent([String].self, forKey: .modules)
+    }
 }
 
 /// `POST /v1/analyze/batch`.
@@ -11,11 +42,27 @@ struct BatchBody: Decodable, Sendable {
     var items: [AnalyzeBody]
     /// The default module list for items that give none.
     var modules: [String]?
+
+    private enum CodingKeys: String, CodingKey, CaseIterable { case items, modules }
+
+    init(from decoder: any Decoder) throws {
+        try decoder.refuseMembers(except: Set(CodingKeys.allCases.map(\.rawValue)))
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        items = try c.decode([AnalyzeBody].self, forKey: .items)
+        modules = try c.decodeIfPresent([String].self, forKey: .modules)
+    }
 }
 
 /// The single-module routes and `POST /v1/entries`.
 struct TextBody: Decodable, Sendable {
     var text: String
+
+    private enum CodingKeys: String, CodingKey, CaseIterable { case text }
+
+    init(from decoder: any Decoder) throws {
+        try decoder.refuseMembers(except: Set(CodingKeys.allCases.map(\.rawValue)))
+        text = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .text)
+    }
 }
 
 /// `POST /admin/cache/warm`.
@@ -24,6 +71,19 @@ struct WarmBody: Decodable, Sendable {
     var modules: [String]?
     /// How many of the most active users' profiles to preload.
     var users: Int?
+
+    private enum CodingKeys: String, CodingKey, CaseIterable { case texts, modules, users }
+
+    /// An empty body: every member absent.
+    init() {}
+
+    init(from decoder: any Decoder) throws {
+        try decoder.refuseMembers(except: Set(CodingKeys.allCases.map(\.rawValue)))
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        texts = try c.decodeIfPresent([String].self, forKey: .texts)
+        modules = try c.decodeIfPresent([String].self, forKey: .modules)
+        users = try c.decodeIfPresent(Int.self, forKey: .users)
+    }
 }
 
 enum Validation {

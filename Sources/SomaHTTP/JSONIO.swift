@@ -75,6 +75,9 @@ enum JSONIO {
         switch error {
         case .dataCorrupted(let context) where context.codingPath.isEmpty:
             return APIError(.invalidJSON, "the body is not valid JSON")
+        case .dataCorrupted(let context) where context.debugDescription == unknownMemberDescription:
+            let field = path(context.codingPath)
+            return APIError(.validationFailed, "\(field): unknown member", field: field)
         case .dataCorrupted(let context):
             let field = path(context.codingPath)
             return APIError(.validationFailed, "\(field): invalid value", field: field)

@@ -218,7 +218,8 @@ extension IdentityMiddleware {
         guard let id = decoded else {
             throw APIError(.invalidRequest, "X-User-Id must be valid UTF-8", field: "X-User-Id")
         }
-        guard (1...128).contains(id.utf8.count), id.unicodeScalars.allSatisfy({ !$0.properties.generalCategory.isControlOrSeparator || $0 == " " }) else {
+        guard (1...128).contains(id.unicodeScalars.count), id.unicodeScalars.allSatisfy({ !$0.properties.generalCategory.isControlOrSeparator || $0 == " " })
+        else {
             throw APIError(.invalidRequest, "X-User-Id must be 1 to 128 printable characters", field: "X-User-Id")
         }
         return id

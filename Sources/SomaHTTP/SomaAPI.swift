@@ -58,10 +58,24 @@ struct SomaAPI: Sendable {
             }
         }
         v1.post("entries") { request, context in try await createEntry(request, context) }
-        v1.get("entries") { request, context in try await listEntries(request, context) }
-        v1.delete("entries/:id") { _, context in try await deleteEntry(context) }
-        v1.delete("user") { _, context in try await eraseUser(context) }
-        v1.get("profile") { _, context in try await profile(context) }
+        v1.get("entries") { request, context in
+            _ = try deadline(request)
+            return try await listEntries(request, context)
+        }
+        // These routes take no deadline of their own (the store's timeout bounds them), but a
+        // malformed X-Request-Deadline-Ms is refused everywhere alike.
+        v1.delete("entries/:id") { request, context in
+            _ = try deadline(request)
+            return try await deleteEntry(context)
+        }
+        v1.delete("user") { request, context in
+            _ = try deadline(request)
+            return try await eraseUser(context)
+        }
+        v1.get("profile") { request, context in
+            _ = try deadline(request)
+            return try await profile(context)
+        }
 
         let admin = router.group("admin").add(middleware: AdminMiddleware(adminToken: configuration.adminToken))
         admin.get("models") { _, context in try await models(context) }
@@ -146,10 +160,12 @@ struct SomaAPI: Sendable {
     private func deadline(_ request: Request) throws -> Duration {
         var timeout = configuration.defaultDeadline
         if let raw = request.headers[.requestDeadline] {
-            guard let ms = Int(raw), ms > 0 else {
+            let digits = !raw.isEmpty && raw.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+            guard digits, raw.utf8.contains(where: { $0 != UInt8(ascii: "0") }) else {
                 throw APIError(.invalidRequest, "X-Request-Deadline-Ms must be a positive integer", field: "X-Request-Deadline-Ms")
             }
-            timeout = min(.milliseconds(ms), configuration.maxDeadline)
+            // Any positive integer is accepted and capped, however many digits it has.
+            timeout = Int(raw).map { min(.milliseconds($0), configuration.maxDeadline) } ?? configuration.maxDeadline
         }
         return runtime.analysis.deadline(in: timeout)
     }
@@ -340,7 +356,7 @@ struct SomaAPI: Sendable {
     }
 
     private func warm(_ request: Request, _ context: SomaRequestContext) async throws -> Response {
-        var body = WarmBody(texts: nil, modules: nil, users: nil)
+        var body = WarmBody()
         var large = context
         large.bodyLimit = configuration.maxBodyBytes * 16
         let raw = try await JSONIO.collect(request, context: large)

@@ -54,15 +54,18 @@ struct L1CacheTests {
                 String(describing: tom)
                     == "soma:v1:a:theory_of_mind:v2:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
             )
-            #expect(CacheKey.user("u-42", "profile").description == "soma:v1:u:u-42:profile")
+            // Per-user keys name the user by tag: no id in a shared layer.
+            #expect(CacheKey.user("u-42", "profile").description == "soma:v1:u:\(UserTag("u-42").hex):profile")
+            #expect(UserTag("u-42").hex.utf8.count == 32)
+            #expect(UserTag("u-42") != UserTag("u-43"))
         }
 
         @Test func separatorsInFreeFormPartsAreEscaped() {
             let a = CacheKey.user("a:b", "c")
             let b = CacheKey.user("a", "b:c")
-            #expect(a.description == "soma:v1:u:a%3Ab:c")
-            #expect(b.description == "soma:v1:u:a:b%3Ac")
-            #expect(CacheKey.user("100%", "p").description == "soma:v1:u:100%25:p")
+            #expect(a.description == "soma:v1:u:\(UserTag("a:b").hex):c")
+            #expect(b.description == "soma:v1:u:\(UserTag("a").hex):b%3Ac")
+            #expect(CacheKey.user("p", "100%").description == "soma:v1:u:\(UserTag("p").hex):100%25")
             #expect(a != b)
             #expect(a.description != b.description)
             let versioned = CacheKey.analysis(module: .values, modelVersion: "fp16:1", normalizedText: "abc")
@@ -72,9 +75,9 @@ struct L1CacheTests {
         @Test func accessorsAndIdentity() {
             let analysis = CacheKey.analysis(module: .narrative, modelVersion: "v1", normalizedText: "Once upon a time.")
             let profile = CacheKey.user("alice", "profile")
-            #expect(analysis.userID == nil)
+            #expect(analysis.userTag == nil)
             #expect(analysis.module == .narrative)
-            #expect(profile.userID == "alice")
+            #expect(profile.userTag == UserTag("alice"))
             #expect(profile.module == nil)
 
             #expect(analysis == CacheKey.analysis(module: .narrative, modelVersion: "v1", normalizedText: "Once upon a time."))
@@ -265,7 +268,7 @@ struct L1CacheTests {
             cache.set(.user("bob", "profile"), "bob profile", cost: 10)
             cache.set(.user("alice2", "profile"), "alice2 profile", cost: 10)
 
-            #expect(cache.removeAll { $0.userID == "alice" } == 2)
+            #expect(cache.removeAll { $0.userTag == UserTag("alice") } == 2)
             #expect(cache.get(.user("alice", "profile")) == nil)
             #expect(cache.get(.user("alice", "summary")) == nil)
             #expect(cache.get(.user("bob", "profile")) == "bob profile")
@@ -324,7 +327,7 @@ struct L1CacheTests {
                             } else {
                                 cache.set(k, t, cost: rng.next(below: 100))
                             }
-                            if rng.next(below: 100) == 0 { cache.removeAll { $0.userID == "u0" } }
+                            if rng.next(below: 100) == 0 { cache.removeAll { $0.userTag == UserTag("u0") } }
                         }
                     }
                 }
@@ -379,7 +382,8 @@ struct L1CacheTests {
                     model.now += by
                 case 93..<97:
                     let user = "u\(rng.next(below: 3))"
-                    try #require(cache.removeAll { $0.userID == user } == model.removeAll { $0.userID == user }, "removeAll at step \(step)")
+                    try #require(
+                        cache.removeAll { $0.userTag == UserTag(user) } == model.removeAll { $0.userTag == UserTag(user) }, "removeAll at step \(step)")
                 default:
                     try #require(cache.purgeExpired() == model.purgeExpired(), "purge at step \(step)")
                 }

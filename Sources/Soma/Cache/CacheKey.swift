@@ -6,8 +6,8 @@
 ///   text. They hold no user data, so users share them. The model version is part of the key, so a
 ///   new model (or an FP16 instance next to an FP32 one) never reads another model's results, and no
 ///   invalidation is needed when models change: old entries just age out with their TTL.
-/// - **Per-user data** (the profile) is keyed by user ID and a name, so that erasing a user can
-///   find every entry that belongs to them (`userID`).
+/// - **Per-user data** (the profile) is keyed by the user's `UserTag` and a name, so that erasing
+///   a user can find every entry that belongs to them (`userTag`) and no shared layer holds an id.
 ///
 /// The text is hashed once, when the key is made; the key keeps the 32-byte digest, not the text,
 /// so keys are small and hashing/comparing them costs a few integer operations, however long the
@@ -17,22 +17,23 @@
 ///
 /// ```
 /// soma:v1:a:<module>:<modelversion>:<sha256hex>    analysis result
-/// soma:v1:u:<user>:<name>                          per-user entry
+/// soma:v1:u:<usertag>:<name>                       per-user entry
+/// soma:v1:ux:<usertag>                             the user's index of analysis keys (Redis set)
 /// ```
 ///
 /// ```swift
 /// let key = CacheKey.analysis(module: .emotion, modelVersion: "9f2c…", normalizedText: text)
 /// let profile = CacheKey.user("u-42", "profile")
-/// String(describing: profile)   // "soma:v1:u:u-42:profile"
+/// String(describing: profile)   // "soma:v1:u:<32 hex digits>:profile"
 /// ```
 ///
-/// Free-form parts (model version, user ID, name) are written with `%` and `:` percent-escaped
-/// (`%25`, `%3A`) so that two different keys never render the same Redis key (user "a:b" with name
-/// "c" against user "a" with name "b:c"). IDs without those characters render unchanged.
+/// Free-form parts (model version, name) are written with `%` and `:` percent-escaped (`%25`,
+/// `%3A`) so that two different keys never render the same Redis key (version "a:b" with a text
+/// against version "a" with another). Parts without those characters render unchanged.
 public struct CacheKey: Hashable, Sendable, CustomStringConvertible {
     private enum Kind: Hashable, Sendable {
         case analysis(Module, modelVersion: String, text: SHA256.Digest)
-        case user(String, name: String)
+        case user(UserTag, name: String)
     }
 
     private let kind: Kind
@@ -53,22 +54,26 @@ public struct CacheKey: Hashable, Sendable, CustomStringConvertible {
     /// with no scan over the key space.
     public static let userEntryNames = ["profile"]
 
-    /// Every per-user key of `userID`.
-    public static func userEntries(of userID: String) -> [CacheKey] {
-        userEntryNames.map { user(userID, $0) }
+    /// Every per-user key of the user tagged `tag`.
+    public static func userEntries(of tag: UserTag) -> [CacheKey] {
+        userEntryNames.map { CacheKey(.user(tag, name: $0)) }
     }
 
     /// The key of the per-user entry `name` (e.g. "profile") of `userID`.
     public static func user(_ userID: String, _ name: String) -> CacheKey {
-        CacheKey(.user(userID, name: name))
+        CacheKey(.user(UserTag(userID), name: name))
     }
 
-    /// The user a per-user key belongs to; nil for analysis keys, which belong to nobody.
-    ///
-    /// Erasing a user's cached data: `cache.removeAll { $0.userID == id }`.
-    public var userID: String? {
-        if case .user(let user, _) = kind { return user }
+    /// The user a per-user key belongs to; nil for analysis keys (those are found through the
+    /// per-user index, `UserCacheIndex` and the Redis set `soma:v1:ux:<tag>`).
+    public var userTag: UserTag? {
+        if case .user(let tag, _) = kind { return tag }
         return nil
+    }
+
+    /// The Redis set that lists the analysis keys the user tagged `tag` produced or was served.
+    public static func userIndex(of tag: UserTag) -> String {
+        "soma:v1:ux:\(tag.hex)"
     }
 
     /// The module of an analysis key; nil for per-user keys.
@@ -82,8 +87,8 @@ public struct CacheKey: Hashable, Sendable, CustomStringConvertible {
         switch kind {
         case .analysis(let module, let modelVersion, let digest):
             "soma:v1:a:\(module.rawValue):\(Self.escaped(modelVersion)):\(digest.hex)"
-        case .user(let user, let name):
-            "soma:v1:u:\(Self.escaped(user)):\(Self.escaped(name))"
+        case .user(let tag, let name):
+            "soma:v1:u:\(tag.hex):\(Self.escaped(name))"
         }
     }
 

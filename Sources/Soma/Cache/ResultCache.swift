@@ -19,12 +19,43 @@ public protocol ResultCache: Sendable {
     @discardableResult
     func delete(_ keys: [CacheKey]) async throws -> Int
 
+    /// Looks up the keys where `fetch` is true and records all of them in `user`'s index of
+    /// analysis entries (kept `ttl` after its last use), in one round trip where the layer can.
+    /// Returns one value per key (nil where not fetched or missing) and, per key, whether the
+    /// user's index held it before this call. A layer without an index records nothing and says
+    /// false.
+    func lookup(_ keys: [CacheKey], fetch: [Bool], user: UserTag, ttl: Duration) async throws -> (values: [[UInt8]?], seen: [Bool])
+
+    /// Erases what the layer holds of `user` by itself: their per-user entries and, where it keeps
+    /// an index (Redis), every analysis entry in it and the index. Returns how many held a value.
+    func eraseUser(_ user: UserTag) async throws -> Int
+
+    /// Deletes the analysis entries whose names have these `UserCacheIndex` fingerprints (a
+    /// layer local to this instance, searched by this instance's index); returns how many held a
+    /// value. A shared layer, which keeps its own index, does nothing.
+    func deleteEntries(fingerprints: Set<Int>) async throws -> Int
 }
 
 extension ResultCache {
-    /// Removes every per-user entry of `userID` (`CacheKey.userEntries(of:)`); returns how many existed.
+    /// Removes every per-user entry of `user` (`CacheKey.userEntries(of:)`); returns how many existed.
     @discardableResult
-    public func deleteUser(_ userID: String) async throws -> Int {
-        try await delete(CacheKey.userEntries(of: userID))
+    public func deleteUserEntries(_ user: UserTag) async throws -> Int {
+        try await delete(CacheKey.userEntries(of: user))
     }
+
+    /// No index: the values, and nothing seen.
+    public func lookup(_ keys: [CacheKey], fetch: [Bool], user: UserTag, ttl: Duration) async throws -> (values: [[UInt8]?], seen: [Bool]) {
+        let wanted = keys.indices.filter { fetch[$0] }
+        let found = try await get(wanted.map { keys[$0] })
+        var values = [[UInt8]?](repeating: nil, count: keys.count)
+        for (i, value) in zip(wanted, found) { values[i] = value }
+        return (values, keys.map { _ in false })
+    }
+
+    /// No index: the per-user entries only.
+    public func eraseUser(_ user: UserTag) async throws -> Int {
+        try await deleteUserEntries(user)
+    }
+
+    public func deleteEntries(fingerprints: Set<Int>) async throws -> Int { 0 }
 }

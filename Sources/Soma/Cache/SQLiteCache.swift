@@ -245,6 +245,40 @@ public final class SQLiteCache: ResultCache {
         }
     }
 
+    /// The file keeps no index of its own: this instance's `UserCacheIndex` is it.
+    public func deleteEntries(fingerprints: Set<Int>) async throws -> Int {
+        guard !fingerprints.isEmpty else { return 0 }
+        return try delete { fingerprints.contains(UserCacheIndex.fingerprint(name: $0)) }
+    }
+
+    /// Deletes every row whose key name `matches`; returns how many held an unexpired value.
+    /// O(rows): for erasing a user (`UserCacheIndex` fingerprints), not for the request path.
+    @discardableResult
+    public func delete(where matches: (String) -> Bool) throws -> Int {
+        let now = nowMilliseconds()
+        return try state.withLock { (state: inout State) throws(StoreError) -> Int in
+            let db = state.connection
+            var next = state
+            let existed = try db.transaction { () throws(StoreError) -> Int in
+                let names = try db.query("SELECT key FROM cache") { $0.text(0) }.filter(matches)
+                var existed = 0
+                for name in names {
+                    let rows = try db.query("DELETE FROM cache WHERE key = ? RETURNING size, expires_at", [.text(name)]) {
+                        (size: Int($0.int64(0)), expiresAt: $0.int64(1))
+                    }
+                    for row in rows {
+                        next.totalBytes -= row.size
+                        next.count -= 1
+                        if row.expiresAt > now { existed += 1 }
+                    }
+                }
+                return existed
+            }
+            state = next
+            return existed
+        }
+    }
+
     // MARK: - Maintenance and metrics
 
     /// Deletes every expired row; returns how many there were.

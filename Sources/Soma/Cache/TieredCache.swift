@@ -9,10 +9,14 @@ public enum CacheSource: String, Sendable, Hashable {
 public struct CacheHit: Sendable, Equatable {
     public var value: [UInt8]
     public var source: CacheSource
+    /// Whether the user the lookup was for produced or was served this entry before (their own
+    /// history, which is all a response may reveal); true for lookups made for nobody.
+    public var seen: Bool
 
-    public init(value: [UInt8], source: CacheSource) {
+    public init(value: [UInt8], source: CacheSource, seen: Bool = true) {
         self.value = value
         self.source = source
+        self.seen = seen
     }
 }
 
@@ -23,6 +27,12 @@ public struct CacheHit: Sendable, Equatable {
 /// L2 for what L1 missed (one pipelined round trip), or the fallback when L2 fails or its breaker is
 /// open; hits from below are copied into L1. A fill writes L1 and L2 (or the fallback while L2 is
 /// down).
+///
+/// Who touched which entry is kept per user (`index` on this instance, the Redis set
+/// `soma:v1:ux:<tag>` in L2, updated in the lookup's own round trip): a hit says `seen` only when
+/// the user produced or was served it before, so a response never tells one user what another
+/// sent; and erasing a user (`eraseUser`) removes every entry they touched from every layer here
+/// and in L2, while other instances purge theirs from the store's erasure log (`purgeLocal`).
 ///
 /// Per-user entries (the profile) must give read-your-writes on every instance once a write has
 /// returned. They are therefore kept only where every instance sees the same copy: in L2 when one
@@ -57,10 +67,13 @@ public final class TieredCache: Sendable {
     public let fallback: (any ResultCache)?
     /// Around every L2 call.
     public let breaker: CircuitBreaker?
+    /// Which analysis entries each user touched on this instance.
+    public let index: UserCacheIndex
     private let metrics: SomaMetrics
-    /// Users whose L2 invalidation failed, with a generation bumped on every failure: a flush
-    /// forgets a user only if no invalidation failed again while it was deleting.
-    private let pendingInvalidations = Mutex<[String: UInt64]>([:])
+    /// Users whose L2 invalidation (per-user entries) or erasure (everything) failed, with a
+    /// generation bumped on every failure: a flush forgets a user only if nothing failed again
+    /// for them while it was deleting.
+    private let pending = Mutex<(invalidations: [UserTag: UInt64], erasures: [UserTag: UInt64])>(([:], [:]))
 
     public init(
         configuration: Configuration = Configuration(),
@@ -68,6 +81,7 @@ public final class TieredCache: Sendable {
         remote: (any ResultCache)? = nil,
         fallback: (any ResultCache)? = nil,
         breaker: CircuitBreaker? = nil,
+        index: UserCacheIndex? = nil,
         metrics: SomaMetrics
     ) {
         self.configuration = configuration
@@ -75,6 +89,7 @@ public final class TieredCache: Sendable {
         self.remote = remote
         self.fallback = fallback
         self.breaker = breaker
+        self.index = index ?? UserCacheIndex(ttl: configuration.ttl)
         self.metrics = metrics
     }
 
@@ -86,31 +101,62 @@ public final class TieredCache: Sendable {
 
     // MARK: Analysis entries
 
-    /// One element per key: the value and where it came from, or nil on a miss in every layer.
-    public func get(_ keys: [CacheKey]) async -> [CacheHit?] {
+    /// One element per key: the value, where it came from and whether `user` touched it before,
+    /// or nil on a miss in every layer. With a user, the keys are recorded as touched by them.
+    public func get(_ keys: [CacheKey], for user: UserTag? = nil) async -> [CacheHit?] {
         var hits: [CacheHit?] = keys.map { key in l1.get(key).map { CacheHit(value: $0, source: .l1) } }
         for hit in hits { metrics.cache(layer: "l1", hit: hit != nil) }
+        var seen = user.map { index.seen($0, keys) } ?? keys.map { _ in true }
         let missing = hits.indices.filter { hits[$0] == nil }
-        guard !missing.isEmpty, remote != nil || fallback != nil else { return hits }
-        let missingKeys = missing.map { keys[$0] }
+        // L2 is asked for what L1 missed, and also when the user's own history is unknown here:
+        // another instance may have served them.
+        let unknownHistory = user != nil && hits.indices.contains { hits[$0] != nil && !seen[$0] }
+        var answered = false
+        if let remote, !missing.isEmpty || unknownHistory {
+            let fetch = hits.map { $0 == nil }
+            let ttl = configuration.ttl
+            let reply: (values: [[UInt8]?], seen: [Bool])?
+            if let user {
+                reply = try? await callRemote { try await remote.lookup(keys, fetch: fetch, user: user, ttl: ttl) }
+            } else {
+                let wanted = missing.map { keys[$0] }
+                reply = (try? await callRemote { try await remote.get(wanted) }).map { found in
+                    var values = [[UInt8]?](repeating: nil, count: keys.count)
+                    for (i, value) in zip(missing, found) { values[i] = value }
+                    return (values, keys.map { _ in true })
+                }
+            }
+            if let reply {
+                answered = true
+                fill(&hits, missing: missing, found: missing.map { reply.values[$0] }, keys: keys, source: .l2)
+                for i in keys.indices { seen[i] = seen[i] || reply.seen[i] }
+            }
+        }
+        if !answered, !missing.isEmpty, remote != nil || fallback != nil, let fallback,
+            let found = try? await fallback.get(missing.map { keys[$0] })
+        {
+            fill(&hits, missing: missing, found: found, keys: keys, source: .fallback)
+        }
+        if let user { await forget(index.insert(user, keys)) }
+        for i in hits.indices { hits[i]?.seen = seen[i] }
+        return hits
+    }
 
-        var found: [[UInt8]?]?
-        var source = CacheSource.l2
-        if let remote {
-            found = try? await callRemote { try await remote.get(missingKeys) }
-        }
-        if found == nil, let fallback {
-            source = .fallback
-            found = try? await fallback.get(missingKeys)
-        }
-        guard let found else { return hits }
+    private func fill(_ hits: inout [CacheHit?], missing: [Int], found: [[UInt8]?], keys: [CacheKey], source: CacheSource) {
         for (i, value) in zip(missing, found) {
             metrics.cache(layer: source.rawValue, hit: value != nil)
             guard let value else { continue }
             hits[i] = CacheHit(value: value, source: source)
             l1.set(keys[i], value, cost: value.count + 96)
         }
-        return hits
+    }
+
+    /// Entries dropped from the index to keep it bounded leave this instance's layers too, so no
+    /// entry a user touched outlives its record (and escapes their erasure).
+    private func forget(_ fingerprints: Set<Int>) async {
+        guard !fingerprints.isEmpty else { return }
+        l1.removeAll { fingerprints.contains(UserCacheIndex.fingerprint($0)) }
+        if let fallback { _ = try? await fallback.deleteEntries(fingerprints: fingerprints) }
     }
 
     /// Writes analysis entries to L1 and L2 (or to the fallback while L2 is unavailable).
@@ -149,35 +195,72 @@ public final class TieredCache: Sendable {
     /// delete that fails is remembered and retried on the next successful L2 call.
     @discardableResult
     public func invalidateUser(_ userID: String) async -> Int {
-        var removed = l1.removeAll { $0.userID == userID }
-        if let fallback { removed += (try? await fallback.deleteUser(userID)) ?? 0 }
+        let tag = UserTag(userID)
+        var removed = l1.removeAll { $0.userTag == tag }
+        if let fallback { removed += (try? await fallback.deleteUserEntries(tag)) ?? 0 }
         if let remote {
-            if let n = try? await callRemote({ try await remote.deleteUser(userID) }) {
+            if let n = try? await callRemote({ try await remote.deleteUserEntries(tag) }) {
                 removed += n
             } else {
-                pendingInvalidations.withLock { $0[userID, default: 0] &+= 1 }
+                pending.withLock { $0.invalidations[tag, default: 0] &+= 1 }
             }
         }
         return removed
     }
 
-    /// One L2 call through the breaker; invalidations that failed before are retried first, so no
-    /// read can see an entry a finished write meant to delete.
+    /// Erases `userID` from every cache layer: their per-user entries and every analysis entry
+    /// they produced or were served, on this instance (L1, the fallback) and in L2, with both
+    /// indexes. Returns how many entries held a value. An L2 erasure that fails is retried on the
+    /// next successful L2 call; other instances purge their own layers from the erasure log
+    /// (`purgeLocal`).
+    @discardableResult
+    public func eraseUser(_ userID: String) async -> Int {
+        let tag = UserTag(userID)
+        var removed = await purgeLocal(tag)
+        if let remote {
+            if let n = try? await callRemote({ try await remote.eraseUser(tag) }) {
+                removed += n
+            } else {
+                pending.withLock { $0.erasures[tag, default: 0] &+= 1 }
+            }
+        }
+        return removed
+    }
+
+    /// Erases what this instance holds of the user tagged `tag` (L1, the fallback, the index);
+    /// returns how many entries held a value.
+    @discardableResult
+    public func purgeLocal(_ tag: UserTag) async -> Int {
+        let touched = index.remove(tag)
+        var removed = l1.removeAll { $0.userTag == tag || (!touched.isEmpty && touched.contains(UserCacheIndex.fingerprint($0))) }
+        if let fallback {
+            removed += (try? await fallback.eraseUser(tag)) ?? 0
+            removed += (try? await fallback.deleteEntries(fingerprints: touched)) ?? 0
+        }
+        return removed
+    }
+
+    /// One L2 call through the breaker; invalidations and erasures that failed before are retried
+    /// first, so no read can see an entry a finished write or erase meant to delete.
     private func callRemote<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
         let call: @Sendable () async throws -> T = { [self] in
-            try await flushPendingInvalidations()
+            try await flushPending()
             return try await body()
         }
         guard let breaker else { return try await call() }
         return try await breaker.run(call)
     }
 
-    private func flushPendingInvalidations() async throws {
+    private func flushPending() async throws {
         guard let remote else { return }
-        let pending = pendingInvalidations.withLock { $0 }
-        for (user, generation) in pending {
-            try await remote.deleteUser(user)
-            pendingInvalidations.withLock { if $0[user] == generation { $0[user] = nil } }
+        let (invalidations, erasures) = pending.withLock { $0 }
+        for (user, generation) in invalidations {
+            try await remote.deleteUserEntries(user)
+            pending.withLock { if $0.invalidations[user] == generation { $0.invalidations[user] = nil } }
+        }
+        for (user, generation) in erasures {
+            try await remote.eraseUser(user)
+            pending.withLock { if $0.erasures[user] == generation { $0.erasures[user] = nil } }
         }
     }
 }

@@ -4,7 +4,7 @@
 ///
 /// Same semantics as `SlidingWindowRateLimiter` (see `RateLimiter`): at most `requestsPerWindow`
 /// units in any window of the tier's length, a batch costs its items, a refused request consumes
-/// nothing. The log is a sorted set `soma:v1:rl:<user>` of one member per unit, scored by the
+/// nothing. The log is a sorted set `soma:v1:rl:<usertag>` of one member per unit, scored by the
 /// millisecond it was spent; it expires a window after its newest entry, so idle users cost nothing.
 public final class RedisRateLimiter: Sendable {
     /// KEYS[1] the user's log; ARGV: limit, window ms, cost, a unique id for this request's members.
@@ -47,13 +47,9 @@ public final class RedisRateLimiter: Sendable {
         self.policy = policy
     }
 
-    /// The Redis key of `user`'s log (the user id escaped as in `CacheKey`).
+    /// The Redis key of `user`'s log: by `UserTag`, so Redis holds no user id.
     static func key(_ user: String) -> String {
-        // Sliced as UTF-8 bytes: a user id starting with a combining mark would otherwise merge
-        // with the ':' before it as one Character and lose a character of the id.
-        let userKey = CacheKey.user(user, "rl").description.utf8  // soma:v1:u:<escaped>:rl
-        let escaped = userKey.dropFirst("soma:v1:u:".utf8.count).dropLast(":rl".utf8.count)
-        return "soma:v1:rl:" + String(decoding: escaped, as: UTF8.self)
+        "soma:v1:rl:" + UserTag(user).hex
     }
 
     /// Throws when Redis cannot answer (the resilient limiter falls back to the local one).

@@ -69,9 +69,10 @@ public struct AnalysisOutcome: Sendable {
 /// refused or shed, `AnalysisServiceError` when not even the basic answer could be made.
 public final class AnalysisService: Sendable {
     public struct Configuration: Sendable {
-        /// Whether analysis entries are shared by all users (content-addressed, the default) or
-        /// kept per user (`SOMA_CACHE_SCOPE=user`, for operators who consider "someone analysed
-        /// this text" sensitive).
+        /// Whether analysis entries are shared by all users (content-addressed, the default; a
+        /// response still reports only the caller's own hits and the total time) or kept per
+        /// user (`SOMA_CACHE_SCOPE=user`: nothing shared, so not even the time a shared hit saves
+        /// can tell a user that someone else sent the same text).
         public enum CacheScope: String, Sendable {
             case shared, user
         }
@@ -121,20 +122,29 @@ public final class AnalysisService: Sendable {
     /// The model version string of the responses.
     public var modelVersion: String { catalog.version }
 
-    /// The cache key of `module`'s result for a normalised text; with the user scope, the user is
-    /// part of the key (as a suffix of the version part, so the key layout stays the same).
+    /// The cache key of `module`'s result for a normalised text; with the user scope, the user's
+    /// tag is part of the key (as a suffix of the version part, so the key layout stays the same
+    /// and no user id is in it).
     public func cacheKey(_ module: Module, normalized: String, user: String) -> CacheKey {
         let version = catalog[module].version
         switch configuration.cacheScope {
         case .shared: return CacheKey.analysis(module: module, modelVersion: version, normalizedText: normalized)
-        case .user: return CacheKey.analysis(module: module, modelVersion: version + "@" + user, normalizedText: normalized)
+        case .user: return CacheKey.analysis(module: module, modelVersion: version + "@" + UserTag(user).hex, normalizedText: normalized)
         }
     }
 
     public func analyze(_ request: AnalysisRequest) async throws -> AnalysisOutcome {
         let start = now()
         var outcome = try await serve(request, start: start)
-        outcome.timings.insert(("total", milliseconds(now() - start)), at: 0)
+        let total = ("total", milliseconds(now() - start))
+        switch configuration.cacheScope {
+        case .shared:
+            // Which modules ran and how long the queue took depend on whether someone else sent
+            // the text before: the shared scope shows the total only (the rest is in metrics).
+            outcome.timings = [total]
+        case .user:
+            outcome.timings.insert(total, at: 0)
+        }
         return outcome
     }
 
@@ -149,11 +159,13 @@ public final class AnalysisService: Sendable {
             keys[module] = made
             return made
         }
-        let hits = await cache.get(request.modules.map(key))
+        let hits = await cache.get(request.modules.map(key), for: UserTag(request.user))
         for (module, hit) in zip(request.modules, hits) {
             if let hit {
                 outcome.results[module] = hit.value
-                outcome.cache[module] = hit.source
+                // Served from the shared cache either way, but reported as a hit only when the
+                // caller's own history explains it: nobody learns what another user sent.
+                outcome.cache[module] = hit.seen || configuration.cacheScope == .user ? hit.source : .miss
             } else {
                 outcome.cache[module] = .miss
                 missing.append(module)

@@ -87,9 +87,17 @@ public struct EntryService: Sendable {
             return earlier
         }
         let outcome = try await analysis.run(text, modules: Module.allCases, caller: caller, deadline: deadline)
-        if outcome.degraded != nil {
+        switch outcome.degraded {
+        case nil:
+            break
+        case .deadline:
+            // The request's own deadline passed (in the queue or while modules ran): 504, as on
+            // the analysis routes, whether or not the instance was busy.
             metrics.shed(tier: caller.tier)
-            throw Refusal(.overloaded, "the analysis could not finish in time; the entry was not stored, retry later", retryAfter: .seconds(1))
+            throw Refusal(.deadlineExceeded, "the analysis could not finish before the deadline; the entry was not stored")
+        case .error:
+            metrics.shed(tier: caller.tier)
+            throw Refusal(.overloaded, "the analysis could not finish; the entry was not stored, retry later", retryAfter: .seconds(1))
         }
         let created = UnixMilliseconds.rounded(now())
         let entry = Entry(
@@ -170,12 +178,14 @@ public struct EntryService: Sendable {
     }
 
     /// Erases every trace of the caller: stored rows, queued writes (so a replay cannot bring them
-    /// back) and cached per-user data in every cache layer.
+    /// back), their cached profile and every analysis entry they produced or were served, in
+    /// every cache layer of this instance and in Redis; the store's erasure log tells the other
+    /// instances to purge theirs (`ErasureFollower`).
     public func erase(caller: Caller) async throws -> Erasure {
         try await analysis.spend(caller, cost: 1)
         let erased = try await storage.store.deleteUser(caller.user)
         let queued = try storage.outbox?.deleteUser(caller.user) ?? 0
-        let cacheEntries = await cache.invalidateUser(caller.user)
+        let cacheEntries = await cache.eraseUser(caller.user)
         return Erasure(entries: erased.entries + queued, profiles: erased.profiles, cacheEntries: cacheEntries)
     }
 }

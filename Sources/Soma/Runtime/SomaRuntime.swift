@@ -26,6 +26,9 @@ public struct SomaRuntime: Sendable {
     public let replayer: OutboxReplayer?
     /// Background work: idle-model sweeps, limiter and cache pruning.
     public let maintenance: MaintenanceService
+    /// Purges this instance's caches of users erased through other instances (only with a
+    /// shared store).
+    public let erasures: ErasureFollower?
     let redis: RedisClient?
     let postgres: PostgresClient?
 
@@ -43,6 +46,7 @@ public struct SomaRuntime: Sendable {
         if let postgres { list.append(postgres) }
         if let replayer { list.append(replayer) }
         list.append(maintenance)
+        if let erasures { list.append(erasures) }
         return list
     }
 
@@ -76,9 +80,11 @@ public struct SomaRuntime: Sendable {
                 connectTimeout: configuration.redisTimeout, commandTimeout: configuration.redisTimeout,
                 clientName: "soma-\(configuration.instanceID)")
             let breaker = dependencyBreaker("redis", configuration.redisBreaker, metrics: metrics, logger: logger, clock: clock)
-            let fallback = try SQLiteCache(
-                path: configuration.stateDirectory.appendingPathComponent("cache.sqlite").path,
-                maxBytes: configuration.fallbackCacheBytes)
+            // The fallback starts empty: what it held was indexed per user only in the memory of
+            // the process that wrote it, so an erasure could no longer find it.
+            let fallbackPath = configuration.stateDirectory.appendingPathComponent("cache.sqlite").path
+            for suffix in ["", "-wal", "-shm", "-journal"] { try? FileManager.default.removeItem(atPath: fallbackPath + suffix) }
+            let fallback = try SQLiteCache(path: fallbackPath, maxBytes: configuration.fallbackCacheBytes)
             redis = (client, breaker, RedisCache(client: client), fallback)
             do { try await client.ping() } catch {
                 logger.warning("redis is not reachable at start; serving on the local fallbacks", metadata: ["soma.error": .string("\(error)")])
@@ -138,6 +144,7 @@ public struct SomaRuntime: Sendable {
             warmer: CacheWarmer(service: service, profiles: profiles, metrics: metrics),
             replayer: replayer,
             maintenance: MaintenanceService(service: service, limiter: local, logger: logger),
+            erasures: storage.outbox == nil ? nil : ErasureFollower(store: storage.store, outbox: storage.outbox, cache: cache, logger: logger),
             redis: redis?.client, postgres: postgres
         )
     }
@@ -267,6 +274,7 @@ public struct MaintenanceService: Service {
                 }
                 _ = limiter.pruneIdleUsers()
                 _ = service.cache.l1.purgeExpired()
+                _ = service.cache.index.prune()
             }
         }
     }

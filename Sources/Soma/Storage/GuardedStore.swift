@@ -80,6 +80,10 @@ public final class GuardedStore: Store {
         try await call { try await $0.saveProfile(profile) }
     }
 
+    public func erasures(after id: Int64, limit: Int) async throws -> [ErasureNotice] {
+        try await call { try await $0.erasures(after: id, limit: limit) }
+    }
+
     public func deleteUser(_ userID: String) async throws -> UserErasure {
         try await call { try await $0.deleteUser(userID) }
     }

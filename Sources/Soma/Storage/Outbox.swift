@@ -149,6 +149,19 @@ public final class Outbox: Sendable {
         }
     }
 
+    /// Drops every queued entry of the user tagged `tag` (an erasure made through another
+    /// instance, known here only by its notice); returns how many there were.
+    @discardableResult
+    public func deleteUser(tagged tag: UserTag) throws -> Int {
+        try withConnection { db, pending throws(StoreError) -> Int in
+            let users = try db.query("SELECT DISTINCT user_id FROM outbox") { $0.text(0) }.filter { UserTag($0) == tag }
+            var removed = 0
+            for user in users { removed += try db.execute("DELETE FROM outbox WHERE user_id = ?", [.text(user)]) }
+            pending -= removed
+            return removed
+        }
+    }
+
     /// Removes several replayed entries in one transaction (one fsync).
     public func remove(seqs: [Int64]) throws {
         guard !seqs.isEmpty else { return }

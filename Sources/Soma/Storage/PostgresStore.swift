@@ -89,8 +89,25 @@ public final class PostgresStore: Store {
                     updated_at BIGINT NOT NULL
                 )
                 """,
-            ])
+            ]),
+        // The erasure log: instances purge their own cache layers of the users erased elsewhere.
+        Migration(
+            version: 2,
+            statements: [
+                """
+                CREATE TABLE user_erasures (
+                    id BIGSERIAL PRIMARY KEY,
+                    user_tag TEXT NOT NULL,
+                    erased_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                )
+                """,
+                "CREATE INDEX user_erasures_tag ON user_erasures (user_tag, erased_at)",
+            ]),
     ]
+
+    /// How long the erasure log keeps a notice: well past the cache TTL, after which nothing an
+    /// instance holds can be older than the erasure.
+    static let erasureRetention = "1 day"
 
     /// Applies the missing migrations in one transaction that first takes a fixed advisory lock, so
     /// of several processes migrating at once one applies them and the others wait, then find every
@@ -206,6 +223,16 @@ public final class PostgresStore: Store {
         if let previous = try Self.entry(in: db, user: user, id: entry.id) {
             return .existing(previous)
         }
+        // A write acknowledged before its user was erased (an outbox replay) must not bring them
+        // back: it counts as done and stores nothing. The second of margin absorbs clock skew
+        // between instances and the database, so a new write is never taken for an old one.
+        let erasedSince = try db.query(
+            """
+            SELECT 1 FROM user_erasures
+            WHERE user_tag = $1 AND erased_at > to_timestamp($2::bigint / 1000.0) + interval '1 second' LIMIT 1
+            """,
+            [.text(UserTag(user).hex), .integer(UnixMilliseconds.from(entry.createdAt))])
+        if !erasedSince.rows.isEmpty { return .existing(entry) }
         let inserted = try db.query(
             "INSERT INTO entries (\(entryColumns)) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
             [
@@ -368,7 +395,8 @@ public final class PostgresStore: Store {
 
     // MARK: - Erasure and health
 
-    /// One statement, so the four deletions happen atomically.
+    /// One statement, so the four deletions and the erasure notice happen atomically (notices
+    /// older than `erasureRetention` go in the same statement).
     public func deleteUser(_ userID: String) async throws -> UserErasure {
         guard !Self.hasNUL(userID) else { return UserErasure() }
         let result = try await query(
@@ -376,16 +404,28 @@ public final class PostgresStore: Store {
             WITH e AS (DELETE FROM entries WHERE user_id = $1 RETURNING 1),
                  p AS (DELETE FROM profiles WHERE user_id = $1 RETURNING 1),
                  k AS (DELETE FROM idempotency_keys WHERE user_id = $1 RETURNING 1),
-                 u AS (DELETE FROM users WHERE id = $1 RETURNING 1)
-            SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM p), (SELECT count(*) FROM k), (SELECT count(*) FROM u)
+                 u AS (DELETE FROM users WHERE id = $1 RETURNING 1),
+                 n AS (INSERT INTO user_erasures (user_tag) VALUES ($2) RETURNING 1),
+                 old AS (DELETE FROM user_erasures WHERE erased_at < now() - interval '\(Self.erasureRetention)' RETURNING 1)
+            SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM p), (SELECT count(*) FROM k), (SELECT count(*) FROM u),
+                   (SELECT count(*) FROM n), (SELECT count(*) FROM old)
             """,
-            [.text(userID)]
+            [.text(userID), .text(UserTag(userID).hex)]
         )
         guard let row = result.rows.first else { throw StoreError(.failed, "the erasure answered no row") }
         return UserErasure(
             entries: try Self.int(row, 0), profiles: try Self.int(row, 1),
             idempotencyKeys: try Self.int(row, 2), user: try Self.int(row, 3) > 0
         )
+    }
+
+    public func erasures(after id: Int64, limit: Int) async throws -> [ErasureNotice] {
+        let result = try await query(
+            "SELECT id, user_tag FROM user_erasures WHERE id > $1 ORDER BY id LIMIT $2", [.integer(id), .integer(Int64(max(1, limit)))])
+        return try result.rows.compactMap { row in
+            guard let tag = UserTag(hex: try Self.string(row, 1)) else { return nil }
+            return ErasureNotice(id: try Self.int64(row, 0), user: tag)
+        }
     }
 
     public func isHealthy() async -> Bool {

@@ -372,6 +372,9 @@ public final class SQLiteStore: Store {
         }
     }
 
+    /// The embedded store serves one instance, which purged its caches when it erased.
+    public func erasures(after id: Int64, limit: Int) async throws -> [ErasureNotice] { [] }
+
     public func isHealthy() async -> Bool {
         let result = try? withConnection { db throws(StoreError) in try db.query("SELECT 1") { $0.int64(0) } }
         return result == [1]

@@ -51,6 +51,17 @@ public struct EntryPage: Sendable, Equatable {
     }
 }
 
+/// One erasure in the store's log: the user's `UserTag` (the log holds no user id), in order.
+public struct ErasureNotice: Sendable, Equatable {
+    public var id: Int64
+    public var user: UserTag
+
+    public init(id: Int64, user: UserTag) {
+        self.id = id
+        self.user = user
+    }
+}
+
 /// What erasing a user removed.
 public struct UserErasure: Sendable, Equatable {
     public var entries: Int
@@ -146,6 +157,11 @@ public protocol Store: Sendable {
 
     /// Replaces the user's profile snapshot.
     func saveProfile(_ profile: ProfileSnapshot) async throws
+
+    /// Erasures recorded after `id` (oldest first, at most `limit`), for instances to purge their
+    /// own cache layers of those users. A store that is never shared by several instances (the
+    /// embedded SQLite) keeps no log and answers none.
+    func erasures(after id: Int64, limit: Int) async throws -> [ErasureNotice]
 
     /// Removes every row of the user: entries, profile, idempotency keys and the user itself.
     func deleteUser(_ userID: String) async throws -> UserErasure

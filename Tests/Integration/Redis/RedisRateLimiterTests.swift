@@ -96,7 +96,7 @@ struct RedisRateLimiterTests {
             try await Task.sleep(for: .milliseconds(100))
         } while clock.now < before + window / 2
         #expect(refusals >= 2)
-        #expect(try await client.command(["ZCARD", .string("soma:v1:rl:" + user)]).int == 5, "only admitted units are logged")
+        #expect(try await client.command(["ZCARD", .string("soma:v1:rl:" + UserTag(user).hex)]).int == 5, "only admitted units are logged")
 
         // Just over a window after the batch: all of it is free again.
         try await clock.sleep(until: after + window + .milliseconds(100))

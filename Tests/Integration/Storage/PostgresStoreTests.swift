@@ -29,11 +29,11 @@ struct PostgresStoreTests {
         try await withStore(migrated: false) { store, database async throws in
             #expect(try await store.appliedMigrations() == [])
             try await store.migrate()
-            #expect(try await store.appliedMigrations() == [1])
+            #expect(try await store.appliedMigrations() == [1, 2])
             try await store.migrate()
             try await store.migrate()
-            #expect(try await store.appliedMigrations() == [1])
-            #expect(try await scalar(database.client, "SELECT count(*) FROM schema_migrations WHERE applied_at <= now()") == 1)
+            #expect(try await store.appliedMigrations() == [1, 2])
+            #expect(try await scalar(database.client, "SELECT count(*) FROM schema_migrations WHERE applied_at <= now()") == 2)
 
             // The schema as documented: ids compare bytewise, times are unix ms, analysis has its JSONB.
             let columns = try await database.client.query(
@@ -69,8 +69,8 @@ struct PostgresStoreTests {
                     try await group.waitForAll()
                 }
                 let store = PostgresStore(client: database.client)
-                #expect(try await store.appliedMigrations() == [1])
-                #expect(try await scalar(database.client, "SELECT count(*) FROM schema_migrations") == 1)
+                #expect(try await store.appliedMigrations() == [1, 2])
+                #expect(try await scalar(database.client, "SELECT count(*) FROM schema_migrations") == 2)
                 let entry = S.entry(user: "alice")
                 #expect(try await store.insertEntry(entry, idempotencyKey: "k") == .inserted(entry))
             }
@@ -107,8 +107,8 @@ struct PostgresStoreTests {
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             for result in results { #expect(result.status == 0, "\(result.log)") }
-            #expect(try await PostgresStore(client: database.client).appliedMigrations() == [1])
-            #expect(try await scalar(database.client, "SELECT count(*) FROM schema_migrations") == 1)
+            #expect(try await PostgresStore(client: database.client).appliedMigrations() == [1, 2])
+            #expect(try await scalar(database.client, "SELECT count(*) FROM schema_migrations") == 2)
         }
     }
 
@@ -321,6 +321,36 @@ struct PostgresStoreTests {
         }
     }
 
+    @Test func erasingAUserLogsANoticeByTagThatOtherInstancesRead() async throws {
+        try await withTwoInstances { stores, database async throws in
+            let before = try await stores[1].erasures(after: 0, limit: 1000).last?.id ?? 0
+            _ = try await stores[0].insertEntry(S.entry(user: "erased-one", text: "gone soon", milliseconds: S.baseMilliseconds), idempotencyKey: nil)
+            _ = try await stores[0].deleteUser("erased-one")
+            _ = try await stores[0].deleteUser("erased-two")
+            let notices = try await stores[1].erasures(after: before, limit: 1000)
+            #expect(notices.map(\.user) == [UserTag("erased-one"), UserTag("erased-two")])
+            #expect(notices[0].id < notices[1].id)
+            #expect(try await stores[1].erasures(after: notices[1].id, limit: 1000).isEmpty)
+            // The log holds tags, never ids.
+            #expect(try await scalar(database.client, "SELECT count(*) FROM user_erasures WHERE user_tag LIKE 'erased%'") == 0)
+        }
+    }
+
+    @Test func aWriteAcknowledgedBeforeItsUsersErasureIsNotReplayedBack() async throws {
+        try await withTwoInstances { stores, database async throws in
+            let now = UnixMilliseconds.from(Date())
+            _ = try await stores[0].deleteUser("ghost")
+            // An outbox replay of a write acknowledged ten seconds before the erasure: dropped.
+            let replay = try await stores[1].insertEntry(S.entry(user: "ghost", text: "from before", milliseconds: now - 10_000), idempotencyKey: nil)
+            #expect(!replay.isInsertedForTest)
+            #expect(try await stores[1].entries(user: "ghost", limit: 10, cursor: nil).entries.isEmpty)
+            // A new write after the erasure is a new write.
+            let fresh = try await stores[1].insertEntry(S.entry(user: "ghost", text: "from after", milliseconds: now + 50), idempotencyKey: nil)
+            #expect(fresh.isInsertedForTest)
+            #expect(try await stores[1].entries(user: "ghost", limit: 10, cursor: nil).entries.map(\.text) == ["from after"])
+        }
+    }
+
     @Test func concurrentReplaysOfOneEntryIDStoreItOnce() async throws {
         try await withTwoInstances { stores, database async throws in
             let store = stores[0]
@@ -376,4 +406,11 @@ struct PostgresStoreTests {
 extension Entry {
     /// `createdAt` in unix milliseconds.
     var createdAtMilliseconds: Int64 { UnixMilliseconds.from(createdAt) }
+}
+
+extension EntryInsertResult {
+    var isInsertedForTest: Bool {
+        if case .inserted = self { return true }
+        return false
+    }
 }

@@ -234,7 +234,9 @@ struct StoreConformanceTests {
             #expect(try await store.profile(user: "bob") == bobProfile)
             #expect(try await store.insertEntry(S.entry(user: "bob"), idempotencyKey: "key-0") == .existing(bobs), "bob's keys survive")
 
-            let fresh = S.entry(user: "alice")
+            // A new write, made after the erasure (an older one is an outbox replay the erasure
+            // must not let back in; PostgresStoreTests covers that).
+            let fresh = S.entry(user: "alice", milliseconds: UnixMilliseconds.from(Date()) + 10)
             #expect(try await store.insertEntry(fresh, idempotencyKey: "key-0") == .inserted(fresh), "alice's keys are gone")
         }
     }

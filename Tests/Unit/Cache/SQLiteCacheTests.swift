@@ -210,7 +210,7 @@ struct SQLiteCacheTests {
         }
     }
 
-    @Test func deleteUserRemovesTheProfileAndNothingElse() async throws {
+    @Test func deleteUserEntriesRemovesTheProfileAndNothingElse() async throws {
         try await withCache { cache, _, _ in
             let aliceProfile = CacheKey.user("alice", "profile")
             let aliceOther = CacheKey.user("alice", "notes")
@@ -219,14 +219,14 @@ struct SQLiteCacheTests {
             let analysis = Self.analysisKey("alice")
             let all = [aliceProfile, aliceOther, bobProfile, prefixedProfile, analysis]
             try await cache.set(all.map { ($0, Array($0.description.utf8)) }, ttl: .seconds(60))
-            #expect(try await cache.deleteUser("alice") == 1)
+            #expect(try await cache.deleteUserEntries(UserTag("alice")) == 1)
             let values = try await cache.get(all)
             #expect(values[0] == nil)
             for (key, value) in zip(all, values).dropFirst() {
                 #expect(value == Array(key.description.utf8), "\(key)")
             }
             #expect(cache.count == all.count - 1)
-            #expect(try await cache.deleteUser("alice") == 0)
+            #expect(try await cache.deleteUserEntries(UserTag("alice")) == 0)
         }
     }
 

@@ -418,7 +418,7 @@ struct TieredCacheTests {
         #expect(f.cache.l1.get(profile("u1")) == nil)
         #expect(fallback.value(profile("u1")) == nil)
         #expect(remote.value(profile("u1")) == nil)
-        #expect(remote.calls == [.delete(CacheKey.userEntries(of: "u1"))])
+        #expect(remote.calls == [.delete(CacheKey.userEntries(of: UserTag("u1")))])
         // Other users and analysis entries stay.
         #expect(f.cache.l1.get(profile("u2")) == value(2) && fallback.value(profile("u2")) == value(2) && remote.value(profile("u2")) == value(2))
         #expect(f.cache.l1.get(key(1)) == value(1))
@@ -447,7 +447,7 @@ struct TieredCacheTests {
         remote.failing = false
         remote.clearCalls()
         #expect(await f.cache.getUser(profile("u1")) == nil, "the stale profile is never returned")
-        #expect(remote.calls == [.delete(CacheKey.userEntries(of: "u1")), .get([profile("u1")])])
+        #expect(remote.calls == [.delete(CacheKey.userEntries(of: UserTag("u1"))), .get([profile("u1")])])
         #expect(remote.value(profile("u1")) == nil)
 
         remote.clearCalls()
@@ -465,7 +465,7 @@ struct TieredCacheTests {
         remote.clearCalls()
 
         await f.cache.setUser(profile("u1"), Array("new".utf8))
-        #expect(remote.calls == [.delete(CacheKey.userEntries(of: "u1")), .set([profile("u1")], ttl: TieredCacheFixture.userTTL)])
+        #expect(remote.calls == [.delete(CacheKey.userEntries(of: UserTag("u1"))), .set([profile("u1")], ttl: TieredCacheFixture.userTTL)])
         #expect(await f.cache.getUser(profile("u1")) == CacheHit(value: Array("new".utf8), source: .l2))
     }
 
@@ -488,7 +488,7 @@ struct TieredCacheTests {
         f.clock.advance(by: tieredCacheSmallBreaker.waitDurationInOpenState)
         remote.clearCalls()
         #expect(await f.cache.getUser(profile("u1")) == nil, "the stale profile is deleted before the trial read")
-        #expect(remote.calls == [.delete(CacheKey.userEntries(of: "u1")), .get([profile("u1")])])
+        #expect(remote.calls == [.delete(CacheKey.userEntries(of: UserTag("u1"))), .get([profile("u1")])])
         #expect(breaker.state == .closed)
     }
 

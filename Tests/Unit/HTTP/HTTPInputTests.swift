@@ -124,4 +124,50 @@ import Testing
         }
     }
 
+    @Test func theDeadlineHeaderIsCheckedOnEveryRouteAndAnyPositiveIntegerIsCapped() async throws {
+        try await withRouter(try await TestServer.make()) { client in
+            for (method, path) in [("GET", "/v1/entries"), ("DELETE", "/v1/user"), ("GET", "/v1/profile"), ("DELETE", "/v1/entries/nope")] {
+                var headers = user("dee")
+                headers[.xDeadline] = "abc"
+                let response = try await client.execute(uri: path, method: HTTPRequest.Method(method)!, headers: headers, body: nil)
+                #expect(response.status == .badRequest, "\(method) \(path)")
+                #expect(response.errorField == "X-Request-Deadline-Ms")
+            }
+            for value in ["18446744073709551615", "99999999999999999999999999", "00012"] {
+                var headers = user("dee")
+                headers[.xDeadline] = value
+                #expect(try await client.post("/v1/emotion", #"{"text":"Fine."}"#, headers: headers).status == .ok, "\(value)")
+            }
+            for value in ["0", "000", "-5", "1e3", "5ms"] {
+                var headers = user("dee")
+                headers[.xDeadline] = value
+                #expect(try await client.post("/v1/emotion", #"{"text":"Fine."}"#, headers: headers).status == .badRequest, "\(value)")
+            }
+        }
+    }
+
+    @Test func userIdsAreLimitedTo128CharactersNotBytes() async throws {
+        try await withRouter(try await TestServer.make()) { client in
+            let longest = try await client.get("/v1/entries", headers: user(String(repeating: "é", count: 128)))
+            #expect(longest.status == .ok, "128 characters, 256 bytes")
+            let tooLong = try await client.get("/v1/entries", headers: user(String(repeating: "é", count: 129)))
+            #expect(tooLong.status == .badRequest)
+        }
+    }
+
+    @Test(arguments: [
+        ("/v1/analyze", #"{"text":"Hi.","module":["emotion"]}"#, "module"),
+        ("/v1/emotion", #"{"text":"Hi.","extra":1}"#, "extra"),
+        ("/v1/entries", #"{"text":"Hi.","txt":"typo"}"#, "txt"),
+        ("/v1/analyze/batch", #"{"items":[{"text":"Hi."},{"text":"Yo.","mods":[]}]}"#, "items[1].mods"),
+    ])
+    func aMemberTheBodyDoesNotDefineIsRefusedNotIgnored(path: String, body: String, field: String) async throws {
+        try await withRouter(try await TestServer.make()) { client in
+            let response = try await client.post(path, body, headers: user("alice"))
+            #expect(response.status == .unprocessableContent)
+            #expect(response.errorCode == "validation_failed")
+            #expect(response.errorField == field)
+        }
+    }
+
 }

@@ -63,7 +63,9 @@ struct HTTPLifecycleTests {
         process.executableURL = binary
         process.arguments = ["serve", "--port", "0", "--state-dir", state.path, "--model-dir", Fixtures.models.path]
         var environment = ProcessInfo.processInfo.environment
-        environment["SOMA_SLOWDOWN"] = "200000"  // 200 ms per module: a request takes about a second
+        // 800 ms per module: a request takes about four seconds, long enough for the in-flight
+        // gauge to be seen even on a loaded machine.
+        environment["SOMA_SLOWDOWN"] = "800000"
         environment["SOMA_DRAIN_SECONDS"] = "0"
         environment["SOMA_LOG_LEVEL"] = "info"
         process.environment = environment

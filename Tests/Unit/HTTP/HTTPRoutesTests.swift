@@ -26,7 +26,8 @@ struct HTTPRoutesTests {
             #expect(second.json["cached"] as? Bool == true)
             #expect((second.json["cache"] as? [String: String])?.values.allSatisfy { $0 == "l1" } == true)
             #expect((second.json["timings_ms"] as? [String: Any])?["total"] != nil, "a cached answer has its total time too")
-            #expect((first.json["timings_ms"] as? [String: Any])?.keys.contains("queue") == true)
+            // The shared scope shows the total only: which modules ran depends on other users.
+            #expect((first.json["timings_ms"] as? [String: Any]).map { Array($0.keys) } == ["total"])
             #expect((second.results["emotion"] as? NSDictionary) == (first.results["emotion"] as? NSDictionary))
             #expect(second.results["emotion"] != nil)
         }
@@ -210,8 +211,10 @@ struct HTTPRoutesTests {
             #expect(warm.status == .ok)
             #expect(warm.json["texts"] as? Int == 2)
             #expect(warm.json["skipped"] as? Int == 1)
+            let hitsBefore = try await l1Hits(client)
             let hit = try await client.post("/v1/analyze", #"{"text": "Warm me up."}"#, headers: user("u", token: "svc"))
-            #expect(hit.json["cached"] as? Bool == true)
+            #expect(try await l1Hits(client) == hitsBefore + 5, "served from the warmed cache")
+            #expect(hit.json["cached"] as? Bool == false, "but warmed by the operator, not by this user: no hit is reported")
         }
     }
 
@@ -299,7 +302,8 @@ struct HTTPRoutesTests {
             #expect(erased.status == .ok)
             let counts = try #require(erased.json["erased"] as? [String: Any])
             #expect(counts["entries"] as? Int == 2)
-            #expect(counts["cache_entries"] as? Int == 1)
+            // The profile and the five analyses of each of her two texts.
+            #expect(counts["cache_entries"] as? Int == 11)
             let after = try await client.get("/v1/profile", headers: carol)
             #expect((after.json["profile"] as? [String: Any])?["entries"] as? Int == 0)
         }
@@ -351,13 +355,28 @@ struct HTTPRoutesTests {
     }
 }
 
+/// `soma_cache_requests_total{layer="l1",result="hit"}` of the server behind `client`.
+func l1Hits(_ client: any TestClientProtocol) async throws -> Int {
+    let text = String(decoding: try await client.get("/metrics").body.readableBytesView, as: UTF8.self)
+    let sample = #"soma_cache_requests_total{layer="l1",result="hit"} "#
+    return text.split(separator: "\n").first { $0.hasPrefix(sample) }.flatMap { Int(Double($0.dropFirst(sample.count)) ?? -1) } ?? 0
+}
+
 @Suite("HTTP cache scope", .timeLimit(.minutes(1)))
 struct HTTPCacheScopeTests {
     @Test func sharedScopeSharesAcrossUsersUserScopeDoesNot() async throws {
         try await withRouter(try await TestServer.make()) { client in
             _ = try await client.post("/v1/emotion", #"{"text": "Shared text."}"#, headers: user("a"))
+            let hitsBefore = try await l1Hits(client)
             let other = try await client.post("/v1/emotion", #"{"text": "Shared text."}"#, headers: user("b"))
-            #expect(other.json["cached"] as? Bool == true)
+            #expect(try await l1Hits(client) == hitsBefore + 1, "b is served from the shared cache")
+            // ... but nothing in b's answer depends on a having sent the text.
+            #expect(other.json["cached"] as? Bool == false)
+            #expect(other.json["cache"] as? [String: String] == ["emotion": "miss"])
+            #expect((other.json["timings_ms"] as? [String: Any]).map { Array($0.keys) } == ["total"])
+            // b's own repeat is b's own history.
+            let again = try await client.post("/v1/emotion", #"{"text": "Shared text."}"#, headers: user("b"))
+            #expect(again.json["cached"] as? Bool == true)
         }
         try await withRouter(try await TestServer.make { $0.cacheScope = .user }) { client in
             _ = try await client.post("/v1/emotion", #"{"text": "Private text."}"#, headers: user("a"))
@@ -365,6 +384,30 @@ struct HTTPCacheScopeTests {
             #expect(same.json["cached"] as? Bool == true)
             let other = try await client.post("/v1/emotion", #"{"text": "Private text."}"#, headers: user("b"))
             #expect(other.json["cached"] as? Bool == false)
+        }
+    }
+}
+
+@Suite("HTTP erasure reaches the cache", .timeLimit(.minutes(1)))
+struct HTTPCacheErasureTests {
+    @Test func erasingAUserPurgesEveryCacheEntryTheyTouchedAndNothingElse() async throws {
+        try await withRouter(try await TestServer.make()) { client in
+            _ = try await client.post("/v1/entries", #"{"text": "Only Ada wrote this."}"#, headers: user("ada"))
+            _ = try await client.post("/v1/analyze", #"{"text": "Ada sent this one too."}"#, headers: user("ada"))
+            _ = try await client.post("/v1/analyze", #"{"text": "Bo alone sent this."}"#, headers: user("bo"))
+            let erased = try await client.delete("/v1/user", headers: user("ada"))
+            // Five analyses of each of her two texts (no profile was read).
+            #expect((erased.json["erased"] as? [String: Any])?["cache_entries"] as? Int == 10)
+            // Her texts are gone from the cache: the next request for each is computed again.
+            for text in ["Only Ada wrote this.", "Ada sent this one too."] {
+                let hitsBefore = try await l1Hits(client)
+                _ = try await client.post("/v1/analyze", #"{"text": "\#(text)"}"#, headers: user("cy"))
+                #expect(try await l1Hits(client) == hitsBefore, "\(text) was still cached after the erasure")
+            }
+            // Someone else's is not.
+            let hitsBefore = try await l1Hits(client)
+            _ = try await client.post("/v1/analyze", #"{"text": "Bo alone sent this."}"#, headers: user("cy"))
+            #expect(try await l1Hits(client) == hitsBefore + 5)
         }
     }
 }

@@ -33,6 +33,10 @@ private final class SwitchableStore: Store {
         return try await base.entries(user: user, limit: limit, cursor: cursor)
     }
     func entry(user: String, id: String) async throws -> Entry? { try check(); return try await base.entry(user: user, id: id) }
+    func erasures(after id: Int64, limit: Int) async throws -> [ErasureNotice] {
+        try check()
+        return try await base.erasures(after: id, limit: limit)
+    }
     func entry(user: String, idempotencyKey: String) async throws -> Entry? {
         try check()
         return try await base.entry(user: user, idempotencyKey: idempotencyKey)
@@ -177,7 +181,10 @@ private struct Harness {
         await h.cache.setUser(CacheKey.user("ada", "profile"), Array("{}".utf8))
         let erased = try await h.service.erase(caller: Caller(user: "ada", tier: .standard))
         #expect(erased.entries == 3)
-        #expect(erased.cacheEntries == 1)
+        // The profile and the five analyses of each of her three texts; grace's stay.
+        #expect(erased.cacheEntries == 16)
+        #expect(await analysed("Someone else's queued entry.", h))
+        #expect(await !analysed("Queued as well.", h))
         #expect(h.outbox.pendingCount == 1)
         _ = await h.replay()
         #expect(try await h.store.base.entries(user: "ada", limit: 10, cursor: nil).entries.isEmpty)

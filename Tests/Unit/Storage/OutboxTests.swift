@@ -83,6 +83,7 @@ private final class OutboxFlakyStore: Store {
     }
     func entry(user: String, id: String) async throws -> Entry? { try await base.entry(user: user, id: id) }
     func entry(user: String, idempotencyKey: String) async throws -> Entry? { try await base.entry(user: user, idempotencyKey: idempotencyKey) }
+    func erasures(after id: Int64, limit: Int) async throws -> [ErasureNotice] { try await base.erasures(after: id, limit: limit) }
     func deleteEntry(user: String, id: String) async throws -> Bool { try await base.deleteEntry(user: user, id: id) }
     func recentEntries(user: String, limit: Int) async throws -> [Entry] { try await base.recentEntries(user: user, limit: limit) }
     func mostActiveUsers(limit: Int) async throws -> [String] { try await base.mostActiveUsers(limit: limit) }
@@ -455,5 +456,22 @@ private func startGroup(_ replayer: OutboxReplayer) -> (ServiceGroup, OutboxFlag
         }
         let result = await fixture.replayer().flushOnce()
         #expect(result.replayed == 0)
+    }
+}
+
+@Suite struct OutboxErasureByTagTests {
+    @Test func queuedWritesOfAUserKnownOnlyByTagAreDropped() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-tag-\(UUID().uuidString).sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let outbox = try Outbox(path: path)
+        defer { outbox.close() }
+        for user in ["ada", "ada", "bo"] {
+            _ = try outbox.enqueue(
+                Entry(id: EntryID.generate(), userID: user, text: "t", createdAt: Date(), analysis: Array("{}".utf8), modelVersion: "m"),
+                idempotencyKey: nil)
+        }
+        #expect(try outbox.deleteUser(tagged: UserTag("ada")) == 2)
+        #expect(outbox.pendingCount == 1)
+        #expect(try outbox.oldest(limit: 10).map(\.entry.userID) == ["bo"])
     }
 }
