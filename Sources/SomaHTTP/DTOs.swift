@@ -1,3 +1,4 @@
+import HTTPTypes
 import Soma
 
 /// Request bodies refuse members they do not define (422 `validation_failed` naming the member,
@@ -87,6 +88,17 @@ struct WarmBody: Decodable, Sendable {
 }
 
 enum Validation {
+    /// The `Idempotency-Key` of a request: none, or one field of 1 to 255 printable ASCII
+    /// characters (a repeated field is refused: which one would count is not the server's guess).
+    static func idempotencyKey(_ fields: [HTTPField]) throws -> String? {
+        guard let field = fields.first else { return nil }
+        let value = field.value
+        guard fields.count == 1, (1...255).contains(value.utf8.count), value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) else {
+            throw APIError(.invalidRequest, "Idempotency-Key must be sent once, 1 to 255 printable ASCII characters", field: "Idempotency-Key")
+        }
+        return value
+    }
+
     /// Parses a module list: all modules when absent; 422 `validation_failed` when empty,
     /// `unknown_module` naming the first unknown one.
     static func modules(_ names: [String]?, field: String) throws -> [Module] {

@@ -175,13 +175,7 @@ struct SomaAPI: Sendable {
     private func createEntry(_ request: Request, _ context: CallerContext) async throws -> Response {
         let body = try await request.decode(as: TextBody.self, context: context)
         try validate(body.text, field: "text", context)
-        var key: String?
-        if let given = request.headers[.idempotencyKey] {
-            guard (1...255).contains(given.utf8.count), given.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) else {
-                throw APIError(.invalidRequest, "Idempotency-Key must be 1 to 255 printable ASCII characters", field: "Idempotency-Key")
-            }
-            key = given
-        }
+        let key = try Validation.idempotencyKey(request.headers[fields: .idempotencyKey])
         let write = try await runtime.entries.create(text: body.text, idempotencyKey: key, caller: context.caller, deadline: deadline(request))
         let response = JSONIO.object { w in
             w.key("request_id"); w.string(context.requestID)

@@ -200,7 +200,7 @@ public struct NarrativeAnalyzer: Analyzer {
         var rank: [Int: Int] = [:]
         for (r, e) in ordered.enumerated() { rank[e.index] = r }
         let outEvents = ordered.map { e in
-            NarrativeResult.Event(index: e.index, order: rank[e.index]!, verb: e.verb, text: doc.trimmedText(of: e.clause), tense: e.tense, time: e.time)
+            NarrativeResult.Event(index: e.index, order: rank[e.index]!, verb: e.verb, text: doc.excerpt(of: e.clause), tense: e.tense, time: e.time)
         }
         // Speaker labels ("Anna: … Ben: …") mean the narrator changes.
         var speakers: Set<String> = []

@@ -43,6 +43,8 @@ public struct ReasoningAnalyzer: Analyzer {
     private let markers: [Int: Marker]
     /// Markers below this confidence need support (a clause break before them) to count.
     static let weakConfidence: Float = 0.45
+    /// Chains listed in a result at most (see `Document.excerptTokens`).
+    public static let maxChains = 64
     static let whetherVerbs: Set<String> = [
         "wonder", "wondered", "wondering", "wonders", "ask", "asked", "asking", "asks", "see", "know", "knew",
         "sure", "unsure", "check", "checked", "decide", "tell", "doubt", "whether", "care",
@@ -101,10 +103,11 @@ public struct ReasoningAnalyzer: Analyzer {
         var patterns: [String: Int] = [:]
         for r in Relation.allCases { patterns[r.rawValue] = 0 }
         for f in found { patterns[f.marker.relation.rawValue, default: 0] += 1 }
-        let chains = found.map { f in
+        // Every chain counts in `patterns`, `style` and `depth`; the first `maxChains` are listed.
+        let chains = found.prefix(Self.maxChains).map { f in
             ReasoningResult.Chain(
-                premises: f.premises.map { doc.trimmedText(of: $0) }.filter { !$0.isEmpty },
-                conclusion: doc.trimmedText(of: f.conclusion),
+                premises: f.premises.map { doc.excerpt(of: $0) }.filter { !$0.isEmpty },
+                conclusion: doc.excerpt(of: f.conclusion),
                 relation: f.marker.relation.rawValue,
                 marker: doc.text(of: f.range).lowercased(),
                 confidence: rounded(f.confidence)

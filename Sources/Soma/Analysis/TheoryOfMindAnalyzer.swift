@@ -100,16 +100,20 @@ public struct TheoryOfMindAnalyzer: Analyzer {
 
         var found: [Found] = []
         for sentence in doc.sentences {
-            var stateEnds: [Int] = []
+            // The earliest end of a state seen so far in the sentence: a state starting at or
+            // after it is nested in one (linear, however many states a sentence holds).
+            var firstStateEnd = Int.max
             let hits = model.matcher.longestMatches(in: doc, ids: ids, range: sentence, isAgent: { agentAt[$0] != nil }, accept: { stateIndex[$0] != nil })
+            var readings: [Range<Int>: [PatternMatcher.Match]] = [:]
+            for hit in hits { readings[hit.range, default: []].append(hit) }
             var taken: Set<Int> = []
             for hit in hits where !taken.contains(hit.range.lowerBound) {
-                let candidates = hits.filter { $0.range == hit.range }
+                let candidates = readings[hit.range] ?? [hit]
                 guard let (type, holder, negatedState) = resolve(doc, candidates, sentence: sentence, agentAt: agentAt, negated: negated) else { continue }
                 taken.insert(hit.range.lowerBound)
                 let content = complement(doc, after: hit.range.upperBound, in: sentence)
-                let nested = stateEnds.contains { $0 <= hit.range.lowerBound }
-                stateEnds.append(hit.range.upperBound)
+                let nested = firstStateEnd <= hit.range.lowerBound
+                firstStateEnd = min(firstStateEnd, hit.range.upperBound)
                 found.append(
                     Found(
                         agent: holder.name,
@@ -122,7 +126,8 @@ public struct TheoryOfMindAnalyzer: Analyzer {
         }
         var order: [String] = []
         var grouped: [String: [TheoryOfMindResult.State]] = [:]
-        for f in found {
+        // Every state counts in the scores; the first `maxStates` are listed.
+        for f in found.prefix(Self.maxStates) {
             if grouped[f.agent] == nil { order.append(f.agent) }
             grouped[f.agent, default: []].append(f.state)
         }
@@ -221,6 +226,9 @@ public struct TheoryOfMindAnalyzer: Analyzer {
             if doc.tokens[end].lower == "," && end > start { break }
             end += 1
         }
-        return doc.trimmedText(of: start..<end)
+        return doc.excerpt(of: start..<end)
     }
+
+    /// States listed in a result at most (see `Document.excerptTokens`).
+    public static let maxStates = 64
 }

@@ -36,12 +36,14 @@ public struct EntryCursor: Sendable, Equatable {
             let data = Data(base64Encoded: base64),
             let plain = String(validating: Array(data), as: UTF8.self)
         else { throw invalid("is not base64url text") }
-        let parts = plain.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+        // Split on the bytes: as Characters, ":" followed by a combining mark is one grapheme and
+        // an id starting with one would not round-trip.
+        let parts = plain.utf8.split(separator: UInt8(ascii: ":"), maxSplits: 2, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
         guard parts.count == 3, parts[0] == Self.version else { throw invalid("has an unknown format") }
         guard let milliseconds = Int64(parts[1]), !parts[2].isEmpty, !parts[2].utf8.contains(0) else {
             throw invalid("has a malformed position")
         }
-        self.init(createdAtMilliseconds: milliseconds, id: String(parts[2]))
+        self.init(createdAtMilliseconds: milliseconds, id: parts[2])
         // Only the canonical spelling is one this type produced (no alternative digits or base64 bits).
         guard encoded == string else { throw invalid("is not canonical") }
     }

@@ -44,6 +44,17 @@ public struct Document: Sendable {
     }
 
     /// Like `text(of:)` but without leading and trailing punctuation tokens.
+    /// Tokens a span quoted in a result may hold (a premise, a conclusion, a state's content):
+    /// with results also capped in number, what a result holds stays bounded however many
+    /// markers a text repeats (a sentence of 2,000 "but"s must not answer megabytes).
+    public static let excerptTokens = 48
+
+    /// `trimmedText(of:)` of at most `limit` tokens, ending in "…" when cut.
+    public func excerpt(of range: Range<Int>, limit: Int = Document.excerptTokens) -> String {
+        guard range.count > limit else { return trimmedText(of: range) }
+        return trimmedText(of: range.lowerBound..<(range.lowerBound + limit)) + "…"
+    }
+
     public func trimmedText(of range: Range<Int>) -> String {
         var lo = range.lowerBound
         var hi = range.upperBound

@@ -170,4 +170,15 @@ import Testing
         }
     }
 
+    @Test func aRepeatedIdempotencyKeyIsRefused() async throws {
+        try await withRouter(try await TestServer.make()) { client in
+            var headers = user("alice")
+            headers.append(HTTPField(name: HTTPField.Name("Idempotency-Key")!, value: "a"))
+            headers.append(HTTPField(name: HTTPField.Name("Idempotency-Key")!, value: "b"))
+            let response = try await client.post("/v1/entries", #"{"text":"Keyed twice."}"#, headers: headers)
+            #expect(response.status == .badRequest)
+            #expect(response.errorField == "Idempotency-Key")
+        }
+    }
+
 }
