@@ -8,7 +8,7 @@ TEXT ?=
 DURATION ?= 10
 INSTANCES ?= 3
 
-.PHONY: all deps build release test unit smoke run analyze http-smoke bench-http models bench bench-slowdown bench-peers ci format format-check clean help \
+.PHONY: all deps build release test unit smoke run analyze http-smoke bench-http models bench bench-slowdown bench-peers api-fuzz fuzz ci format format-check clean help \
 	stack-up stack-down stack-status stack-restart stack-check deploy-check
 MODELS_DIR ?= .build/models
 
@@ -30,6 +30,8 @@ help:
 	@echo "make stack-status / stack-restart (rolling) / stack-down [PURGE=1]"
 	@echo "make stack-check   live checks on a fresh stack of its own; make deploy-check  static checks of deploy/"
 	@echo "make format  apply .swift-format to the tree; make format-check  fail on any difference (CI)"
+	@echo "make api-fuzz [API_FUZZ_EXAMPLES=200]  schemathesis (pinned, .venv-apifuzz) against a live release server, driven by openapi.yaml"
+	@echo "make fuzz [FUZZ_SECONDS=300]  libFuzzer + ASan on the parsers (text, model, json, cursor, idempotency), each for FUZZ_SECONDS"
 	@echo "make ci      what .ci/run calls: test, release build, models, throughput; prints the time of each phase"
 
 deps:
@@ -122,13 +124,25 @@ deploy-check: release
 	scripts/deploy-check.sh --binary $(RELEASE_BIN)
 
 # The whole tree in the toolchain's formatter (.swift-format); format-check fails on any difference.
-FORMAT_PATHS := Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Benchmarks Benchmarks/Sources
+FORMAT_PATHS := Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Benchmarks Benchmarks/Sources Fuzz/Package.swift Fuzz/Sources
 
 format:
 	$(SWIFT) format format --in-place --recursive --parallel $(FORMAT_PATHS)
 
 format-check:
 	$(SWIFT) format lint --strict --recursive --parallel $(FORMAT_PATHS)
+
+# Property-based API fuzzing against openapi.yaml (scripts/api-fuzz.sh; loopback only, bounded in time).
+API_FUZZ_EXAMPLES ?= 200
+
+api-fuzz: release
+	scripts/api-fuzz.sh $(RELEASE_BIN) $(API_FUZZ_EXAMPLES)
+
+# libFuzzer + ASan over Soma's own parsers (Fuzz/, built in Fuzz/.build-fuzz; seeds in Fixtures/fuzz).
+FUZZ_SECONDS ?= 300
+
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 ci:
 	@scripts/ci.sh

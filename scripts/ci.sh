@@ -22,9 +22,12 @@ phase format make format-check
 phase test make test
 phase release make release
 phase http-smoke scripts/http-smoke.sh .build/release/soma
+# Short versions of the security runs (full: make api-fuzz, make fuzz).
+phase api-fuzz scripts/api-fuzz.sh .build/release/soma 50
 phase models make models
 phase deploy-check scripts/deploy-check.sh --binary .build/release/soma
 phase stack-check bash -c 'scripts/ensure-deps.sh stack && scripts/stack-check.py --binary .build/release/soma --model-dir .build/models'
 phase throughput scripts/jsonl-smoke.sh .build/release/soma 10000
 phase bench make bench
 phase bench-slowdown make bench-slowdown
+phase fuzz scripts/fuzz.sh 60
