@@ -97,6 +97,39 @@ public struct CacheKey: Hashable, Sendable, CustomStringConvertible {
         SHA256.hash(text).hex
     }
 
+    /// FNV-1a (64 bit) of `description`'s UTF-8 bytes, computed without building it: the
+    /// fingerprint `UserCacheIndex` keeps on the request path (equal to
+    /// `FNV1a.hash(description.utf8)`, which is how names read back from a layer are matched).
+    public var nameFingerprint: UInt64 {
+        var h = FNV1a()
+        let colon = UInt8(ascii: ":")
+        switch kind {
+        case .analysis(let module, let modelVersion, let digest):
+            h.mix("soma:v1:a:".utf8)
+            h.mix(module.rawValue.utf8)
+            h.mix(byte: colon)
+            Self.mixEscaped(modelVersion, into: &h)
+            h.mix(byte: colon)
+            digest.mixHex(into: &h)
+        case .user(let tag, let name):
+            h.mix("soma:v1:u:".utf8)
+            h.mix(tag.hex.utf8)
+            h.mix(byte: colon)
+            Self.mixEscaped(name, into: &h)
+        }
+        return h.value
+    }
+
+    private static func mixEscaped(_ part: String, into h: inout FNV1a) {
+        for byte in part.utf8 {
+            switch byte {
+            case UInt8(ascii: "%"): h.mix("%25".utf8)
+            case UInt8(ascii: ":"): h.mix("%3A".utf8)
+            default: h.mix(byte: byte)
+            }
+        }
+    }
+
     /// `part` with `%` and `:` percent-escaped, so it cannot be confused with the key's separators.
     private static func escaped(_ part: String) -> String {
         let percent = UInt8(ascii: "%")
@@ -150,6 +183,16 @@ struct SHA256 {
         }
 
         var description: String { hex }
+
+        /// Mixes the 64 hex digits of `hex` into `h` without building the string.
+        func mixHex(into h: inout FNV1a) {
+            for word in [w0, w1, w2, w3] {
+                for nibble in 0..<16 {
+                    let value = UInt8(truncatingIfNeeded: word >> UInt64(60 - 4 * nibble)) & 0xF
+                    h.mix(byte: value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10)
+                }
+            }
+        }
     }
 
     /// The SHA-256 of `text`'s UTF-8 bytes.

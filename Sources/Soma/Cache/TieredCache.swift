@@ -106,7 +106,8 @@ public final class TieredCache: Sendable {
     public func get(_ keys: [CacheKey], for user: UserTag? = nil) async -> [CacheHit?] {
         var hits: [CacheHit?] = keys.map { key in l1.get(key).map { CacheHit(value: $0, source: .l1) } }
         for hit in hits { metrics.cache(layer: "l1", hit: hit != nil) }
-        var seen = user.map { index.seen($0, keys) } ?? keys.map { _ in true }
+        let prints = user == nil ? [] : keys.map(UserCacheIndex.fingerprint)
+        var seen = user.map { index.seen($0, fingerprints: prints) } ?? keys.map { _ in true }
         let missing = hits.indices.filter { hits[$0] == nil }
         // L2 is asked for what L1 missed, and also when the user's own history is unknown here:
         // another instance may have served them.
@@ -137,7 +138,7 @@ public final class TieredCache: Sendable {
         {
             fill(&hits, missing: missing, found: found, keys: keys, source: .fallback)
         }
-        if let user { await forget(index.insert(user, keys)) }
+        if let user { await forget(index.insert(user, fingerprints: prints)) }
         for i in hits.indices { hits[i]?.seen = seen[i] }
         return hits
     }
@@ -259,7 +260,7 @@ public final class TieredCache: Sendable {
             pending.withLock { if $0.invalidations[user] == generation { $0.invalidations[user] = nil } }
         }
         for (user, generation) in erasures {
-            try await remote.eraseUser(user)
+            _ = try await remote.eraseUser(user)
             pending.withLock { if $0.erasures[user] == generation { $0.erasures[user] = nil } }
         }
     }

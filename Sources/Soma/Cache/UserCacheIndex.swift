@@ -35,16 +35,20 @@ public final class UserCacheIndex: Sendable {
     }
 
     /// The fingerprint of a key, as the index stores it.
-    public static func fingerprint(_ key: CacheKey) -> Int { fingerprint(name: key.description) }
+    public static func fingerprint(_ key: CacheKey) -> Int { Int(truncatingIfNeeded: key.nameFingerprint) }
 
     /// The fingerprint of a key from its Redis name (`CacheKey.description`).
     public static func fingerprint(name: String) -> Int { Int(truncatingIfNeeded: FNV1a.hash(name.utf8)) }
 
     /// For each key, whether `user` touched it here within the index's memory.
     public func seen(_ user: UserTag, _ keys: [CacheKey]) -> [Bool] {
+        seen(user, fingerprints: keys.map(Self.fingerprint))
+    }
+
+    public func seen(_ user: UserTag, fingerprints: [Int]) -> [Bool] {
         state.withLock { state in
-            guard let known = state.users[user] else { return keys.map { _ in false } }
-            return keys.map { known.fingerprints.contains(Self.fingerprint($0)) }
+            guard let known = state.users[user] else { return fingerprints.map { _ in false } }
+            return fingerprints.map { known.fingerprints.contains($0) }
         }
     }
 
@@ -52,11 +56,16 @@ public final class UserCacheIndex: Sendable {
     /// stay within `maxKeys` (the caller removes those entries from its layers).
     @discardableResult
     public func insert(_ user: UserTag, _ keys: [CacheKey]) -> Set<Int> {
+        insert(user, fingerprints: keys.map(Self.fingerprint))
+    }
+
+    @discardableResult
+    public func insert(_ user: UserTag, fingerprints: [Int]) -> Set<Int> {
         let now = elapsed()
         return state.withLock { state in
             var entry = state.users.removeValue(forKey: user) ?? Keys()
             let before = entry.fingerprints.count
-            for key in keys { entry.fingerprints.insert(Self.fingerprint(key)) }
+            for print in fingerprints { entry.fingerprints.insert(print) }
             entry.lastActive = now
             state.count += entry.fingerprints.count - before
             state.users[user] = entry

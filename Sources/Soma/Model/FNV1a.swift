@@ -10,6 +10,11 @@ struct FNV1a {
         }
     }
 
+    mutating func mix(byte b: UInt8) {
+        value ^= UInt64(b)
+        value &*= 0x0000_0100_0000_01B3
+    }
+
     mutating func mix(_ x: UInt64) {
         withUnsafeBytes(of: x.littleEndian) { mix($0) }
     }

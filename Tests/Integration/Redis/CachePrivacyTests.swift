@@ -70,6 +70,8 @@ struct CachePrivacyTests {
             purged = l1After == l1 && l2After == l2
         }
         #expect(purged, "instance A still served the erased user's text from its cache")
+        // Texts never reach the logs (info level, as deployed).
+        for instance in [a, b] { #expect(!instance.logText.contains("secret diary"), "a text was logged") }
         #expect(await a.stop() == 0)
         #expect(await b.stop() == 0)
         await redis.shutdown()

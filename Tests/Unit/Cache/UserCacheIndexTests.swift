@@ -59,3 +59,30 @@ import Testing
         #expect(await cache.get([key("x"), key("y")]).map { $0?.value } == [nil, [2]])
     }
 }
+
+@Suite struct CacheKeyFingerprintTests {
+    /// The request path streams the fingerprint; names read back from the fallback file are
+    /// hashed whole. Both must agree, escapes included, or an erasure would miss entries.
+    @Test(arguments: [
+        CacheKey.analysis(module: .theoryOfMind, modelVersion: "soma-3c77", normalizedText: "a text"),
+        CacheKey.analysis(module: .values, modelVersion: "v1@0123:%x", normalizedText: ""),
+        CacheKey.user("ada", "profile"),
+        CacheKey.user("a:b", "n%:x"),
+    ])
+    func theStreamedFingerprintIsTheHashOfTheName(key: CacheKey) {
+        #expect(key.nameFingerprint == FNVOfName.hash(key.description))
+        #expect(UserCacheIndex.fingerprint(key) == UserCacheIndex.fingerprint(name: key.description))
+    }
+}
+
+/// FNV-1a 64 over UTF-8, written out here so the test does not trust the code it checks.
+private enum FNVOfName {
+    static func hash(_ s: String) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in s.utf8 {
+            h ^= UInt64(b)
+            h &*= 0x0000_0100_0000_01B3
+        }
+        return h
+    }
+}
