@@ -31,11 +31,13 @@ public struct Evaluator: Sendable {
     public let engine: Engine
     public init(engine: Engine) { self.engine = engine }
 
-    public func score(_ task: Task, on set: EvaluationSet, split: EvaluationSet.Split?) -> Score {
-        let items = set.items(split)
+    /// - Parameter majorityFrom: where the majority class is learnt (its dev split); by default
+    ///   `set`'s own. Items read twice count only where both readings give the same gold.
+    public func score(_ task: Task, on set: EvaluationSet, split: EvaluationSet.Split?, majorityFrom: EvaluationSet? = nil) -> Score {
+        let items = set.items(split).filter { item in item.asSecondReading.map { task.gold($0) == task.gold(item) } ?? true }
         // The majority class is learnt from the dev split, as a tuned system would be.
         var counts: [String: Int] = [:]
-        for item in set.items(.dev) { counts[task.gold(item), default: 0] += 1 }
+        for item in (majorityFrom ?? set).items(.dev) { counts[task.gold(item), default: 0] += 1 }
         let majority = counts.max { $0.value != $1.value ? $0.value < $1.value : $0.key > $1.key }?.key ?? ""
         var right = 0
         var majorityRight = 0
