@@ -55,7 +55,8 @@ import Testing
             #expect(score.items >= 60, "\(score.task): \(score.items) agreed blind items")
             scores.append(score)
         }
-        print(Evaluator.table(scores, title: "blind held-out accuracy (Fixtures/eval-blind, items both readers agree on; majority class from the old dev split)"))
+        print(
+            Evaluator.table(scores, title: "blind held-out accuracy (Fixtures/eval-blind, items both readers agree on; majority class from the old dev split)"))
     }
 
     @Test func devTable() throws {
