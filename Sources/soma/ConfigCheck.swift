@@ -55,6 +55,13 @@ struct ConfigCommand: AsyncParsableCommand {
                 ("auth", "service token \(http.serviceToken == nil ? "off" : "set"), admin token \(http.adminToken == nil ? "off (admin refused)" : "set")"),
                 ("admission", "\(runtime.admission.workers) workers, \(runtime.admission.maxInFlight) in flight, \(runtime.admission.maxQueued) queued"),
                 ("deadline", "\(http.defaultDeadline) default, \(http.maxDeadline) max"),
+                (
+                    "connections",
+                    "at most \(http.connections.maxConnections); header \(http.connections.headerTimeout), body \(http.connections.bodyTimeout), "
+                        + "idle \(http.connections.idleTimeout)"
+                ),
+                ("invalid requests", "\(http.invalidRequestsPerMinute) per user per minute, then 429"),
+                ("cache scope", runtime.cacheScope.rawValue),
             ]
             for (name, value) in rows { print("config: \(name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(value)") }
             guard unknown.isEmpty else {
