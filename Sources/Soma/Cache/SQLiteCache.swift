@@ -222,27 +222,7 @@ public final class SQLiteCache: ResultCache {
     @discardableResult
     public func delete(_ keys: [CacheKey]) async throws -> Int {
         guard !keys.isEmpty else { return 0 }
-        let now = nowMilliseconds()
-        return try state.withLock { (state: inout State) throws(StoreError) -> Int in
-            let db = state.connection
-            var next = state
-            let existed = try db.transaction { () throws(StoreError) -> Int in
-                var existed = 0
-                for key in keys {
-                    let rows = try db.query("DELETE FROM cache WHERE key = ? RETURNING size, expires_at", [.text(key.description)]) {
-                        (size: Int($0.int64(0)), expiresAt: $0.int64(1))
-                    }
-                    for row in rows {
-                        next.totalBytes -= row.size
-                        next.count -= 1
-                        if row.expiresAt > now { existed += 1 }
-                    }
-                }
-                return existed
-            }
-            state = next
-            return existed
-        }
+        return try deleteRows { _ in keys.map(\.description) }
     }
 
     /// The file keeps no index of its own: this instance's `UserCacheIndex` is it.
@@ -255,14 +235,20 @@ public final class SQLiteCache: ResultCache {
     /// O(rows): for erasing a user (`UserCacheIndex` fingerprints), not for the request path.
     @discardableResult
     public func delete(where matches: (String) -> Bool) throws -> Int {
+        try deleteRows { db throws(StoreError) in try db.query("SELECT key FROM cache") { $0.text(0) }.filter(matches) }
+    }
+
+    /// Deletes the rows `names` picks (inside the same transaction), keeping the byte and row
+    /// totals; returns how many held an unexpired value (an expired row counts as already gone,
+    /// as in Redis).
+    private func deleteRows(_ names: (SQLiteConnection) throws(StoreError) -> [String]) throws -> Int {
         let now = nowMilliseconds()
         return try state.withLock { (state: inout State) throws(StoreError) -> Int in
             let db = state.connection
             var next = state
             let existed = try db.transaction { () throws(StoreError) -> Int in
-                let names = try db.query("SELECT key FROM cache") { $0.text(0) }.filter(matches)
                 var existed = 0
-                for name in names {
+                for name in try names(db) {
                     let rows = try db.query("DELETE FROM cache WHERE key = ? RETURNING size, expires_at", [.text(name)]) {
                         (size: Int($0.int64(0)), expiresAt: $0.int64(1))
                     }

@@ -225,14 +225,20 @@ public final class PostgresStore: Store {
         }
         // A write acknowledged before its user was erased (an outbox replay) must not bring them
         // back: it counts as done and stores nothing. The second of margin absorbs clock skew
-        // between instances and the database, so a new write is never taken for an old one.
-        let erasedSince = try db.query(
-            """
-            SELECT 1 FROM user_erasures
-            WHERE user_tag = $1 AND erased_at > to_timestamp($2::bigint / 1000.0) + interval '1 second' LIMIT 1
-            """,
-            [.text(UserTag(user).hex), .integer(UnixMilliseconds.from(entry.createdAt))])
-        if !erasedSince.rows.isEmpty { return .existing(entry) }
+        // between instances and the database, so a new write is never taken for an old one; a
+        // write made within that second (every direct write) skips the lookup altogether.
+        let createdAt = UnixMilliseconds.from(entry.createdAt)
+        if now - createdAt > 1000,
+            try !db.query(
+                """
+                SELECT 1 FROM user_erasures
+                WHERE user_tag = $1 AND erased_at > to_timestamp($2::bigint / 1000.0) + interval '1 second' LIMIT 1
+                """,
+                [.text(UserTag(user).hex), .integer(createdAt)]
+            ).rows.isEmpty
+        {
+            return .existing(entry)
+        }
         let inserted = try db.query(
             "INSERT INTO entries (\(entryColumns)) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
             [
