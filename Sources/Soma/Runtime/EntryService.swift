@@ -80,6 +80,16 @@ public struct EntryService: Sendable {
     /// when neither the store nor the outbox could take it.
     public func create(text: String, idempotencyKey key: String?, caller: Caller, deadline: Duration) async throws -> Write {
         try await analysis.spend(caller, cost: 1)
+        // The store must answer with time to spare for the outbox: a database that hangs (no error,
+        // no answer) is given up on at this bound, and the write is queued instead of timing out.
+        let remaining = deadline - analysis.deadline(in: .zero)
+        let reserve = min(remaining / 5, .milliseconds(100))
+        return try await CallDeadline.within(.now + (remaining - reserve)) {
+            try await create(text: text, key: key, caller: caller, deadline: deadline)
+        }
+    }
+
+    private func create(text: String, key: String?, caller: Caller, deadline: Duration) async throws -> Write {
         if let key, let earlier = try await keyedWrite(user: caller.user, key: key) {
             // A retry answers as the first time, without analysing again; a different body under
             // the same key is the client's mistake, not a retry.
@@ -116,7 +126,8 @@ public struct EntryService: Sendable {
     }
 
     /// The write already made under `key` by `user`: queued in the outbox or stored. A store that
-    /// cannot answer is no reason to refuse the write: the insert below checks the key again.
+    /// cannot answer (or not before the request's bound) is no reason to refuse the write: the insert
+    /// below checks the key again, and so does the outbox's replay.
     private func keyedWrite(user: String, key: String) async throws -> Write? {
         if let outbox = storage.outbox, let queued = try outbox.queued(user: user, idempotencyKey: key) {
             return Write(entry: queued, persisted: .queued, inserted: false)

@@ -15,19 +15,27 @@ public final class GuardedStore: Store {
     }
 
     /// Only unavailability counts against the breaker: a bad cursor or a refused value is the
-    /// caller's problem, not the database's, and must not open it.
+    /// caller's problem, not the database's, and must not open it. A call made under a
+    /// `CallDeadline` that has not answered by then is unavailability too (a hung database).
     private func call<T: Sendable>(_ body: @escaping @Sendable (any Store) async throws -> T) async throws -> T {
+        let work: @Sendable () async throws -> T = { [self] in
+            if !migrated.withLock({ $0 }) {
+                try await base.migrate()
+                migrated.withLock { $0 = true }
+            }
+            return try await body(base)
+        }
+        let bound = CallDeadline.current
         let outcome: Result<T, any Error>
         do {
             outcome = try await breaker.run { () async throws -> Result<T, any Error> in
                 do {
-                    if !migrated.withLock({ $0 }) {
-                        try await base.migrate()
-                        migrated.withLock { $0 = true }
-                    }
-                    return .success(try await body(base))
+                    guard let bound else { return .success(try await work()) }
+                    return .success(try await boundedCall(by: bound, work))
                 } catch let error as StoreError where error.code != .unavailable {
                     return .failure(error)
+                } catch let late as CallDeadlineExceeded {
+                    throw StoreError(.unavailable, "\(late)")
                 }
             }
         } catch let open as CircuitBreakerOpenError {

@@ -9,44 +9,48 @@ import Testing
 /// order they arrived.
 private final class SwitchableStore: Store {
     let base: SQLiteStore
-    private let state = Mutex<(down: Bool, arrivals: [String])>((false, []))
+    private let state = Mutex<(down: Bool, hung: Bool, arrivals: [String])>((false, false, []))
 
     init() throws { base = try SQLiteStore(path: SQLiteStore.inMemoryPath) }
 
     func setDown(_ down: Bool) { state.withLock { $0.down = down } }
+    /// While hung, every call waits (as on a paused database: no error, no answer) until released
+    /// or cancelled; then it goes on as usual.
+    func setHung(_ hung: Bool) { state.withLock { $0.hung = hung } }
     var arrivals: [String] { state.withLock { $0.arrivals } }
 
-    private func check() throws {
+    private func check() async throws {
+        while state.withLock({ $0.hung }) { try await Task.sleep(for: .milliseconds(5)) }
         if state.withLock({ $0.down }) { throw StoreError(.unavailable, "store down (test)") }
     }
 
-    func migrate() async throws { try check(); try await base.migrate() }
-    func recordUser(_ userID: String, tier: Tier) async throws { try check(); try await base.recordUser(userID, tier: tier) }
+    func migrate() async throws { try await check(); try await base.migrate() }
+    func recordUser(_ userID: String, tier: Tier) async throws { try await check(); try await base.recordUser(userID, tier: tier) }
     func insertEntry(_ entry: Entry, idempotencyKey: String?) async throws -> EntryInsertResult {
-        try check()
+        try await check()
         let result = try await base.insertEntry(entry, idempotencyKey: idempotencyKey)
         state.withLock { $0.arrivals.append(entry.id) }
         return result
     }
     func entries(user: String, limit: Int, cursor: String?) async throws -> EntryPage {
-        try check()
+        try await check()
         return try await base.entries(user: user, limit: limit, cursor: cursor)
     }
-    func entry(user: String, id: String) async throws -> Entry? { try check(); return try await base.entry(user: user, id: id) }
+    func entry(user: String, id: String) async throws -> Entry? { try await check(); return try await base.entry(user: user, id: id) }
     func erasures(after id: Int64, limit: Int) async throws -> [ErasureNotice] {
-        try check()
+        try await check()
         return try await base.erasures(after: id, limit: limit)
     }
     func entry(user: String, idempotencyKey: String) async throws -> Entry? {
-        try check()
+        try await check()
         return try await base.entry(user: user, idempotencyKey: idempotencyKey)
     }
-    func deleteEntry(user: String, id: String) async throws -> Bool { try check(); return try await base.deleteEntry(user: user, id: id) }
-    func recentEntries(user: String, limit: Int) async throws -> [Entry] { try check(); return try await base.recentEntries(user: user, limit: limit) }
-    func mostActiveUsers(limit: Int) async throws -> [String] { try check(); return try await base.mostActiveUsers(limit: limit) }
-    func profile(user: String) async throws -> ProfileSnapshot? { try check(); return try await base.profile(user: user) }
-    func saveProfile(_ profile: ProfileSnapshot) async throws { try check(); try await base.saveProfile(profile) }
-    func deleteUser(_ userID: String) async throws -> UserErasure { try check(); return try await base.deleteUser(userID) }
+    func deleteEntry(user: String, id: String) async throws -> Bool { try await check(); return try await base.deleteEntry(user: user, id: id) }
+    func recentEntries(user: String, limit: Int) async throws -> [Entry] { try await check(); return try await base.recentEntries(user: user, limit: limit) }
+    func mostActiveUsers(limit: Int) async throws -> [String] { try await check(); return try await base.mostActiveUsers(limit: limit) }
+    func profile(user: String) async throws -> ProfileSnapshot? { try await check(); return try await base.profile(user: user) }
+    func saveProfile(_ profile: ProfileSnapshot) async throws { try await check(); try await base.saveProfile(profile) }
+    func deleteUser(_ userID: String) async throws -> UserErasure { try await check(); return try await base.deleteUser(userID) }
     func isHealthy() async -> Bool { !state.withLock { $0.down } }
 }
 
@@ -60,7 +64,7 @@ private struct Harness {
     let analysis: Analysis
     let directory: URL
 
-    init(remote: Bool = true, requestsPerWindow: Int = 1000) async throws {
+    init(remote: Bool = true, requestsPerWindow: Int = 1000, guarded: Bool = false) async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("soma-entries-\(UUID().uuidString)", isDirectory: true)
         store = try SwitchableStore()
         try await store.migrate()
@@ -74,8 +78,11 @@ private struct Harness {
         for tier in Tier.allCases { tiers[tier].requestsPerWindow = requestsPerWindow }
         let service = AnalysisService(catalog: catalog, registry: registry, sessions: SessionManager(), cache: cache, metrics: metrics)
         analysis = Analysis(service: service, limiter: SlidingWindowRateLimiter(policy: tiers), tiers: tiers, metrics: metrics)
+        // Guarded: behind a breaker as PostgreSQL is in production (GuardedStore), so calls honour
+        // the request's CallDeadline.
+        let front: any Store = guarded ? GuardedStore(store, breaker: CircuitBreaker(name: "test-db")) : store
         self.service = EntryService(
-            storage: remote ? .remote(store, outbox: outbox) : .embedded(store), analysis: analysis, cache: cache, metrics: metrics)
+            storage: remote ? .remote(front, outbox: outbox) : .embedded(front), analysis: analysis, cache: cache, metrics: metrics)
     }
 
     /// Far enough that a busy machine (the whole suite runs in parallel on two cores) never turns
@@ -106,6 +113,23 @@ private struct Harness {
         #expect(h.store.arrivals == [write.entry.id])
         #expect(try await h.store.base.entry(user: "ada", id: write.entry.id)?.analysis == write.entry.analysis)
         #expect(await h.cache.getUser(CacheKey.user("ada", "profile")) == nil, "a new entry must invalidate the cached profile")
+    }
+
+    @Test func aHungStoreIsGivenUpOnWithinTheDeadlineAndTheWriteQueued() async throws {
+        let h = try await Harness(guarded: true)
+        defer { h.remove() }
+        h.store.setHung(true)
+        defer { h.store.setHung(false) }
+        // With an idempotency key, so the keyed lookup (a store read) hangs first, then the insert.
+        let write = try await h.service.create(
+            text: "The database froze while I was writing this.", idempotencyKey: "hung-1",
+            caller: Caller(user: "ada", tier: .standard), deadline: h.analysis.deadline(in: .milliseconds(400)))
+        #expect(write.persisted == .queued, "a store that hangs must not hold the write past its deadline")
+        #expect(h.outbox.pendingCount == 1)
+        h.store.setHung(false)
+        #expect(await h.replay() == (1, 0))
+        let page = try await h.store.base.entries(user: "ada", limit: 10, cursor: nil)
+        #expect(page.entries.map(\.id) == [write.entry.id], "stored exactly once after the replay")
     }
 
     @Test func storeDownQueuesDurably() async throws {
