@@ -9,7 +9,8 @@ DURATION ?= 10
 INSTANCES ?= 3
 
 .PHONY: all deps build release test unit smoke run analyze http-smoke bench-http models bench bench-slowdown bench-peers api-fuzz fuzz ci format format-check clean help \
-	stack-up stack-down stack-status stack-restart stack-check deploy-check
+	stack-up stack-down stack-status stack-restart stack-check deploy-check \
+	compose-up compose-status compose-down compose-check compose-images
 MODELS_DIR ?= .build/models
 
 all: build
@@ -29,6 +30,9 @@ help:
 	@echo "             Prometheus, Alertmanager on free loopback ports (no Docker); state in .stack/stack.json"
 	@echo "make stack-status / stack-restart (rolling) / stack-down [PURGE=1]"
 	@echo "make stack-check   live checks on a fresh stack of its own; make deploy-check  static checks of deploy/"
+	@echo "make compose-up [INSTANCES=3]  the compose stack under a local Docker engine (images from Debian's packages,"
+	@echo "             nothing pulled); nginx on 127.0.0.1:8788; make compose-status / compose-down [PURGE=1]"
+	@echo "make compose-check the live checks against a fresh compose stack + restart policy, pauses, rolling update"
 	@echo "make format  apply .swift-format to the tree; make format-check  fail on any difference (CI)"
 	@echo "make api-fuzz [API_FUZZ_EXAMPLES=200]  schemathesis (pinned, .venv-apifuzz) against a live release server, driven by openapi.yaml"
 	@echo "make fuzz [FUZZ_SECONDS=300]  libFuzzer + ASan on the parsers (text, model, json, cursor, idempotency), each for FUZZ_SECONDS"
@@ -117,6 +121,27 @@ stack-down:
 stack-check: models
 	@scripts/ensure-deps.sh stack
 	scripts/stack-check.py --binary $(RELEASE_BIN) --model-dir $(MODELS_DIR)
+
+# ---- the compose stack under a real Docker engine (Debian's docker.io; no registry needed) ----
+# deploy/docker-compose-ml.yml with images built here from Debian's packages (scripts/compose.py);
+# state in .compose/ (SOMA_COMPOSE_DIR overrides). docs/OPERATIONS.md, "Compose".
+compose-images: models
+	scripts/compose.py images --binary $(RELEASE_BIN) --model-dir $(MODELS_DIR)
+
+compose-up: models
+	scripts/compose.py up --instances $(INSTANCES) --binary $(RELEASE_BIN) --model-dir $(MODELS_DIR)
+
+compose-status:
+	@scripts/compose.py status
+
+compose-down:
+	scripts/compose.py down $(if $(PURGE),--purge)
+
+# The live checks of stack-check against a fresh compose stack of its own (project soma-check),
+# plus what only Docker shows: restart policy, paused Redis/PostgreSQL, a rolling image update,
+# nothing left after down --purge.
+compose-check: models
+	scripts/stack-check.py --target compose --binary $(RELEASE_BIN) --model-dir $(MODELS_DIR)
 
 # Static checks of deploy/: promtool, amtool, compose schema, Kubernetes schemas + HPA policy,
 # the Dockerfile's runtime libraries against the release binary (built as the Dockerfile does).

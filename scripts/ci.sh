@@ -27,6 +27,8 @@ phase api-fuzz scripts/api-fuzz.sh .build/release/soma 50
 phase models make models
 phase deploy-check scripts/deploy-check.sh --binary .build/release/soma
 phase stack-check bash -c 'scripts/ensure-deps.sh stack && scripts/stack-check.py --binary .build/release/soma --model-dir .build/models'
+# The compose stack under Docker (the first run on a new machine pays for debootstrap and the images).
+phase compose-check bash -c 'scripts/stack-check.py --target compose --binary .build/release/soma --model-dir .build/models; rc=$?; scripts/docker-engine.sh stop; exit $rc'
 phase throughput scripts/jsonl-smoke.sh .build/release/soma 10000
 phase bench make bench
 phase bench-slowdown make bench-slowdown

@@ -517,15 +517,55 @@ if "nginx-lb" in services:
         p = os.path.join(deploy_dir, up)
         if os.path.isfile(p):
             servers = re.findall(r"^\s*server\s+(\S+)", open(p).read(), re.M)
-            want = [f"{n}:8788" for n in ml]
+            want = [f"127.0.0.1:{env_of(services[n]).get('SOMA_PORT')}" for n in ml]
             if sorted(servers) != sorted(want):
-                bad.append(f"{up} lists {servers}, expected one server per ml-N: {want}")
+                bad.append(f"{up} lists {servers}, expected one server per ml-N (its SOMA_PORT on loopback): {want}")
 if bad:
     fail("mounted files and build context", "; ".join(bad))
 else:
     ok(f"mounted files and build context exist ({seen} bind mounts; nginx upstreams = the ml-N services)")
 for line in notes:
     print(f"note: {line}")
+
+# -- host networking, one machine: every service on the host's network, nothing published (ports:
+# cannot be combined with network_mode: host on Compose 1.29), internal listeners on loopback only,
+# and no top-level `name:` (Compose 1.29 refuses it; the project name is given with -p).
+bad = []
+if "name" in doc:
+    bad.append("top-level `name:` (Compose 1.29 rejects it; use -p soma-ml)")
+for n, svc in services.items():
+    if svc.get("network_mode") != "host":
+        bad.append(f"{n}: network_mode is {svc.get('network_mode')!r}, not host")
+    for key in ("ports", "expose", "networks"):
+        if key in svc:
+            bad.append(f"{n}: `{key}` (host networking publishes nothing)")
+loopback = {"redis": ["--bind", "127.0.0.1"], "postgres": ["listen_addresses=127.0.0.1"],
+            "prometheus": ["--web.listen-address=127.0.0.1:9090"], "alertmanager": ["--web.listen-address=127.0.0.1:9093"]}
+for n, needed in loopback.items():
+    w = words(services.get(n, {}).get("command"))
+    if not all(x in w for x in needed):
+        bad.append(f"{n}: command {' '.join(w)} does not bind loopback ({' '.join(needed)})")
+if "--cluster.listen-address=" not in words(services.get("alertmanager", {}).get("command")):
+    bad.append("alertmanager: the gossip port is not disabled (--cluster.listen-address=)")
+if env_of(services.get("grafana", {})).get("GF_SERVER_HTTP_ADDR") != "127.0.0.1":
+    bad.append("grafana: GF_SERVER_HTTP_ADDR is not 127.0.0.1")
+ports = {}
+for n in ml:
+    e = env_of(services[n])
+    if e.get("SOMA_HOST") != "127.0.0.1":
+        bad.append(f"{n}: SOMA_HOST is {e.get('SOMA_HOST')!r}, not 127.0.0.1")
+    ports.setdefault(str(e.get("SOMA_PORT")), []).append(n)
+bad += [f"{', '.join(ns)} share SOMA_PORT {p_}" for p_, ns in ports.items() if len(ns) > 1 or p_ in ("None", "8788", "8443")]
+import json as _json
+targets = sorted(t_ for group in _json.load(open(os.path.join(deploy_dir, "prometheus/soma-targets.json")))
+                 for t_ in group["targets"])
+if targets != sorted(f"127.0.0.1:{env_of(services[n]).get('SOMA_PORT')}" for n in ml):
+    bad.append(f"prometheus/soma-targets.json lists {targets}, not the ml-N loopback ports")
+if bad:
+    fail("host networking: network_mode host, nothing published, internal listeners on loopback", "; ".join(bad))
+else:
+    ok(f"host networking: {len(services)} services on network_mode host, nothing published, Redis, PostgreSQL, "
+       f"Prometheus, Alertmanager, Grafana and {len(ml)} instances on loopback (distinct ports), targets = instances")
 PY
 
 # ---- 3. Kubernetes -------------------------------------------------------------------------------

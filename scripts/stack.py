@@ -54,6 +54,72 @@ def log(message: str) -> None:
     print(f"stack: {message}", file=sys.stderr, flush=True)
 
 
+def render_nginx_tree(conf: Path, upstreams: list[tuple[str, str]], *, http_listen: str, tls_listen: str,
+                      affinity: bool, fd_limit: int, pid_file: Path | str, log_dir: Path | str,
+                      as_root: bool) -> Path:
+    """deploy/nginx-ml.conf (or its affinity variant) and deploy/nginx/*.conf rendered into CONF with
+    only the listen addresses, the pid file, the log directory and the upstream list substituted;
+    a self-signed certificate for 127.0.0.1 in CONF/tls when none is there. Used by the local stack
+    and by the compose stack (scripts/compose.py, whose paths are the container's)."""
+    (conf / "nginx").mkdir(parents=True, exist_ok=True)
+    main_file = "nginx-ml-affinity.conf" if affinity else "nginx-ml.conf"
+    shutil.copyfile(DEPLOY / main_file, conf / "nginx.conf")
+    for source in sorted((DEPLOY / "nginx").glob("*.conf")):
+        text = source.read_text()
+        name = source.name
+        if name == "soma-main.conf":
+            text = substitute(text, "pid /run/soma-nginx.pid;", f"pid {pid_file};", name)
+            text = substitute(text, "error_log /var/log/nginx/error.log", f"error_log {log_dir}/error.log", name)
+            # the hard limit of this machine may be below the file's 65536
+            text = re.sub(r"worker_rlimit_nofile \d+;", f"worker_rlimit_nofile {min(65536, fd_limit)};", text)
+            if not as_root:
+                text = substitute(text, "user www-data;", "# user: not root, workers run as the caller", name)
+        elif name == "soma-http.conf":
+            text = substitute(text, "access_log /var/log/nginx/access.log", f"access_log {log_dir}/access.log", name)
+        elif name == "soma-servers.conf":
+            text = substitute(text, "listen 8788 ", f"listen {http_listen} ", name)
+            text = substitute(text, "listen 8443 ssl ", f"listen {tls_listen} ssl ", name)
+        (conf / "nginx" / name).write_text(text)
+    (conf / "soma-upstreams.conf").write_text(
+        "".join(f"server {address} max_fails=3 fail_timeout=30s;  # {identifier}\n" for address, identifier in upstreams))
+    tls = conf / "tls"
+    if not (tls / "soma.crt").exists() or not (tls / "soma.key").exists():
+        tls.mkdir(exist_ok=True)
+        result = subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+             "-keyout", str(tls / "soma.key"), "-out", str(tls / "soma.crt")],
+            capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise StackError(f"openssl could not make the self-signed certificate:\n{result.stderr}")
+        os.chmod(tls / "soma.key", 0o600)
+    return conf / "nginx.conf"
+
+
+def render_prometheus_config(alertmanager: str, prometheus: str) -> str:
+    """deploy/prometheus/prometheus.yml with the Alertmanager and Prometheus addresses substituted and
+    the short intervals of a test stack (5 s scrapes and evaluations)."""
+    config = DEPLOY / "prometheus" / "prometheus.yml"
+    text = config.read_text()
+    text = substitute(text, "127.0.0.1:9093", alertmanager, config.name)
+    text = substitute(text, "127.0.0.1:9090", prometheus, config.name)
+    text = substitute(text, "scrape_interval: 15s", "scrape_interval: 5s", config.name)
+    text = substitute(text, "evaluation_interval: 15s", "evaluation_interval: 5s", config.name)
+    text = substitute(text, "scrape_timeout: 10s", "scrape_timeout: 4s", config.name)
+    text = substitute(text, "refresh_interval: 30s", "refresh_interval: 5s", config.name)
+    return text
+
+
+def write_targets_file(path: Path, targets: list[tuple[str, str]]) -> None:
+    """A Prometheus file_sd list, one target per instance (address, instance id), written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entries = [{"targets": [address], "labels": {"service": "soma", "instance_id": identifier}}
+               for address, identifier in targets]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(entries, indent=2) + "\n")
+    tmp.replace(path)  # atomic: file_sd never reads half a file
+
+
 class StackError(Exception):
     pass
 
@@ -373,42 +439,11 @@ class Stack:
     # -- nginx --
     def render_nginx(self, affinity: bool, tls_port: int, fd_limit: int) -> Path:
         base = self.dir / "nginx"
-        conf = base / "conf"
-        (conf / "nginx").mkdir(parents=True, exist_ok=True)
         (base / "logs").mkdir(parents=True, exist_ok=True)
-        main_file = "nginx-ml-affinity.conf" if affinity else "nginx-ml.conf"
-        shutil.copyfile(DEPLOY / main_file, conf / "nginx.conf")
-        for source in sorted((DEPLOY / "nginx").glob("*.conf")):
-            text = source.read_text()
-            name = source.name
-            if name == "soma-main.conf":
-                text = substitute(text, "pid /run/soma-nginx.pid;", f"pid {base}/nginx.pid;", name)
-                text = substitute(text, "error_log /var/log/nginx/error.log", f"error_log {base}/logs/error.log", name)
-                # the hard limit of this machine may be below the file's 65536
-                text = re.sub(r"worker_rlimit_nofile \d+;", f"worker_rlimit_nofile {min(65536, fd_limit)};", text)
-                if os.geteuid() != 0:
-                    text = substitute(text, "user www-data;", "# user: not root, workers run as the caller", name)
-            elif name == "soma-http.conf":
-                text = substitute(text, "access_log /var/log/nginx/access.log", f"access_log {base}/logs/access.log", name)
-            elif name == "soma-servers.conf":
-                text = substitute(text, "listen 8788 ", f"listen 127.0.0.1:{self.gateway_port} ", name)
-                text = substitute(text, "listen 8443 ssl ", f"listen 127.0.0.1:{tls_port} ssl ", name)
-            (conf / "nginx" / name).write_text(text)
-        upstreams = "".join(f"server 127.0.0.1:{i['port']} max_fails=3 fail_timeout=30s;  # {i['id']}\n"
-                            for i in self.state["instances"])
-        (conf / "soma-upstreams.conf").write_text(upstreams)
-        tls = conf / "tls"
-        if not (tls / "soma.crt").exists() or not (tls / "soma.key").exists():
-            tls.mkdir(exist_ok=True)
-            result = subprocess.run(
-                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=localhost",
-                 "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                 "-keyout", str(tls / "soma.key"), "-out", str(tls / "soma.crt")],
-                capture_output=True, text=True, timeout=60)
-            if result.returncode != 0:
-                raise StackError(f"openssl could not make the self-signed certificate:\n{result.stderr}")
-            os.chmod(tls / "soma.key", 0o600)
-        return conf / "nginx.conf"
+        return render_nginx_tree(
+            base / "conf", [(f"127.0.0.1:{i['port']}", i["id"]) for i in self.state["instances"]],
+            http_listen=f"127.0.0.1:{self.gateway_port}", tls_listen=f"127.0.0.1:{tls_port}", affinity=affinity,
+            fd_limit=fd_limit, pid_file=base / "nginx.pid", log_dir=base / "logs", as_root=os.geteuid() == 0)
 
     def nginx_args(self, conf: Path) -> list[str]:
         return ["nginx", "-c", str(conf), "-p", f"{self.dir / 'nginx'}/"]
@@ -465,13 +500,8 @@ class Stack:
 
     # -- prometheus and alertmanager --
     def write_targets(self) -> None:
-        directory = self.dir / "prometheus"
-        directory.mkdir(parents=True, exist_ok=True)
-        targets = [{"targets": [f"127.0.0.1:{i['port']}"], "labels": {"service": "soma", "instance_id": i["id"]}}
-                   for i in self.state["instances"]]
-        tmp = directory / "soma-targets.json.tmp"
-        tmp.write_text(json.dumps(targets, indent=2) + "\n")
-        tmp.replace(directory / "soma-targets.json")  # atomic: file_sd never reads half a file
+        write_targets_file(self.dir / "prometheus" / "soma-targets.json",
+                           [(f"127.0.0.1:{i['port']}", i["id"]) for i in self.state["instances"]])
 
     def ensure_monitoring(self) -> None:
         am = self.state.get("alertmanager", {})
@@ -503,15 +533,8 @@ class Stack:
         else:
             stop_process(prom.get("pid"), "prometheus")
             port = prom.get("port") if prom.get("port") and not port_in_use(prom["port"]) else free_port(self.taken)
-        config = DEPLOY / "prometheus" / "prometheus.yml"
-        text = config.read_text()
-        text = substitute(text, "alertmanager:9093", f"127.0.0.1:{am['port']}", config.name)
-        text = substitute(text, "localhost:9090", f"127.0.0.1:{port}", config.name)
-        text = substitute(text, "scrape_interval: 15s", "scrape_interval: 5s", config.name)
-        text = substitute(text, "evaluation_interval: 15s", "evaluation_interval: 5s", config.name)
-        text = substitute(text, "scrape_timeout: 10s", "scrape_timeout: 4s", config.name)
-        text = substitute(text, "refresh_interval: 30s", "refresh_interval: 5s", config.name)
-        (directory / "prometheus.yml").write_text(text)
+        (directory / "prometheus.yml").write_text(
+            render_prometheus_config(f"127.0.0.1:{am['port']}", f"127.0.0.1:{port}"))
         shutil.copyfile(DEPLOY / "prometheus" / "alerts.yml", directory / "alerts.yml")
         if running:
             # Targets arrive through file_sd by themselves; the reload picks up a changed config or rules.
