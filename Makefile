@@ -8,9 +8,9 @@ TEXT ?=
 DURATION ?= 10
 INSTANCES ?= 3
 
-.PHONY: all deps build release test unit smoke run analyze http-smoke bench-http models bench bench-slowdown bench-peers api-fuzz fuzz ci format format-check clean help \
+.PHONY: accuracy-peers load-harness all deps build release test unit smoke run analyze http-smoke bench-http models bench bench-slowdown bench-peers api-fuzz fuzz ci format format-check clean help \
 	stack-up stack-down stack-status stack-restart stack-check deploy-check \
-	compose-up compose-status compose-down compose-check compose-images
+	compose-up compose-status compose-down compose-check compose-images load load-capacity
 MODELS_DIR ?= .build/models
 
 all: build
@@ -24,6 +24,7 @@ help:
 	@echo "make bench   package-benchmark suites (Benchmarks/), p50/p90/p99 and SLO/budget gates; fails on a breach"
 	@echo "make bench-slowdown   the gates with SOMA_SLOWDOWN set: must go red (proves the gates can fail)"
 	@echo "make bench-peers      VADER (PyPI) against soma analyze --jsonl over the same texts"
+	@echo "make accuracy-peers   emotion valence on the blind set: soma, VADER and the majority class"
 	@echo "make http-smoke      start the release server, call the README's curl commands, SIGTERM, expect exit 0"
 	@echo "make bench-http      wrk: hello-world vs soma cached/uncached, single instance (DURATION=10)"
 	@echo "make stack-up [INSTANCES=3] [AFFINITY=1]  nginx on 127.0.0.1:8788 over N instances + Redis, PostgreSQL,"
@@ -33,6 +34,9 @@ help:
 	@echo "make compose-up [INSTANCES=3]  the compose stack under a local Docker engine (images from Debian's packages,"
 	@echo "             nothing pulled); nginx on 127.0.0.1:8788; make compose-status / compose-down [PURGE=1]"
 	@echo "make compose-check the live checks against a fresh compose stack + restart policy, pauses, rolling update"
+	@echo "make load [LOAD_DURATION=300|30m]  soma-load: the brief's scenario (1000 users, 10 req/min each) on a stack of"
+	@echo "             its own; SLO verdict = exit code; report.json, series.csv, latency.png in .build/load/<time>/"
+	@echo "make load-capacity  the highest rate per route class (cached, uncached, writes) with p99 <= 25 ms"
 	@echo "make format  apply .swift-format to the tree; make format-check  fail on any difference (CI)"
 	@echo "make api-fuzz [API_FUZZ_EXAMPLES=200]  schemathesis (pinned, .venv-apifuzz) against a live release server, driven by openapi.yaml"
 	@echo "make fuzz [FUZZ_SECONDS=300]  libFuzzer + ASan on the parsers (text, model, json, cursor, idempotency), each for FUZZ_SECONDS"
@@ -97,6 +101,10 @@ bench-slowdown: models
 	cd Benchmarks && SOMA_SLOWDOWN=2000 $(SWIFT) package --allow-writing-to-package-directory benchmark --format jmh --no-progress --path .build/bench-slowdown --target ModuleBenchmarks --filter '.*short.*'
 	python3 scripts/bench-gate.py Benchmarks/.build/bench-slowdown --expect-fail
 
+# Emotion valence on the blind set: soma against VADER (PyPI, .venv-peers) and the majority class.
+accuracy-peers: models
+	scripts/accuracy-peers.py --binary $(RELEASE_BIN) --model-dir $(MODELS_DIR)
+
 bench-peers: models
 	@scripts/ensure-deps.sh corpus
 	scripts/bench-peers.sh $(RELEASE_BIN) 10000
@@ -142,6 +150,25 @@ compose-down:
 # nothing left after down --purge.
 compose-check: models
 	scripts/stack-check.py --target compose --binary $(RELEASE_BIN) --model-dir $(MODELS_DIR)
+
+# ---- load (soma-load, Tests/Load; docs/PERFORMANCE.md "Load") ----
+# The brief's scenario (1000 users, 10 requests/user/min) on a stack of its own; the SLO verdict is
+# the exit code. LOAD_DURATION=30m is the brief's full run; LOAD_URL/LOAD_STATE target a running stack.
+LOAD_DURATION ?= 300
+
+load-harness: deps
+	@scripts/ensure-deps.sh load
+	$(SWIFT_ENV) $(SWIFT) build -c release --product soma-load
+
+load: models load-harness
+	@scripts/ensure-deps.sh stack
+	scripts/load.sh $(LOAD_DURATION)
+
+# Capacity per route class (cached, uncached, writes): the rate steps up until p99 passes 25 ms
+# or a request fails, on a stack with the documented load-test limit at the gateway.
+load-capacity: models load-harness
+	@scripts/ensure-deps.sh stack
+	scripts/load-capacity.sh
 
 # Static checks of deploy/: promtool, amtool, compose schema, Kubernetes schemas + HPA policy,
 # the Dockerfile's runtime libraries against the release binary (built as the Dockerfile does).

@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "Soma", targets: ["Soma"]),
         .library(name: "SomaHTTP", targets: ["SomaHTTP"]),
         .executable(name: "soma", targets: ["SomaCLI"]),
+        .executable(name: "soma-load", targets: ["SomaLoadCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -29,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         .systemLibrary(
@@ -89,6 +91,29 @@ let package = Package(
             path: "Sources/soma",
             swiftSettings: strictSettings
         ),
+        // The load harness (docs/PERFORMANCE.md, "Load"): a library, so its own tests can drive it,
+        // and the `soma-load` executable.
+        .target(
+            name: "SomaLoad",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Tests/Load/SomaLoad",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "SomaLoadCLI",
+            dependencies: [
+                "SomaLoad",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tests/Load/Main",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "UnitTests",
             dependencies: [
@@ -110,8 +135,13 @@ let package = Package(
             dependencies: [
                 "Soma",
                 "SomaHTTP",
+                "SomaLoad",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

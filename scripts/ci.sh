@@ -29,6 +29,8 @@ phase deploy-check scripts/deploy-check.sh --binary .build/release/soma
 phase stack-check bash -c 'scripts/ensure-deps.sh stack && scripts/stack-check.py --binary .build/release/soma --model-dir .build/models'
 # The compose stack under Docker (the first run on a new machine pays for debootstrap and the images).
 phase compose-check bash -c 'scripts/stack-check.py --target compose --binary .build/release/soma --model-dir .build/models; rc=$?; scripts/docker-engine.sh stop; exit $rc'
+# The brief's load scenario for 90 s (make load runs 5 minutes; LOAD_DURATION=30m is the brief's).
+phase load bash -c 'make load-harness && scripts/ensure-deps.sh stack && scripts/load.sh 90'
 phase throughput scripts/jsonl-smoke.sh .build/release/soma 10000
 phase bench make bench
 phase bench-slowdown make bench-slowdown

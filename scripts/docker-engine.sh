@@ -32,6 +32,14 @@ install_packages() {
   [[ ${#missing[@]} -eq 0 ]] && return 0
   echo "docker-engine: installing ${missing[*]} (Debian packages)" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # The package's init script must not start a daemon of its own (it would create the default
+  # bridge, docker0, on a private range): no service starts during this install.
+  local policy=/usr/sbin/policy-rc.d
+  if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\n# docker-engine.sh: no service starts during this install\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   sudo_if_needed apt-get update -q >/dev/null
   sudo_if_needed apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
   DOCKER="$(command -v /usr/bin/docker || command -v docker)"

@@ -8,6 +8,7 @@
 #   stack  – everything `make stack-up` runs: nginx, redis-server, postgresql, prometheus,
 #            prometheus-alertmanager, openssl (the self-signed certificate); wrk for stack-check
 #   deploy – the static checks of deploy/: promtool and amtool (their packages)
+#   load   – soma-load's corpus (fortunes) and plot (gnuplot)
 # Packages are installed with a policy-rc.d that forbids starting services: a postinst must not
 # leave a stock redis, PostgreSQL or Prometheus running on its default port.
 set -euo pipefail
@@ -45,6 +46,11 @@ case "$phase" in
     want openssl
     want python3
     want wrk                      # stack-check: a burst past nginx's limit_req
+    ;;
+  load)
+    want fortunes                 # the load corpus (scripts/fortunes-jsonl.py)
+    want python3
+    want gnuplot-nox              # soma-load's latency plot (PNG)
     ;;
   deploy)
     want prometheus               # promtool

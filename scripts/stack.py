@@ -56,11 +56,14 @@ def log(message: str) -> None:
 
 def render_nginx_tree(conf: Path, upstreams: list[tuple[str, str]], *, http_listen: str, tls_listen: str,
                       affinity: bool, fd_limit: int, pid_file: Path | str, log_dir: Path | str,
-                      as_root: bool) -> Path:
+                      as_root: bool, per_ip_rate: int | None = None) -> Path:
     """deploy/nginx-ml.conf (or its affinity variant) and deploy/nginx/*.conf rendered into CONF with
     only the listen addresses, the pid file, the log directory and the upstream list substituted;
     a self-signed certificate for 127.0.0.1 in CONF/tls when none is there. Used by the local stack
-    and by the compose stack (scripts/compose.py, whose paths are the container's)."""
+    and by the compose stack (scripts/compose.py, whose paths are the container's).
+
+    PER_IP_RATE replaces the gateway's per-address limit (1000 r/s, burst 2000) for a capacity
+    run from one load generator (`stack.py up --load-test-limit`); production keeps the file's."""
     (conf / "nginx").mkdir(parents=True, exist_ok=True)
     main_file = "nginx-ml-affinity.conf" if affinity else "nginx-ml.conf"
     shutil.copyfile(DEPLOY / main_file, conf / "nginx.conf")
@@ -76,6 +79,9 @@ def render_nginx_tree(conf: Path, upstreams: list[tuple[str, str]], *, http_list
                 text = substitute(text, "user www-data;", "# user: not root, workers run as the caller", name)
         elif name == "soma-http.conf":
             text = substitute(text, "access_log /var/log/nginx/access.log", f"access_log {log_dir}/access.log", name)
+            if per_ip_rate:
+                text = substitute(text, "rate=1000r/s;", f"rate={per_ip_rate}r/s;  # load-test limit", name)
+                text = substitute(text, "burst=2000 nodelay;", f"burst={2 * per_ip_rate} nodelay;", name)
         elif name == "soma-servers.conf":
             text = substitute(text, "listen 8788 ", f"listen {http_listen} ", name)
             text = substitute(text, "listen 8443 ssl ", f"listen {tls_listen} ssl ", name)
@@ -443,7 +449,8 @@ class Stack:
         return render_nginx_tree(
             base / "conf", [(f"127.0.0.1:{i['port']}", i["id"]) for i in self.state["instances"]],
             http_listen=f"127.0.0.1:{self.gateway_port}", tls_listen=f"127.0.0.1:{tls_port}", affinity=affinity,
-            fd_limit=fd_limit, pid_file=base / "nginx.pid", log_dir=base / "logs", as_root=os.geteuid() == 0)
+            fd_limit=fd_limit, pid_file=base / "nginx.pid", log_dir=base / "logs", as_root=os.geteuid() == 0,
+            per_ip_rate=self.state.get("load_test_limit"))
 
     def nginx_args(self, conf: Path) -> list[str]:
         return ["nginx", "-c", str(conf), "-p", f"{self.dir / 'nginx'}/"]
@@ -570,7 +577,7 @@ class Stack:
         return int(os.environ.get("SOMA_STACK_PORT", GATEWAY_PORT))
 
     # -- commands --
-    def up(self, count: int, affinity: bool, model_dir: Path) -> None:
+    def up(self, count: int, affinity: bool, model_dir: Path, load_test_limit: int | None = None) -> None:
         if count < 1:
             raise StackError("--instances must be at least 1")
         if not self.binary.is_file():
@@ -595,6 +602,9 @@ class Stack:
         self.state["binary"] = str(self.binary)
         self.state["model_dir"] = str(model_dir)
         self.state["fd_limit"] = fd_limit
+        self.state["load_test_limit"] = load_test_limit
+        if load_test_limit:
+            log(f"nginx: per-address limit {load_test_limit} r/s (a load-test limit: never in production)")
         self.state.pop("stopped", None)
         self.save()
         self.start_script_server("redis", "redis-server.sh", ["--maxmemory", "2gb", "--maxmemory-policy", "allkeys-lru"])
@@ -755,6 +765,8 @@ def main() -> int:
     up = sub.add_parser("up", help="start the stack (idempotent; rescales to --instances)")
     up.add_argument("--instances", type=int, default=3)
     up.add_argument("--affinity", action="store_true", help="nginx hashes X-User-Id instead of least_conn")
+    up.add_argument("--load-test-limit", type=int, metavar="RPS",
+                    help="the gateway's per-address limit for a capacity run from one generator (default: deploy/'s 1000 r/s)")
     up.add_argument("--binary", type=Path, default=REPO / ".build" / "release" / "soma")
     up.add_argument("--model-dir", type=Path, default=None,
                     help="models the instances serve (default: .build/models when compiled, else Fixtures/models)")
@@ -789,7 +801,8 @@ def main() -> int:
                 if model_dir is None:
                     compiled = REPO / ".build" / "models"
                     model_dir = compiled if any(compiled.glob("*.somamodel")) else REPO / "Fixtures" / "models"
-                Stack(directory, args.binary.resolve()).up(args.instances, args.affinity, model_dir.resolve())
+                Stack(directory, args.binary.resolve()).up(args.instances, args.affinity, model_dir.resolve(),
+                                                           args.load_test_limit)
             elif args.command == "restart":
                 stack = Stack(directory, REPO)
                 stack.binary = (args.binary or Path(stack.state.get("binary", REPO / ".build/release/soma"))).resolve()

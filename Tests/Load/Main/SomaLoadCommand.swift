@@ -1,0 +1,88 @@
+import ArgumentParser
+import Foundation
+import SomaLoad
+
+/// `soma-load`: the load harness (docs/PERFORMANCE.md, "Load"). Exit code: 0 the brief's SLO
+/// held, 1 it did not, 3 the run is invalid (the generator was the limit).
+@main
+struct SomaLoadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "soma-load",
+        abstract: "Open-loop load against a Soma gateway or instance; HdrHistogram percentiles, an SLO verdict, plots."
+    )
+
+    @Option(help: "Base URL of the target (a gateway or one instance).")
+    var url: String = "http://127.0.0.1:8788"
+    @Option(help: "A stack's state file (.stack/stack.json or .compose/compose.json): its instances' /metrics are read, and its service token used.")
+    var stackState: String?
+    @Option(name: .customLong("instance"), help: "An instance URL whose /metrics to read (repeatable).")
+    var instances: [String] = []
+    @Option(help: "JSON Lines ({\"text\": ...}) or plain text, one text per line.")
+    var corpus: String
+    @Option(help: "Virtual users, each with its own keep-alive connection.") var users = 1000
+    @Option(help: "Requests per user per minute.") var perUserPerMinute = 10.0
+    @Option(help: "A fixed total arrival rate (requests a second) instead of the per-user schedule.") var rate: Double?
+    @Option(help: "Seconds of ramp-up.") var rampUp = 30.0
+    @Option(help: "Seconds of warm-up after the ramp (not counted).") var warmUp = 30.0
+    @Option(help: "Seconds measured.") var duration = 300.0
+    @Option(help: "Route weights, e.g. analyze=50,module=15,batch=5,entryWrite=10,entryList=10,profile=10.") var mix: String?
+    @Option(help: "Share of analysis requests on a text never seen before.") var newTexts = 0.2
+    @Option(help: "Zipf exponent over the corpus order.") var zipf = 1.0
+    @Option(help: "Random seed (the same seed sends the same requests).") var seed: UInt64 = 20_261_206
+    @Option(help: "Service token (default: SOMA_SERVICE_TOKEN, else the stack's).") var token: String?
+    @Option(help: "Where report.json, series.csv and latency.png go.") var out = ".build/load"
+    @Option(help: "Capacity mode: step the rate up from this, by --step, until p99 passes --p99-bound or errors appear.") var capacityFrom: Double?
+    @Option(help: "Capacity mode: rate multiplier per step.") var step = 1.5
+    @Option(help: "Capacity mode: seconds per step.") var stepSeconds = 20.0
+    @Option(help: "Capacity mode: the p99 bound, ms.") var p99Bound = 25.0
+    @Option(help: "Capacity mode: the highest rate tried.") var capacityMax = 20_000.0
+
+    func run() async throws {
+        let corpus = try Corpus(path: corpus, exponent: zipf)
+        var instances = instances
+        var token = token ?? ProcessInfo.processInfo.environment["SOMA_SERVICE_TOKEN"]
+        if let stackState {
+            let stack = try stackInstances(stateFile: stackState)
+            instances += stack.instances
+            token = token ?? stack.token
+        }
+        var scenario = LoadScenario(baseURL: url)
+        scenario.users = users
+        scenario.perUserPerMinute = perUserPerMinute
+        scenario.arrivalRate = rate
+        scenario.rampUpSeconds = rampUp
+        scenario.warmUpSeconds = warmUp
+        scenario.durationSeconds = duration
+        if let mix { scenario.mix = try RouteMix(parsing: mix) }
+        scenario.newTextShare = newTexts
+        scenario.zipfExponent = zipf
+        scenario.seed = seed
+        scenario.serviceToken = token
+        scenario.runID = "load-\(UInt32(Date().timeIntervalSince1970) % 1_000_000)"
+
+        if let capacityFrom {
+            let result = try await Capacity(
+                base: scenario, corpus: corpus, instances: instances, from: capacityFrom, factor: step,
+                stepSeconds: stepSeconds, p99Bound: p99Bound, maxRate: capacityMax
+            ).run { print($0) }
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            let data = try JSONSerialization.data(withJSONObject: result, options: [.prettyPrinted, .sortedKeys])
+            try data.write(to: URL(fileURLWithPath: out + "/capacity.json"))
+            print("capacity: report \(out)/capacity.json")
+            return
+        }
+
+        print(
+            "soma-load: \(scenario.users) users → \(url), \(String(format: "%.1f", scenario.offeredRate)) req/s offered; "
+                + "ramp \(Int(rampUp)) s, warm-up \(Int(warmUp)) s, measured \(Int(duration)) s; corpus \(corpus.texts.count) texts")
+        let result = try await LoadRunner(scenario: scenario, corpus: corpus, instances: instances) { print($0) }.run()
+        let report = LoadReport(result: result)
+        for line in report.lines { print(line) }
+        for path in try report.write(to: out) { print("wrote \(path)") }
+        switch report.verdict {
+        case .pass: return
+        case .fail: throw ExitCode(1)
+        case .invalid: throw ExitCode(3)
+        }
+    }
+}
