@@ -373,13 +373,18 @@ class Compose:
         t0 = time.monotonic()
         self.connect()
         self.dir.mkdir(parents=True, exist_ok=True)
+        previous = self.state.get("images", {}).get("soma")
         self.state["images"] = Images(self.docker).all(binary, models, self.dir)
+        new_soma = self.state["images"]["soma"]
+        before = self.containers()
+        gateway_running = before.get("nginx-lb", {}).get("state") == "running"
+        if gateway_running and previous and previous != new_soma:
+            # A running stack gets a new build one instance at a time (rollout below), never all at once.
+            self.state["images"]["soma"] = previous
         self.render(count)
         self.save()
         self.preflight()
         t_up = time.monotonic()
-        before = self.containers()
-        gateway_running = before.get("nginx-lb", {}).get("state") == "running"
         wanted = [i["service"] for i in self.state["instances"]]
         running = [s for s in before if s.startswith("ml-") and before[s]["state"] == "running"]
         if gateway_running and set(running) - set(wanted):
@@ -393,6 +398,9 @@ class Compose:
         healthy = self.wait_healthy()
         if gateway_running and set(wanted) != set(running):
             self.reload_nginx()   # the new upstream list, now that every instance in it is healthy
+        if self.state["images"]["soma"] != new_soma:
+            log(f"a new soma build ({new_soma}): rolling update, one instance at a time")
+            self.rollout(new_soma)
         self.state["containers"] = self.containers()
         self.state["timings"] = {"up_s": round(time.monotonic() - t_up, 1), "healthy_after_up_s": round(healthy, 1),
                                  "total_s": round(time.monotonic() - t0, 1)}
@@ -424,6 +432,8 @@ class Compose:
         ids = [i["service"] for i in self.state["instances"]]
         steps = []
         self.state["images"]["soma"] = image
+        # The new release's schema first (additive migrations: the old instances keep working).
+        self.dc("run", "--rm", "-T", "--no-deps", "migrate", timeout=300)
         for service in ids:
             t0 = time.monotonic()
             self.render(count, serving=[s for s in ids if s != service])

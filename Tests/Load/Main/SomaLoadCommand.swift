@@ -64,25 +64,31 @@ struct SomaLoadCommand: AsyncParsableCommand {
             let result = try await Capacity(
                 base: scenario, corpus: corpus, instances: instances, from: capacityFrom, factor: step,
                 stepSeconds: stepSeconds, p99Bound: p99Bound, maxRate: capacityMax
-            ).run { print($0) }
+            ).run { say($0) }
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             let data = try JSONSerialization.data(withJSONObject: result, options: [.prettyPrinted, .sortedKeys])
             try data.write(to: URL(fileURLWithPath: out + "/capacity.json"))
-            print("capacity: report \(out)/capacity.json")
+            say("capacity: report \(out)/capacity.json")
             return
         }
 
-        print(
+        say(
             "soma-load: \(scenario.users) users → \(url), \(String(format: "%.1f", scenario.offeredRate)) req/s offered; "
                 + "ramp \(Int(rampUp)) s, warm-up \(Int(warmUp)) s, measured \(Int(duration)) s; corpus \(corpus.texts.count) texts")
-        let result = try await LoadRunner(scenario: scenario, corpus: corpus, instances: instances) { print($0) }.run()
+        let result = try await LoadRunner(scenario: scenario, corpus: corpus, instances: instances) { say($0) }.run()
         let report = LoadReport(result: result)
-        for line in report.lines { print(line) }
-        for path in try report.write(to: out) { print("wrote \(path)") }
+        for line in report.lines { say(line) }
+        for path in try report.write(to: out) { say("wrote \(path)") }
         switch report.verdict {
         case .pass: return
         case .fail: throw ExitCode(1)
         case .invalid: throw ExitCode(3)
         }
     }
+}
+
+/// One line straight to standard output (no stdio buffer): the progress is live also through a pipe
+/// (make load tees it).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

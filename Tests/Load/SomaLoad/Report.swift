@@ -193,10 +193,10 @@ public struct LoadReport {
         set ylabel 'latency (ms, log scale)'
         set logscale y
         set grid
-        set key top left
+        set key top right opaque box
         set arrow from first \(scenario.measuredStart), graph 0 to first \(scenario.measuredStart), graph 1 nohead dt 2 lw 1 lc rgb 'black' front
         set arrow from first \(scenario.measuredEnd), graph 0 to first \(scenario.measuredEnd), graph 1 nohead dt 2 lw 1 lc rgb 'black' front
-        set label 'measured window' at first \(scenario.measuredStart), graph 0.97 offset 1,0 front
+        set label 'measured window' at first \(scenario.measuredStart), graph 0.04 offset 1,0 front
         plot '\(series)' every ::1 using 1:5 with lines lw 1 title 'p50', \\
              '' every ::1 using 1:6 with lines lw 1 title 'p95', \\
              '' every ::1 using 1:7 with lines lw 1 title 'p99', \\
