@@ -82,15 +82,20 @@ public struct EntryService: Sendable {
         try await analysis.spend(caller, cost: 1)
         // The store must answer with time to spare for the outbox: a database that hangs (no error,
         // no answer) is given up on at this bound, and the write is queued instead of timing out.
+        // The Idempotency-Key lookup comes before the analysis and is only an optimisation (the
+        // insert and the replay check the key again), so it gets a quarter of the time at most.
         let remaining = deadline - analysis.deadline(in: .zero)
+        let start = ContinuousClock.now
         let reserve = min(remaining / 5, .milliseconds(100))
-        return try await CallDeadline.within(.now + (remaining - reserve)) {
-            try await create(text: text, key: key, caller: caller, deadline: deadline)
+        return try await CallDeadline.within(start + (remaining - reserve)) {
+            try await create(text: text, key: key, caller: caller, deadline: deadline, lookupBound: start + remaining / 4)
         }
     }
 
-    private func create(text: String, key: String?, caller: Caller, deadline: Duration) async throws -> Write {
-        if let key, let earlier = try await keyedWrite(user: caller.user, key: key) {
+    private func create(
+        text: String, key: String?, caller: Caller, deadline: Duration, lookupBound: ContinuousClock.Instant
+    ) async throws -> Write {
+        if let key, let earlier = try await CallDeadline.within(lookupBound, { try await keyedWrite(user: caller.user, key: key) }) {
             // A retry answers as the first time, without analysing again; a different body under
             // the same key is the client's mistake, not a retry.
             try Self.checkSameBody(earlier.entry, text: text)

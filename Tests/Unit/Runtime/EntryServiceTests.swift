@@ -121,9 +121,11 @@ private struct Harness {
         h.store.setHung(true)
         defer { h.store.setHung(false) }
         // With an idempotency key, so the keyed lookup (a store read) hangs first, then the insert.
+        // The deadline leaves the analysis ample time on a busy machine (the suite runs in
+        // parallel); without the bound the call would wait for the store until the time limit.
         let write = try await h.service.create(
             text: "The database froze while I was writing this.", idempotencyKey: "hung-1",
-            caller: Caller(user: "ada", tier: .standard), deadline: h.analysis.deadline(in: .milliseconds(400)))
+            caller: Caller(user: "ada", tier: .standard), deadline: h.analysis.deadline(in: .seconds(3)))
         #expect(write.persisted == .queued, "a store that hangs must not hold the write past its deadline")
         #expect(h.outbox.pendingCount == 1)
         h.store.setHung(false)
