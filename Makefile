@@ -10,7 +10,8 @@ INSTANCES ?= 3
 
 .PHONY: accuracy-peers load-harness all deps build release test unit smoke run analyze http-smoke bench-http models bench bench-slowdown bench-peers api-fuzz fuzz ci format format-check clean help \
 	stack-up stack-down stack-status stack-restart stack-check deploy-check \
-	compose-up compose-status compose-down compose-check compose-images load load-capacity
+	compose-up compose-status compose-down compose-check compose-images load load-capacity \
+	autoscale-check autoscale-demo
 MODELS_DIR ?= .build/models
 
 all: build
@@ -37,6 +38,8 @@ help:
 	@echo "make load [LOAD_DURATION=300|30m]  soma-load: the brief's scenario (1000 users, 10 req/min each) on a stack of"
 	@echo "             its own; SLO verdict = exit code; report.json, series.csv, latency.png in .build/load/<time>/"
 	@echo "make load-capacity  the highest rate per route class (cached, uncached, writes) with p99 <= 25 ms"
+	@echo "make autoscale-demo  soma autoscale on a stack of its own: scale-up under load, scale-down, a SIGKILLed"
+	@echo "             instance replaced; prints the timeline (short windows; make autoscale-check is the same, in CI)"
 	@echo "make format  apply .swift-format to the tree; make format-check  fail on any difference (CI)"
 	@echo "make api-fuzz [API_FUZZ_EXAMPLES=200]  schemathesis (pinned, .venv-apifuzz) against a live release server, driven by openapi.yaml"
 	@echo "make fuzz [FUZZ_SECONDS=300]  libFuzzer + ASan on the parsers (text, model, json, cursor, idempotency), each for FUZZ_SECONDS"
@@ -169,6 +172,17 @@ load: models load-harness
 load-capacity: models load-harness
 	@scripts/ensure-deps.sh stack
 	scripts/load-capacity.sh
+
+# ---- autoscaling (soma autoscale; docs/OPERATIONS.md "Autoscaling") ----
+# The policy with short windows on a local stack of its own, under soma-load: scale-up, trigger to
+# ready, the new instance's share, scale-down, a SIGKILLed instance replaced. Report and timeline
+# in .build/autoscale/.
+autoscale-check: models load-harness
+	@scripts/ensure-deps.sh stack
+	@test -s .build/load/corpus.jsonl || python3 scripts/fortunes-jsonl.py 5000 .build/load/corpus.jsonl --no-cycle
+	scripts/autoscale-check.py --binary $(RELEASE_BIN) --model-dir $(MODELS_DIR)
+
+autoscale-demo: autoscale-check
 
 # Static checks of deploy/: promtool, amtool, compose schema, Kubernetes schemas + HPA policy,
 # the Dockerfile's runtime libraries against the release binary (built as the Dockerfile does).

@@ -31,7 +31,9 @@ phase stack-check bash -c 'scripts/ensure-deps.sh stack && scripts/stack-check.p
 phase compose-check bash -c 'scripts/stack-check.py --target compose --binary .build/release/soma --model-dir .build/models; rc=$?; scripts/docker-engine.sh stop; exit $rc'
 # The brief's load scenario for 90 s (make load runs 5 minutes; LOAD_DURATION=30m is the brief's).
 phase load bash -c 'make load-harness && scripts/ensure-deps.sh stack && scripts/load.sh 90'
+# soma autoscale: scale-up, scale-down and a supervised restart under soma-load (about 3 minutes).
+phase autoscale scripts/autoscale-check.py --binary .build/release/soma --model-dir .build/models
 phase throughput scripts/jsonl-smoke.sh .build/release/soma 10000
 phase bench make bench
 phase bench-slowdown make bench-slowdown
-phase fuzz scripts/fuzz.sh 60
+phase fuzz scripts/fuzz.sh 40

@@ -381,6 +381,54 @@ class Compose:
         if gateway_running and previous and previous != new_soma:
             # A running stack gets a new build one instance at a time (rollout below), never all at once.
             self.state["images"]["soma"] = previous
+        self.apply(count, before)
+        if self.state["images"]["soma"] != new_soma:
+            log(f"a new soma build ({new_soma}): rolling update, one instance at a time")
+            self.rollout(new_soma)
+        self.state["timings"]["total_s"] = round(time.monotonic() - t0, 1)
+        self.save()
+
+    def scale(self, count: int) -> None:
+        """Rescales a running stack to COUNT instances on its recorded images (`soma autoscale`)."""
+        if not 1 <= count <= MAX_INSTANCES:
+            raise ComposeError(f"--instances must be 1..{MAX_INSTANCES}")
+        self.connect()
+        before = self.containers()
+        if before.get("nginx-lb", {}).get("state") != "running" or not self.state.get("images"):
+            raise ComposeError("no running compose stack; run `make compose-up` first")
+        self.apply(count, before)
+
+    def replace(self, service: str) -> None:
+        """Replaces one instance that is dead or failing (`soma autoscale`'s supervisor): out of
+        nginx's pool, re-created, /ready, back in. The restart policy brings back a process that
+        exits; this is for one that hangs or fails its readiness. One that answers again is left alone."""
+        self.connect()
+        ids = [i["service"] for i in self.state.get("instances", [])]
+        if service not in ids:
+            raise ComposeError(f"no instance {service} in this stack")
+        url = next(i["url"] for i in self.state["instances"] if i["service"] == service)
+        if stack.http_status(f"{url}/ready") == 200:
+            log(f"{service} answers /ready again; left alone")
+            return
+        t0 = time.monotonic()
+        count = len(ids)
+        self.render(count, serving=[s for s in ids if s != service])
+        self.reload_nginx()
+        self.dc("up", "-d", "--no-build", "--no-deps", "--force-recreate", "-t", "5", service, timeout=300)
+        if not stack.wait_until(lambda: stack.http_status(f"{url}/ready") == 200, 120, 0.2):
+            raise ComposeError(f"{service} not ready after 120 s")
+        self.render(count)
+        self.reload_nginx()
+        log(f"{service} replaced in {time.monotonic() - t0:.1f} s")
+
+    def describe(self) -> dict:
+        return {"instances": [{"id": i["service"], "url": i["url"]} for i in self.state.get("instances", [])],
+                "prometheus": self.state.get("prometheus", {}).get("url"), "autoscale_metrics": "127.0.0.1:9465"}
+
+    def apply(self, count: int, before: dict[str, dict]) -> None:
+        """COUNT instances on the recorded images: the gateway is never re-created; leaving
+        instances leave nginx's pool before they drain, new ones join once healthy."""
+        gateway_running = before.get("nginx-lb", {}).get("state") == "running"
         self.render(count)
         self.save()
         self.preflight()
@@ -398,17 +446,13 @@ class Compose:
         healthy = self.wait_healthy()
         if gateway_running and set(wanted) != set(running):
             self.reload_nginx()   # the new upstream list, now that every instance in it is healthy
-        if self.state["images"]["soma"] != new_soma:
-            log(f"a new soma build ({new_soma}): rolling update, one instance at a time")
-            self.rollout(new_soma)
         self.state["containers"] = self.containers()
-        self.state["timings"] = {"up_s": round(time.monotonic() - t_up, 1), "healthy_after_up_s": round(healthy, 1),
-                                 "total_s": round(time.monotonic() - t0, 1)}
+        self.state["timings"] = {"up_s": round(time.monotonic() - t_up, 1), "healthy_after_up_s": round(healthy, 1)}
         self.save()
         if stack.http_status(f"{self.state['nginx']['url']}/ready") != 200:
             raise ComposeError("nginx-lb is healthy but 127.0.0.1:8788/ready does not answer 200")
         log(f"up: {count} instance(s) behind nginx at {self.state['nginx']['url']}; every container healthy "
-            f"{time.monotonic() - t_up:.0f} s after `up` ({time.monotonic() - t0:.0f} s with the images)")
+            f"{time.monotonic() - t_up:.0f} s after `up`")
 
     def container(self, service: str) -> str:
         found = self.containers().get(service)
@@ -503,6 +547,11 @@ def main() -> int:
     down.add_argument("--purge", action="store_true")
     rollout = sub.add_parser("rollout", help="rolling update of the instances to another soma image")
     rollout.add_argument("image")
+    # The autoscaler's interface (`soma autoscale --stack compose`; scripts/stack.py has the same three).
+    sub.add_parser("instances").add_argument("--json", action="store_true", help="(the only format)")
+    scale = sub.add_parser("scale", help="rescale a running stack on its recorded images")
+    scale.add_argument("--instances", type=int, required=True)
+    sub.add_parser("replace", help="replace one dead or failing instance").add_argument("instance")
     args = parser.parse_args()
 
     c = Compose(state_dir())
@@ -535,6 +584,15 @@ def main() -> int:
             c.down(args.purge)
         elif args.command == "rollout":
             print(json.dumps(c.rollout(args.image), indent=2))
+        elif args.command == "instances":
+            if not c.state.get("instances"):
+                log(f"no compose stack recorded in {c.dir}")
+                return 1
+            print(json.dumps(c.describe(), indent=2))
+        elif args.command == "scale":
+            c.scale(args.instances)
+        elif args.command == "replace":
+            c.replace(args.instance)
     except (ComposeError, stack.StackError) as error:
         log(f"error: {error}")
         return 1

@@ -102,13 +102,14 @@ def render_nginx_tree(conf: Path, upstreams: list[tuple[str, str]], *, http_list
     return conf / "nginx.conf"
 
 
-def render_prometheus_config(alertmanager: str, prometheus: str) -> str:
-    """deploy/prometheus/prometheus.yml with the Alertmanager and Prometheus addresses substituted and
-    the short intervals of a test stack (5 s scrapes and evaluations)."""
+def render_prometheus_config(alertmanager: str, prometheus: str, autoscaler: str = "127.0.0.1:9465") -> str:
+    """deploy/prometheus/prometheus.yml with the Alertmanager, Prometheus and `soma autoscale`
+    addresses substituted and the short intervals of a test stack (5 s scrapes and evaluations)."""
     config = DEPLOY / "prometheus" / "prometheus.yml"
     text = config.read_text()
     text = substitute(text, "127.0.0.1:9093", alertmanager, config.name)
     text = substitute(text, "127.0.0.1:9090", prometheus, config.name)
+    text = substitute(text, "127.0.0.1:9465", autoscaler, config.name)
     text = substitute(text, "scrape_interval: 15s", "scrape_interval: 5s", config.name)
     text = substitute(text, "evaluation_interval: 15s", "evaluation_interval: 5s", config.name)
     text = substitute(text, "scrape_timeout: 10s", "scrape_timeout: 4s", config.name)
@@ -265,6 +266,15 @@ def soma_targets(prometheus: str) -> set[str]:
     return {t["labels"]["instance"] for t in targets if t["labels"].get("job") == "soma" and t["health"] == "up"}
 
 
+def outbox_pending(url: str) -> int:
+    """Entries in an instance's outbox not yet in PostgreSQL, from its /health (0 when it has no
+    outbox or does not answer: a dead instance's outbox is replayed when its index runs again)."""
+    try:
+        return int(http_json(f"{url}/health", timeout=3).get("dependencies", {}).get("outbox", {}).get("pending", 0))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return 0
+
+
 def stop_process(pid: int | None, name: str, first: int = signal.SIGTERM, grace: float = 10.0) -> None:
     if not alive(pid):
         return
@@ -413,18 +423,19 @@ class Stack:
             raise StackError(f"soma migrate failed:\n{result.stdout}{result.stderr}")
         log(result.stdout.strip() or "migrate: done")
 
-    def ensure_instances(self, count: int) -> bool:
+    def ensure_instances(self, count: int) -> tuple[bool, list[dict]]:
         """Brings the instances to `count`, keeping the ones that answer; an instance that is recorded
-        but not answering is stopped and started again (on its port when free). True when the set of
-        upstream addresses changed."""
+        but not answering is stopped and started again (on its port when free). Returns whether the
+        set of upstream addresses changed, and the instances that leave (index above `count`): they
+        are still running, for the caller to take out of nginx's pool before it drains them."""
         current = sorted(self.state.get("instances", []), key=lambda i: i["index"])
         before = {i["port"] for i in current if i["index"] <= count}
         by_index: dict[int, dict] = {}
         to_start: list[tuple[int, int | None]] = []
+        leaving: list[dict] = []
         for instance in current:
             if instance["index"] > count:
-                log(f"draining {instance['id']} (scaling to {count})")
-                self.stop_instance(instance)
+                leaving.append(instance)
             elif self.instance_ok(instance):
                 by_index[instance["index"]] = instance
             else:
@@ -440,7 +451,15 @@ class Stack:
         self.save()
         for instance in started:
             self.wait_ready(instance)
-        return {i["port"] for i in self.state["instances"]} != before or len(current) != count
+        return {i["port"] for i in self.state["instances"]} != before or len(current) != count, leaving
+
+    def drain(self, leaving: list[dict]) -> None:
+        """Stops instances that nginx no longer sends to (SIGTERM: /ready 503 for the drain delay,
+        in-flight requests finish). Their state directories stay: an outbox that still holds
+        entries replays when the index comes back."""
+        for instance in leaving:
+            log(f"draining {instance['id']} (out of nginx's pool)")
+            self.stop_instance(instance)
 
     # -- nginx --
     def render_nginx(self, affinity: bool, tls_port: int, fd_limit: int) -> Path:
@@ -541,7 +560,8 @@ class Stack:
             stop_process(prom.get("pid"), "prometheus")
             port = prom.get("port") if prom.get("port") and not port_in_use(prom["port"]) else free_port(self.taken)
         (directory / "prometheus.yml").write_text(
-            render_prometheus_config(f"127.0.0.1:{am['port']}", f"127.0.0.1:{port}"))
+            render_prometheus_config(f"127.0.0.1:{am['port']}", f"127.0.0.1:{port}",
+                                     f"127.0.0.1:{self.state['autoscale_port']}"))
         shutil.copyfile(DEPLOY / "prometheus" / "alerts.yml", directory / "alerts.yml")
         if running:
             # Targets arrive through file_sd by themselves; the reload picks up a changed config or rules.
@@ -606,14 +626,74 @@ class Stack:
         if load_test_limit:
             log(f"nginx: per-address limit {load_test_limit} r/s (a load-test limit: never in production)")
         self.state.pop("stopped", None)
+        if not self.state.get("autoscale_port"):
+            self.state["autoscale_port"] = free_port(self.taken)  # where Prometheus scrapes `soma autoscale`
+        self.taken.add(self.state["autoscale_port"])
         self.save()
         self.start_script_server("redis", "redis-server.sh", ["--maxmemory", "2gb", "--maxmemory-policy", "allkeys-lru"])
         self.start_script_server("postgres", "postgres-server.sh", [])
         self.migrate()
-        changed = self.ensure_instances(count)
+        changed, leaving = self.ensure_instances(count)
         self.ensure_nginx(affinity, fd_limit, changed)
         self.ensure_monitoring()
+        self.drain(leaving)
         self.print_urls()
+
+    def require_running(self) -> None:
+        if not self.state.get("instances") or self.state.get("stopped") or not alive(self.state.get("nginx", {}).get("pid")):
+            raise StackError(f"no running stack in {self.dir}; run `make stack-up` first")
+        self.taken |= self.recorded_ports()
+
+    def scale(self, count: int) -> None:
+        """Rescales a running stack to COUNT instances with its recorded settings: new instances join
+        nginx's pool once /ready answers; leaving ones leave the pool (graceful reload) before they
+        drain. Redis, PostgreSQL and the monitoring are left as they are."""
+        if count < 1:
+            raise StackError("--instances must be at least 1")
+        self.require_running()
+        t0 = time.monotonic()
+        before = len(self.state["instances"])
+        for instance in self.state["instances"]:
+            # An outbox that still holds entries (PostgreSQL was down) replays only from its own
+            # instance: removing that instance would strand them until its index comes back.
+            if instance["index"] > count and (pending := outbox_pending(instance["url"])):
+                raise StackError(f"{instance['id']} keeps running: its outbox holds {pending} entries not yet in "
+                                 "PostgreSQL; scale in once soma_outbox_pending is 0")
+        changed, leaving = self.ensure_instances(count)
+        self.ensure_nginx(self.state["nginx"].get("affinity", False), self.state.get("fd_limit", 1024), changed)
+        self.write_targets()
+        self.drain(leaving)
+        log(f"scaled from {before} to {count} instance(s) in {time.monotonic() - t0:.1f} s")
+
+    def replace(self, identifier: str) -> None:
+        """Replaces one instance that is dead or failing: stopped (5 s of grace: it is not answering
+        anyway), started again on its port (a new one if the port is held), /ready, then nginx and
+        Prometheus learn of a changed port. An instance that answers again by now is left alone."""
+        self.require_running()
+        position = next((n for n, i in enumerate(self.state["instances"]) if i["id"] == identifier), None)
+        if position is None:
+            raise StackError(f"no instance {identifier} in this stack")
+        instance = self.state["instances"][position]
+        if self.instance_ok(instance):
+            log(f"{identifier} answers /ready again; left alone")
+            return
+        t0 = time.monotonic()
+        stop_process(instance.get("pid"), identifier, grace=5.0)
+        port = instance["port"] if wait_until(lambda: not port_in_use(instance["port"]), 5) else None
+        fresh = self.start_instance(instance["index"], port)
+        self.state["instances"][position] = fresh
+        self.save()
+        self.wait_ready(fresh)
+        if fresh["port"] != instance["port"]:
+            self.ensure_nginx(self.state["nginx"].get("affinity", False), self.state.get("fd_limit", 1024), True)
+            self.write_targets()
+        log(f"{identifier} replaced in {time.monotonic() - t0:.1f} s (pid {fresh['pid']}, port {fresh['port']})")
+
+    def describe(self) -> dict:
+        """What `soma autoscale` needs: the instances, Prometheus, and where Prometheus scrapes it."""
+        return {"instances": [{"id": i["id"], "url": i["url"]} for i in self.state.get("instances", [])],
+                "prometheus": self.state.get("prometheus", {}).get("url"),
+                "autoscale_metrics": f"127.0.0.1:{self.state['autoscale_port']}" if self.state.get("autoscale_port") else None}
 
     def restart(self) -> None:
         """Rolling restart: one instance at a time is drained, restarted on its port, waited ready.
@@ -776,6 +856,13 @@ def main() -> int:
     status.add_argument("--json", action="store_true")
     restart = sub.add_parser("restart", help="rolling restart of the instances, one at a time")
     restart.add_argument("--binary", type=Path, default=None)
+    # The autoscaler's interface (`soma autoscale`; scripts/compose.py has the same three).
+    instances = sub.add_parser("instances", help="the instances, Prometheus and the autoscaler's scrape address")
+    instances.add_argument("--json", action="store_true", help="(the only format)")
+    scale = sub.add_parser("scale", help="rescale a running stack with its recorded settings")
+    scale.add_argument("--instances", type=int, required=True)
+    replace = sub.add_parser("replace", help="replace one dead or failing instance")
+    replace.add_argument("instance")
     args = parser.parse_args()
 
     directory = stack_dir()
@@ -795,6 +882,13 @@ def main() -> int:
                           f"{'yes' if c['healthy'] else 'NO':<4}{c['url'] or '':<42}{c['detail']}")
                 print(f"state file {stack.state_path}")
             return 0 if report["ok"] else 1
+        if args.command == "instances":
+            stack = Stack(directory, REPO)
+            if not stack.state or stack.state.get("stopped"):
+                log(f"no running stack in {directory}")
+                return 1
+            print(json.dumps(stack.describe(), indent=2))
+            return 0
         with locked(directory):
             if args.command == "up":
                 model_dir = args.model_dir
@@ -808,6 +902,13 @@ def main() -> int:
                 stack.binary = (args.binary or Path(stack.state.get("binary", REPO / ".build/release/soma"))).resolve()
                 stack.taken |= stack.recorded_ports()
                 stack.restart()
+            elif args.command in ("scale", "replace"):
+                stack = Stack(directory, REPO)
+                stack.binary = Path(stack.state.get("binary", REPO / ".build/release/soma"))
+                if args.command == "scale":
+                    stack.scale(args.instances)
+                else:
+                    stack.replace(args.instance)
             elif args.command == "down":
                 stack = Stack(directory, REPO)
                 if not stack.state:

@@ -5,7 +5,7 @@ struct SomaCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "soma",
         abstract: "Cognitive text analysis: emotion, reasoning, values, theory of mind and narrative.",
-        subcommands: [Serve.self, Migrate.self, WarmCache.self, ConfigCommand.self, Analyze.self, Optimize.self]
+        subcommands: [Serve.self, Migrate.self, WarmCache.self, ConfigCommand.self, Analyze.self, Optimize.self, Autoscale.self]
     )
 
     /// The service's version string (`/health`).

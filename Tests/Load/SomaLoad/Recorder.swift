@@ -56,6 +56,8 @@ public final class Recorder: Sendable {
         var lag = makeHistogram()
         var seconds: [Second] = []
         var measuredCount = 0
+        /// Requests sent again because the server closed their keep-alive connection first.
+        var retriedAfterClose = 0
     }
 
     private let state = Mutex(State())
@@ -94,6 +96,10 @@ public final class Recorder: Sendable {
             s.overall.recordClamped(micros)
             s.lag.recordClamped(lagMicros)
         }
+    }
+
+    func retriedAfterClose() {
+        state.withLock { $0.retriedAfterClose += 1 }
     }
 
     /// Live figures: the last complete second and the measured window so far.

@@ -75,6 +75,11 @@ public struct LoadReport {
         }
         let breakdown = Outcome.allCases.filter { $0 != .ok }.map { "\($0.rawValue) \(outcomes[$0] ?? 0)" }.joined(separator: ", ")
         lines.append(String(format: "errors: %d of %d (%.3f %%): %@", errors, total, errorRate * 100, breakdown as NSString))
+        if state.retriedAfterClose > 0 {
+            lines.append(
+                "sent twice: \(state.retriedAfterClose) request(s) whose keep-alive connection the server closed first (a reload); the second attempt's outcome is counted"
+            )
+        }
 
         // The generator: is it the limit?
         let lagP99 = ms(state.lag.valueAtPercentile(99))
@@ -146,6 +151,7 @@ public struct LoadReport {
                 "requests": total, "achieved_rate": Double(total) / scenario.durationSeconds, "latency_ms": p,
                 "outcomes": Dictionary(uniqueKeysWithValues: outcomes.map { ($0.key.rawValue, $0.value) }),
                 "error_rate": errorRate,
+                "retried_after_connection_close": state.retriedAfterClose,
             ],
             "routes": routes,
             "generator": ["send_lag_p99_ms": lagP99, "cpu_cores": cores, "wall_seconds": result.wallSeconds],

@@ -14,6 +14,10 @@ struct PlannedRequest: Sendable {
     var user: String
     var tier: String
     var idempotencyKey: String?
+
+    /// Whether sending it twice is harmless: reads, the analysis routes (a pure function of the
+    /// text), and writes that carry an Idempotency-Key (the service answers a repeat with the first entry).
+    var safeToRetry: Bool { route != .entryWrite || idempotencyKey != nil }
 }
 
 /// The requests of one virtual user, drawn from its own random stream (the same for the same
@@ -198,7 +202,7 @@ public struct LoadRunner: Sendable {
                 recorder.offered(at: dueSeconds)
                 inflight.addTask {
                     let sent = clock.now
-                    let outcome = await send(request, client: client)
+                    let outcome = await send(request, client: client, recorder: recorder)
                     let done = clock.now
                     recorder.record(route: request.route, outcome: outcome, due: dueSeconds, lag: sent - due, latency: done - due)
                 }
@@ -207,7 +211,7 @@ public struct LoadRunner: Sendable {
         }
     }
 
-    private func send(_ planned: PlannedRequest, client: HTTPClient) async -> Outcome {
+    private func send(_ planned: PlannedRequest, client: HTTPClient, recorder: Recorder) async -> Outcome {
         var request = HTTPClientRequest(url: scenario.baseURL + planned.path)
         request.method = planned.method
         request.headers.add(name: "X-User-Id", value: planned.user)
@@ -218,15 +222,36 @@ public struct LoadRunner: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: body))
         }
-        do {
-            let response = try await client.execute(request, timeout: .milliseconds(Int64(scenario.requestTimeoutSeconds * 1000)))
-            _ = try await response.body.collect(upTo: 8 << 20)
-            return Outcome(status: Int(response.status.code))
-        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
-            return .timeout
-        } catch {
-            return .connection
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                let response = try await client.execute(request, timeout: .milliseconds(Int64(scenario.requestTimeoutSeconds * 1000)))
+                _ = try await response.body.collect(upTo: 8 << 20)
+                return Outcome(status: Int(response.status.code))
+            } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
+                return .timeout
+            } catch {
+                // A keep-alive connection the server closed while this request was on its way (nginx
+                // closes its idle connections on every reload; so does any server at its keep-alive
+                // timeout): no response byte came, and the request is safe to send again. Clients
+                // retry this once (Go's net/http does for idempotent requests and for any request with
+                // an Idempotency-Key), so the harness does too, and counts it (docs/PERFORMANCE.md, "Load").
+                if attempt == 1, planned.safeToRetry, Self.closedBeforeResponse(error) {
+                    recorder.retriedAfterClose()
+                    continue
+                }
+                return .connection
+            }
         }
+    }
+
+    /// Whether `error` says the connection closed before any response arrived.
+    static func closedBeforeResponse(_ error: any Error) -> Bool {
+        if let error = error as? HTTPClientError { return error == .remoteConnectionClosed }
+        if let error = error as? ChannelError { return error == .ioOnClosedChannel || error == .eof || error == .outputClosed }
+        if let error = error as? IOError { return error.errnoCode == ECONNRESET || error.errnoCode == EPIPE }
+        return false
     }
 }
 
