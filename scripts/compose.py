@@ -341,18 +341,24 @@ class Compose:
     def long_running(self) -> list[str]:
         return ["nginx-lb", "redis", "postgres", "prometheus", "alertmanager"] + [i["service"] for i in self.state["instances"]]
 
-    def wait_healthy(self, timeout: float = 240) -> float:
+    def wait_healthy(self, timeout: float = 240, answering: list[str] | None = None) -> float:
+        """Until every long-running container is healthy, or, for the services in ANSWERING (new
+        instances joining a running stack), answers /ready itself: Docker's health status trails the
+        first good probe by up to its 10 s interval, and a scale-up should not wait for it."""
         t0 = time.monotonic()
         wanted = self.long_running()
+        urls = {i["service"]: i["url"] for i in self.state["instances"]}
         while time.monotonic() - t0 < timeout:
             found = self.containers()
-            if all(found.get(s, {}).get("health") == "healthy" for s in wanted):
+            if all(found.get(s, {}).get("health") == "healthy"
+                   or (s in (answering or []) and found.get(s, {}).get("state") == "running"
+                       and stack.http_status(f"{urls[s]}/ready") == 200) for s in wanted):
                 return time.monotonic() - t0
             dead = [s for s in wanted if found.get(s, {}).get("state") in ("exited", "dead")]
             if dead:
                 logs = self.dc("logs", "--tail", "20", *dead, check=False).stdout.decode(errors="replace")
                 raise ComposeError(f"{', '.join(dead)} exited during start:\n{logs}")
-            time.sleep(1)
+            time.sleep(0.3 if answering else 1)
         found = self.containers()
         lagging = {s: found.get(s, {}).get("health", "absent") for s in wanted if found.get(s, {}).get("health") != "healthy"}
         raise ComposeError(f"not healthy after {timeout:.0f} s: {lagging}")
@@ -396,7 +402,7 @@ class Compose:
         before = self.containers()
         if before.get("nginx-lb", {}).get("state") != "running" or not self.state.get("images"):
             raise ComposeError("no running compose stack; run `make compose-up` first")
-        self.apply(count, before)
+        self.apply(count, before, fast=True)
 
     def replace(self, service: str) -> None:
         """Replaces one instance that is dead or failing (`soma autoscale`'s supervisor): out of
@@ -425,9 +431,10 @@ class Compose:
         return {"instances": [{"id": i["service"], "url": i["url"]} for i in self.state.get("instances", [])],
                 "prometheus": self.state.get("prometheus", {}).get("url"), "autoscale_metrics": "127.0.0.1:9465"}
 
-    def apply(self, count: int, before: dict[str, dict]) -> None:
+    def apply(self, count: int, before: dict[str, dict], fast: bool = False) -> None:
         """COUNT instances on the recorded images: the gateway is never re-created; leaving
-        instances leave nginx's pool before they drain, new ones join once healthy."""
+        instances leave nginx's pool before they drain, new ones join once healthy. FAST (a rescale
+        of a running stack) acts on the instances alone."""
         gateway_running = before.get("nginx-lb", {}).get("state") == "running"
         self.render(count)
         self.save()
@@ -441,9 +448,25 @@ class Compose:
             self.render(count, serving=[s for s in wanted if s in running])
             self.reload_nginx()
             self.render(count)
-        scale = [f"--scale={name}=0" for name in self.state["surplus"]]
-        self.dc("up", "-d", "--no-build", "--remove-orphans", *scale, timeout=900)
-        healthy = self.wait_healthy()
+        others_running = all(before.get(s, {}).get("state") == "running" for s in self.long_running()
+                             if not s.startswith("ml-"))
+        if fast and gateway_running and others_running:
+            # Only instances change: Compose touches just them (a whole-project `up` spends ~10 s
+            # checking every other service). Leaving ones: SIGTERM (drain), then removed; volumes stay.
+            joining = [s for s in wanted if s not in running]
+            leaving = [s for s in running if s not in wanted]
+            if joining:
+                self.dc("up", "-d", "--no-build", "--no-deps", *joining, timeout=300)
+            for service in leaving:
+                # By container: an instance past the compose file's is no longer in the rendered
+                # override, so Compose does not know the service any more.
+                name = before[service]["name"]
+                run([self.docker, "stop", "-t", "40", name], timeout=120)
+                run([self.docker, "rm", name], timeout=60)
+        else:
+            scale = [f"--scale={name}=0" for name in self.state["surplus"]]
+            self.dc("up", "-d", "--no-build", "--remove-orphans", *scale, timeout=900)
+        healthy = self.wait_healthy(answering=[s for s in wanted if s not in running] if gateway_running else None)
         if gateway_running and set(wanted) != set(running):
             self.reload_nginx()   # the new upstream list, now that every instance in it is healthy
         self.state["containers"] = self.containers()

@@ -21,7 +21,8 @@ production):
      crashed instance (SIGKILL) is back by its restart policy and takes traffic again; Redis paused
      (`docker pause`) and PostgreSQL paused: every analysis answered, and the entries posted during
      the PostgreSQL pause (202, queued) are all present exactly once after it; a rolling update to a
-     new image tag, one instance at a time: every request answered;
+     new image tag, one instance at a time: every request answered; `scale` to 4 instances and back
+     to 3 (what `soma autoscale --stack compose` calls): every request answered;
   6. down: no process (local) or container, volume and network (compose) of the stack left, port
      8788 free.
 On the local target the instance kill is answered by `up` (no supervisor), and the affinity
@@ -648,6 +649,22 @@ def compose_faults(state: dict, gateway: str, env: dict, stack_cmd: list[str]) -
               f"rolling update in {end - start:.0f} s: every instance on {new_tag}", rollout.stderr[-1500:] + str(images))
         check(bool(during) and all(s == 200 for _, s, _ in during),
               f"rolling update: every analysis answered ({Load.summary(during)})")
+
+        # What `soma autoscale --stack compose` does: scale 3 -> 4 -> 3 on the recorded images (the
+        # rollout's tag by now).
+        for count in (4, 3):
+            start = time.monotonic()
+            rescale = run(stack_cmd + ["scale", "--instances", str(count)], env, 300)
+            end = time.monotonic()
+            time.sleep(2)
+            during = load.between(start, end)
+            described = json.loads(run(stack_cmd + ["instances", "--json"], env, 60).stdout or "{}")
+            urls = [i["url"] for i in described.get("instances", [])]
+            check(rescale.returncode == 0 and len(urls) == count
+                  and all(stack.http_status(f"{u}/ready") == 200 for u in urls),
+                  f"scale to {count} instances in {end - start:.1f} s (every one ready)", rescale.stderr[-1500:])
+            check(all(s == 200 for _, s, _ in during), f"scale to {count}: every analysis answered ({Load.summary(during)})")
+        # Only now: the instances run on it (scale used it too); `down --purge` would leave it.
         subprocess.run(docker + ["rmi", "-f", new_tag], capture_output=True, timeout=60)
     total = load.between(0, time.monotonic())
     print(f"{LABEL}: note background load over the faults: {Load.summary(total)}", flush=True)
