@@ -53,9 +53,14 @@ public final class TieredCache: Sendable {
         /// profile only when it expires, so this TTL bounds how stale it can be).
         public var userTTL: Duration
 
-        public init(ttl: Duration = .seconds(3600), userTTL: Duration = .seconds(60)) {
+        /// The most one L2 call may take, the wait for a pooled connection included; past it the
+        /// call counts as failed and the caller takes the fallback. Nil: the driver's own bounds.
+        public var callTimeout: Duration?
+
+        public init(ttl: Duration = .seconds(3600), userTTL: Duration = .seconds(60), callTimeout: Duration? = nil) {
             self.ttl = ttl
             self.userTTL = userTTL
+            self.callTimeout = callTimeout
         }
     }
 
@@ -244,9 +249,12 @@ public final class TieredCache: Sendable {
     /// One L2 call through the breaker; invalidations and erasures that failed before are retried
     /// first, so no read can see an entry a finished write or erase meant to delete.
     private func callRemote<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let timeout = configuration.callTimeout
         let call: @Sendable () async throws -> T = { [self] in
-            try await flushPending()
-            return try await body()
+            try await boundedCall(within: timeout) {
+                try await self.flushPending()
+                return try await body()
+            }
         }
         guard let breaker else { return try await call() }
         return try await breaker.run(call)

@@ -97,17 +97,26 @@ public final class ResilientRateLimiter: RateLimiter {
     private let local: SlidingWindowRateLimiter
     private let breaker: CircuitBreaker
     private let metrics: SomaMetrics
+    private let callTimeout: Duration?
 
-    public init(shared: RedisRateLimiter, local: SlidingWindowRateLimiter, breaker: CircuitBreaker, metrics: SomaMetrics) {
+    /// - Parameter callTimeout: the most one Redis call may take, the wait for a pooled connection
+    ///   included (a hung Redis must not queue every request behind the pool); nil: the driver's bounds.
+    public init(
+        shared: RedisRateLimiter, local: SlidingWindowRateLimiter, breaker: CircuitBreaker, metrics: SomaMetrics,
+        callTimeout: Duration? = nil
+    ) {
         self.shared = shared
         self.local = local
         self.breaker = breaker
         self.metrics = metrics
+        self.callTimeout = callTimeout
     }
 
     public func acquire(user: String, tier: Tier, cost: Int) async -> RateLimitDecision {
         do {
-            return try await breaker.run { try await shared.acquire(user: user, tier: tier, cost: cost) }
+            return try await breaker.run { [shared, callTimeout] in
+                try await boundedCall(within: callTimeout) { try await shared.acquire(user: user, tier: tier, cost: cost) }
+            }
         } catch {
             metrics.increment(SomaMetrics.Name.rateLimitFallback)
             return local.acquireNow(user: user, tier: tier, cost: cost)

@@ -91,7 +91,9 @@ public struct SomaRuntime: Sendable {
             }
         }
         let cache = TieredCache(
-            configuration: .init(ttl: configuration.cacheTTL, userTTL: configuration.userCacheTTL),
+            // One L2 call, pool wait included, within the Redis timeout: a hung Redis (docs/OPERATIONS.md §9).
+            configuration: .init(
+                ttl: configuration.cacheTTL, userTTL: configuration.userCacheTTL, callTimeout: redis.map { _ in configuration.redisTimeout }),
             l1: L1Cache(configuration: .init(maxBytes: configuration.cacheBytes, defaultTTL: configuration.cacheTTL), clock: clock),
             remote: redis?.cache, fallback: redis?.fallback, breaker: redis?.breaker,
             metrics: metrics
@@ -99,7 +101,8 @@ public struct SomaRuntime: Sendable {
         let limiter: any RateLimiter =
             redis.map {
                 ResilientRateLimiter(
-                    shared: RedisRateLimiter(client: $0.client, policy: configuration.tiers), local: local, breaker: $0.breaker, metrics: metrics)
+                    shared: RedisRateLimiter(client: $0.client, policy: configuration.tiers), local: local, breaker: $0.breaker, metrics: metrics,
+                    callTimeout: configuration.redisTimeout)
             } ?? local
         let service = AnalysisService(
             catalog: catalog, registry: registry, sessions: sessions, cache: cache,

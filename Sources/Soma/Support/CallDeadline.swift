@@ -55,6 +55,20 @@ public func boundedCall<T: Sendable>(
     }
 }
 
+/// Runs `body` bounded by `budget` from now, or by the enclosing `CallDeadline` when that is
+/// sooner; without either, unbounded. For calls to a dependency whose driver bounds each socket
+/// read but not the wait for a pooled connection: behind a hung server every caller would queue for
+/// the pool's few connections, each holding its caller for the driver's timeout in turn.
+public func boundedCall<T: Sendable>(
+    within budget: Duration?,
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    let own = budget.map { ContinuousClock.now + $0 }
+    let bound = [own, CallDeadline.current].compactMap { $0 }.min()
+    guard let bound else { return try await body() }
+    return try await boundedCall(by: bound, body)
+}
+
 /// The first outcome wins; the losers' tasks are cancelled.
 private final class DeadlineRace<T: Sendable>: Sendable {
     private struct State {

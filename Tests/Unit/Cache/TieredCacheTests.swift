@@ -58,6 +58,8 @@ private final class TieredCacheFakeLayer: ResultCache {
         var ttls: [CacheKey: Duration] = [:]
         var calls: [Call] = []
         var failing = false
+        /// When set, every `get` waits on this gate before it answers (a hung server).
+        var hang: TieredCacheGate?
         /// When set, the next `delete` applies, then waits on this gate before it returns.
         var holdNextDelete: TieredCacheGate?
         var deleteHeld = false
@@ -97,13 +99,16 @@ private final class TieredCacheFakeLayer: ResultCache {
 
     // MARK: ResultCache
 
-    func get(_ keys: [CacheKey]) throws -> [[UInt8]?] {
-        try state.withLock { state in
+    func get(_ keys: [CacheKey]) async throws -> [[UInt8]?] {
+        if let gate = state.withLock({ $0.hang }) { await gate.wait() }
+        return try state.withLock { state in
             state.calls.append(.get(keys))
             if state.failing { throw TieredCacheLayerDown() }
             return keys.map { state.values[$0] }
         }
     }
+
+    func hang(on gate: TieredCacheGate?) { state.withLock { $0.hang = gate } }
 
     func set(_ entries: [(key: CacheKey, value: [UInt8])], ttl: Duration) throws {
         try state.withLock { state in
@@ -149,7 +154,10 @@ private struct TieredCacheFixture {
     static let userTTL: Duration = .seconds(60)
 
     /// - Parameter breaker: a breaker with this configuration on the fixture's clock; nil for none.
-    init(remote hasRemote: Bool = true, fallback hasFallback: Bool = true, breaker configuration: CircuitBreakerConfiguration? = nil) {
+    init(
+        remote hasRemote: Bool = true, fallback hasFallback: Bool = true, breaker configuration: CircuitBreakerConfiguration? = nil,
+        callTimeout: Duration? = nil
+    ) {
         let remote = hasRemote ? TieredCacheFakeLayer(layer: "l2") : nil
         let fallback = hasFallback ? TieredCacheFakeLayer(layer: "fallback") : nil
         let clock = self.clock
@@ -158,7 +166,7 @@ private struct TieredCacheFixture {
         self.fallback = fallback
         self.breaker = breaker
         self.cache = TieredCache(
-            configuration: TieredCache.Configuration(ttl: Self.ttl, userTTL: Self.userTTL),
+            configuration: TieredCache.Configuration(ttl: Self.ttl, userTTL: Self.userTTL, callTimeout: callTimeout),
             l1: L1Cache<[UInt8]>(configuration: L1Cache.Configuration(defaultTTL: .seconds(600)), clock: clock),
             remote: remote,
             fallback: fallback,
@@ -296,6 +304,26 @@ struct TieredCacheTests {
         #expect(f.cache.l1.get(key(3)) == value(3))
 
         #expect(f.allRequests == ["l1/miss": 2, "l1/hit": 1, "fallback/hit": 1, "fallback/miss": 1])
+    }
+
+    /// A remote that never answers (a hung Redis) is given up on at the call timeout: the lookup is
+    /// served by the fallback and the breaker counts a failure. Without the bound the lookups would
+    /// wait for the gate; the test's own 10 s bound turns that into a failure.
+    @Test func aHungRemoteIsGivenUpOnAtTheCallTimeout() async throws {
+        let f = TieredCacheFixture(breaker: tieredCacheSmallBreaker, callTimeout: .milliseconds(50))
+        let remote = try #require(f.remote)
+        let fallback = try #require(f.fallback)
+        let breaker = try #require(f.breaker)
+        fallback.seed(key(1), value(1))
+        fallback.seed(key(2), value(2))
+        let gate = TieredCacheGate()
+        remote.hang(on: gate)
+        defer { gate.open() }
+        let cache = f.cache
+        let (first, second) = (key(1), key(2))
+        #expect(try await boundedCall(within: .seconds(10)) { await cache.get([first]) } == [CacheHit(value: value(1), source: .fallback)])
+        #expect(try await boundedCall(within: .seconds(10)) { await cache.get([second]) } == [CacheHit(value: value(2), source: .fallback)])
+        #expect(breaker.stateValue == 2, "two calls past their bound are two failures: the breaker opened")
     }
 
     @Test func withoutAFallbackAFailingRemoteIsAMiss() async throws {
