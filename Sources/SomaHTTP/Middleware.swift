@@ -7,6 +7,7 @@ import Soma
 
 extension HTTPField.Name {
     static let requestID = Self("X-Request-Id")!
+    static let somaInstance = Self("Soma-Instance")!
     static let userID = Self("X-User-Id")!
     static let userTier = Self("X-User-Tier")!
     static let requestDeadline = Self("X-Request-Deadline-Ms")!
@@ -23,6 +24,10 @@ struct RequestMiddleware: RouterMiddleware {
     let metrics: SomaMetrics
     let inFlight: InFlightCounter
     let bodyLimit: Int
+    /// This instance's id (`INSTANCE_ID`), sent as `Soma-Instance` on every response: which
+    /// instance behind the gateway answered, for operators and for the chaos suite's write audit
+    /// (per-instance acknowledgement order, docs/ARCHITECTURE.md §4).
+    let instance: String
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let clock = ContinuousClock()
@@ -41,6 +46,7 @@ struct RequestMiddleware: RouterMiddleware {
             response = Self.render(error, requestID: context.requestID, logger: context.logger)
         }
         response.headers[.requestID] = context.requestID
+        response.headers[.somaInstance] = instance
         let elapsed = clock.now - start
         let route = context.endpointPath ?? "unmatched"
         metrics.http(route: route, method: request.method.rawValue, status: response.status.code, duration: elapsed)

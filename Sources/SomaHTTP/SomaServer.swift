@@ -78,10 +78,10 @@ public struct SomaServer: Sendable {
             }
         )
         let router = Router(context: SomaRequestContext.self)
-        router.add(middleware: RequestMiddleware(metrics: metrics, inFlight: inFlight, bodyLimit: configuration.maxBodyBytes))
+        let instanceID = runtime.configuration.instanceID
+        router.add(middleware: RequestMiddleware(metrics: metrics, inFlight: inFlight, bodyLimit: configuration.maxBodyBytes, instance: instanceID))
         api.register(on: router)
 
-        let instanceID = runtime.configuration.instanceID
         let connections = ConnectionTable(metrics: metrics)
         let limits = configuration.connections
         let application = Application(

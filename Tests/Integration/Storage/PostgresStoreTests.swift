@@ -29,11 +29,11 @@ struct PostgresStoreTests {
         try await withStore(migrated: false) { store, database async throws in
             #expect(try await store.appliedMigrations() == [])
             try await store.migrate()
-            #expect(try await store.appliedMigrations() == [1, 2])
+            #expect(try await store.appliedMigrations() == [1, 2, 3])
             try await store.migrate()
             try await store.migrate()
-            #expect(try await store.appliedMigrations() == [1, 2])
-            #expect(try await scalar(database.client, "SELECT count(*) FROM schema_migrations WHERE applied_at <= now()") == 2)
+            #expect(try await store.appliedMigrations() == [1, 2, 3])
+            #expect(try await scalar(database.client, "SELECT count(*) FROM schema_migrations WHERE applied_at <= now()") == 3)
 
             // The schema as documented: ids compare bytewise, times are unix ms, analysis has its JSONB.
             let columns = try await database.client.query(
@@ -69,8 +69,8 @@ struct PostgresStoreTests {
                     try await group.waitForAll()
                 }
                 let store = PostgresStore(client: database.client)
-                #expect(try await store.appliedMigrations() == [1, 2])
-                #expect(try await scalar(database.client, "SELECT count(*) FROM schema_migrations") == 2)
+                #expect(try await store.appliedMigrations() == [1, 2, 3])
+                #expect(try await scalar(database.client, "SELECT count(*) FROM schema_migrations") == 3)
                 let entry = S.entry(user: "alice")
                 #expect(try await store.insertEntry(entry, idempotencyKey: "k") == .inserted(entry))
             }
@@ -107,8 +107,8 @@ struct PostgresStoreTests {
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             for result in results { #expect(result.status == 0, "\(result.log)") }
-            #expect(try await PostgresStore(client: database.client).appliedMigrations() == [1, 2])
-            #expect(try await scalar(database.client, "SELECT count(*) FROM schema_migrations") == 2)
+            #expect(try await PostgresStore(client: database.client).appliedMigrations() == [1, 2, 3])
+            #expect(try await scalar(database.client, "SELECT count(*) FROM schema_migrations") == 3)
         }
     }
 

@@ -2,12 +2,23 @@ import ArgumentParser
 import Foundation
 import SomaLoad
 
-/// `soma-load`: the load harness (docs/PERFORMANCE.md, "Load"). Exit code: 0 the brief's SLO
-/// held, 1 it did not, 3 the run is invalid (the generator was the limit).
+/// `soma-load`: the load harness (docs/PERFORMANCE.md, "Load") and the write audit of the chaos
+/// suite (docs/RELIABILITY.md).
 @main
 struct SomaLoadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "soma-load",
+        abstract: "Open-loop load against a Soma gateway or instance, and the audit of the entries it wrote.",
+        subcommands: [RunLoad.self, AuditWrites.self],
+        defaultSubcommand: RunLoad.self
+    )
+}
+
+/// `soma-load [run]`. Exit code: 0 the brief's SLO held, 1 it did not, 3 the run is invalid (the
+/// generator was the limit).
+struct RunLoad: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
         abstract: "Open-loop load against a Soma gateway or instance; HdrHistogram percentiles, an SLO verdict, plots."
     )
 
@@ -36,6 +47,8 @@ struct SomaLoadCommand: AsyncParsableCommand {
     @Option(help: "Capacity mode: seconds per step.") var stepSeconds = 20.0
     @Option(help: "Capacity mode: the p99 bound, ms.") var p99Bound = 25.0
     @Option(help: "Capacity mode: the highest rate tried.") var capacityMax = 20_000.0
+    @Option(help: "Record every entry write and its answer (entry id, status, instance, times) here, as JSON Lines, for `soma-load audit-writes`.")
+    var ledger: String?
 
     func run() async throws {
         let corpus = try Corpus(path: corpus, exponent: zipf)
@@ -75,7 +88,12 @@ struct SomaLoadCommand: AsyncParsableCommand {
         say(
             "soma-load: \(scenario.users) users → \(url), \(String(format: "%.1f", scenario.offeredRate)) req/s offered; "
                 + "ramp \(Int(rampUp)) s, warm-up \(Int(warmUp)) s, measured \(Int(duration)) s; corpus \(corpus.texts.count) texts")
-        let result = try await LoadRunner(scenario: scenario, corpus: corpus, instances: instances) { say($0) }.run()
+        let writes = ledger.map { _ in WriteLedger() }
+        let result = try await LoadRunner(scenario: scenario, corpus: corpus, instances: instances, ledger: writes) { say($0) }.run()
+        if let ledger, let writes {
+            try writes.write(to: ledger)
+            say("wrote \(ledger) (\(writes.all.count) entry writes)")
+        }
         let report = LoadReport(result: result)
         for line in report.lines { say(line) }
         for path in try report.write(to: out) { say("wrote \(path)") }
@@ -84,6 +102,32 @@ struct SomaLoadCommand: AsyncParsableCommand {
         case .fail: throw ExitCode(1)
         case .invalid: throw ExitCode(3)
         }
+    }
+}
+
+/// `soma-load audit-writes`: the database's entries against a run's ledger. Prints the audit as
+/// one JSON object; exit code 0 when nothing acknowledged is missing, duplicated or reordered, 1
+/// otherwise.
+struct AuditWrites: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit-writes",
+        abstract: "Check every acknowledged entry write is stored once, in acknowledgement order per user and instance."
+    )
+
+    @Option(help: "The run's ledger (soma-load --ledger).") var ledger: String
+    @Option(
+        help: "The stored entries as rows of id<TAB>user_id<TAB>received, e.g. psql -At -F $'\\t' -c 'SELECT id, user_id, received FROM entries'."
+    )
+    var received: String
+
+    func run() async throws {
+        let writes = try WriteLedger.read(path: ledger)
+        let rows = try ReceivedEntry.parse(tsv: String(decoding: try Data(contentsOf: URL(fileURLWithPath: received)), as: UTF8.self))
+        let audit = WriteAudit(writes: writes, received: rows)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        say(String(decoding: try encoder.encode(audit), as: UTF8.self))
+        if !audit.passed { throw ExitCode(1) }
     }
 }
 

@@ -115,11 +115,16 @@ public struct LoadRunner: Sendable {
     /// Instance URLs whose `/metrics` are read (none: the report has no server-side figures).
     public let instances: [String]
     public let progress: @Sendable (String) -> Void
+    /// Where entry writes and their answers are recorded, for the write audit (none: not recorded).
+    public let ledger: WriteLedger?
 
-    public init(scenario: LoadScenario, corpus: Corpus, instances: [String], progress: @escaping @Sendable (String) -> Void) {
+    public init(
+        scenario: LoadScenario, corpus: Corpus, instances: [String], ledger: WriteLedger? = nil, progress: @escaping @Sendable (String) -> Void
+    ) {
         self.scenario = scenario
         self.corpus = corpus
         self.instances = instances
+        self.ledger = ledger
         self.progress = progress
     }
 
@@ -223,13 +228,22 @@ public struct LoadRunner: Sendable {
             request.body = .bytes(ByteBuffer(string: body))
         }
         var attempt = 0
+        // An entry write is recorded with its answer (or its lack of one) for the write audit.
+        let write = planned.route == .entryWrite ? ledger.map { ($0, $0.now()) } : nil
         while true {
             attempt += 1
             do {
                 let response = try await client.execute(request, timeout: .milliseconds(Int64(scenario.requestTimeoutSeconds * 1000)))
-                _ = try await response.body.collect(upTo: 8 << 20)
+                let body = try await response.body.collect(upTo: 8 << 20)
+                if let (ledger, sent) = write {
+                    ledger.record(
+                        WriteRecord(
+                            user: planned.user, key: planned.idempotencyKey ?? "", entryID: Self.entryID(in: body), status: Int(response.status.code),
+                            instance: response.headers.first(name: "Soma-Instance"), sentMicros: sent, answeredMicros: ledger.now()))
+                }
                 return Outcome(status: Int(response.status.code))
             } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
+                if let (ledger, sent) = write { ledger.record(WriteRecord(user: planned.user, key: planned.idempotencyKey ?? "", sentMicros: sent)) }
                 return .timeout
             } catch {
                 // A keep-alive connection the server closed while this request was on its way (nginx
@@ -241,9 +255,18 @@ public struct LoadRunner: Sendable {
                     recorder.retriedAfterClose()
                     continue
                 }
+                if let (ledger, sent) = write { ledger.record(WriteRecord(user: planned.user, key: planned.idempotencyKey ?? "", sentMicros: sent)) }
                 return .connection
             }
         }
+    }
+
+    /// `entry.id` of an entry write's answer.
+    static func entryID(in body: ByteBuffer) -> String? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any],
+            let entry = object["entry"] as? [String: Any]
+        else { return nil }
+        return entry["id"] as? String
     }
 
     /// Whether `error` says the connection closed before any response arrived.
