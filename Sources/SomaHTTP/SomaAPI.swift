@@ -274,6 +274,7 @@ struct SomaAPI: Sendable {
                 w.key("kind"); w.string(dependency.kind)
                 w.key("state"); w.string(dependency.state.rawValue)
                 if let pending = dependency.pending { w.key("pending"); w.number(pending) }
+                if let held = dependency.held { w.key("held"); w.number(held) }
                 if let age = dependency.oldestPendingAge { w.key("oldest_pending_seconds"); w.number(Double(age.components.seconds)) }
                 if let detail = dependency.detail { w.key("detail"); w.string(detail) }
                 w.endObject()

@@ -18,6 +18,8 @@ public struct HealthReport: Sendable {
         public var state: State
         /// Entries waiting (the outbox only).
         public var pending: Int?
+        /// Entries queued for another database, kept and not replayed (the outbox only).
+        public var held: Int?
         /// Age of the oldest waiting entry (the outbox only).
         public var oldestPendingAge: Duration?
         /// Why it is not up, for operators (never a secret).
@@ -29,8 +31,9 @@ public struct HealthReport: Sendable {
     /// only).
     public var dependencies: [Dependency]
 
-    /// Degraded when any dependency is not up.
-    public var degraded: Bool { dependencies.contains { $0.state != .up } }
+    /// Degraded when any dependency is not up, or the outbox holds entries for another database
+    /// (they need an operator).
+    public var degraded: Bool { dependencies.contains { $0.state != .up || ($0.held ?? 0) > 0 } }
 
     public subscript(name: String) -> Dependency? { dependencies.first { $0.name == name } }
 }
@@ -53,7 +56,7 @@ extension SomaRuntime {
             dependencies.append(.init(name: "store", kind: StoreKind.postgres.rawValue, state: storeState))
             dependencies.append(
                 .init(
-                    name: "outbox", kind: "sqlite", state: probe.writable ? .up : .down, pending: probe.pending,
+                    name: "outbox", kind: "sqlite", state: probe.writable ? .up : .down, pending: probe.pending, held: probe.held,
                     oldestPendingAge: probe.oldestPendingAge, detail: probe.problem))
         }
         // L1 is this process's memory: it is up while the process is.

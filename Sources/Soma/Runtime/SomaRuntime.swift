@@ -128,12 +128,18 @@ public struct SomaRuntime: Sendable {
                     configuration, applicationName: "soma-\(configuration.instanceID)", queryTimeout: configuration.databaseTimeout)
                 let breaker = dependencyBreaker("postgres", configuration.databaseBreaker, metrics: metrics, logger: logger, clock: clock)
                 let guarded = GuardedStore(PostgresStore(client: client, logger: logger), breaker: breaker)
-                let outbox = try Outbox(path: configuration.stateDirectory.appendingPathComponent("outbox.sqlite").path)
+                let outbox = try Outbox(
+                    path: configuration.stateDirectory.appendingPathComponent("outbox.sqlite").path, target: Self.databaseTarget(configuration))
                 metrics.set(SomaMetrics.Name.outboxPending, [], Double(outbox.pendingCount))
+                metrics.set(SomaMetrics.Name.outboxHeld, [], Double(outbox.heldCount))
                 replayer = OutboxReplayer(outbox: outbox, store: guarded, breaker: nil, metrics: metrics, logger: logger)
                 postgres = client
                 storage = .remote(guarded, outbox: outbox)
-                do { try await guarded.migrate() } catch {
+                do {
+                    try await guarded.migrate()
+                    // Known from the start, the identity stamps what is queued; the replayer checks it again before replaying.
+                    if let identity = try await guarded.identity() { OutboxReplayer.bind(outbox, to: identity, logger: logger) }
+                } catch {
                     // Not fatal: entries queue in the outbox and the schema is migrated on the first call that reaches the database.
                     logger.warning("postgres is not reachable at start; entries queue in the outbox", metadata: ["soma.error": .string("\(error)")])
                 }
@@ -170,6 +176,12 @@ public struct SomaRuntime: Sendable {
             let target = (try? PostgresURL(configuration.databaseURL ?? "").description) ?? "postgresql"
             return try await body(PostgresStore(client: client, logger: logger), target)
         }
+    }
+
+    /// The configured database as the outbox names it: host, port and database, no credentials.
+    static func databaseTarget(_ configuration: RuntimeConfiguration) -> String {
+        guard let url = try? PostgresURL(configuration.databaseURL ?? "") else { return configuration.databaseURL.map { _ in "unparsable" } ?? "" }
+        return "\(url.host):\(url.port)/\(url.database ?? url.user ?? "")"
     }
 
     private static func makePostgresClient(_ configuration: RuntimeConfiguration, applicationName: String, queryTimeout: Duration) throws -> PostgresClient {
@@ -253,7 +265,10 @@ public struct SomaRuntime: Sendable {
                 metrics.set(SomaMetrics.Name.dbConnections, [("state", state)], Double(n))
             }
         }
-        if let outbox = storage.outbox { metrics.set(SomaMetrics.Name.outboxPending, [], Double(outbox.pendingCount)) }
+        if let outbox = storage.outbox {
+            metrics.set(SomaMetrics.Name.outboxPending, [], Double(outbox.pendingCount))
+            metrics.set(SomaMetrics.Name.outboxHeld, [], Double(outbox.heldCount))
+        }
         metrics.set(SomaMetrics.Name.cacheBytes, [("layer", "l1")], Double(cache.l1.bytes))
         metrics.set(SomaMetrics.Name.cacheEntries, [("layer", "l1")], Double(cache.l1.count))
     }

@@ -96,6 +96,10 @@ public final class GuardedStore: Store {
         try await call { try await $0.deleteUser(userID) }
     }
 
+    public func identity() async throws -> DatabaseIdentity? {
+        try await call { try await $0.identity() }
+    }
+
     /// A failed health check counts as a failed call: probes alone can open the breaker.
     public func isHealthy() async -> Bool {
         (try? await call { store in

@@ -21,8 +21,13 @@ public import ServiceLifecycle
 /// flush is attempted, bounded by `shutdownTimeout`; whatever is left stays in the outbox file for
 /// the next start. Cancellation (not a graceful shutdown) returns at once, without a flush.
 ///
-/// Publishes the gauge `soma_outbox_pending` (no labels: the entries queued in this instance's
-/// outbox) at every pass and after every removal (`SomaMetrics.Name.outboxPending`).
+/// Before a pass with anything queued it asks the store which database it is (`Store.identity()`)
+/// and binds the outbox to it (`Outbox.bind(to:)`): entries queued for another database are held,
+/// never replayed here, and logged as an error.
+///
+/// Publishes the gauges `soma_outbox_pending` (no labels: the entries queued in this instance's
+/// outbox for its database) and `soma_outbox_held` (queued for another database) at every pass and
+/// after every removal (`SomaMetrics.Name.outboxPending`, `.outboxHeld`).
 ///
 /// Run it alone: `run()` and `flushOnce()` are not meant to replay the same outbox concurrently
 /// (which would stay correct, being idempotent, but do the work twice).
@@ -198,6 +203,16 @@ public struct OutboxReplayer: Service {
     private func replay() async -> Pass {
         var pass = Pass()
         publishPending()
+        if outbox.pendingCount + outbox.heldCount > 0 {
+            do {
+                if let identity = try await store.identity() { Self.bind(outbox, to: identity, logger: logger) }
+            } catch {
+                pass.failure = error
+                pass.remaining = outbox.pendingCount
+                return pass
+            }
+            publishPending()
+        }
         replaying: while !Task.isCancelled {
             let batch: [(seq: Int64, entry: Entry, idempotencyKey: String?)]
             do {
@@ -268,5 +283,26 @@ public struct OutboxReplayer: Service {
 
     private func publishPending() {
         metrics.set(SomaMetrics.Name.outboxPending, [], Double(outbox.pendingCount))
+        metrics.set(SomaMetrics.Name.outboxHeld, [], Double(outbox.heldCount))
+    }
+
+    /// Binds `outbox` to `identity`, logging what changed: entries now held for another database
+    /// (an error: they need an operator), or held ones that belong here after all.
+    static func bind(_ outbox: Outbox, to identity: DatabaseIdentity, logger: Logger) {
+        let before = (stamp: outbox.stamp, held: outbox.heldCount)
+        do {
+            let held = try outbox.bind(to: identity)
+            guard outbox.stamp != before.stamp else { return }
+            let metadata: Logger.Metadata = [
+                "soma.outbox.database": "\(identity)", "soma.outbox.held": "\(held)", "soma.outbox.pending": "\(outbox.pendingCount)",
+            ]
+            if held > before.held || (held > 0 && before.stamp.hasPrefix("pg:")) {
+                logger.error("outbox: entries queued for another database are held, not replayed here (docs/OPERATIONS.md, the outbox)", metadata: metadata)
+            } else {
+                logger.info("outbox: bound to the database", metadata: metadata)
+            }
+        } catch {
+            logger.warning("outbox: cannot record the database's identity", metadata: ["error.message": "\(error)"])
+        }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 public import Logging
+import Synchronization
 
 /// The `Store` on PostgreSQL (`DATABASE_URL`), shared by every instance of the service.
 ///
@@ -25,6 +26,7 @@ public import Logging
 public final class PostgresStore: Store {
     private let client: PostgresClient
     private let logger: Logger
+    private let warnedUnreadableIdentity = Atomic(false)
 
     /// The store on `client`'s database. The caller owns the client (and closes it).
     public init(
@@ -296,6 +298,27 @@ public final class PostgresStore: Store {
             "SELECT \(Self.entryColumns) FROM entries WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2::bigint",
             [.text(user), .integer(Int64(clamping: limit))]
         ).rows.map(Self.entry)
+    }
+
+    /// The cluster's system identifier and the database's name. A role that may not execute
+    /// `pg_control_system()` gets the name alone (and a warning once).
+    public func identity() async throws -> DatabaseIdentity? {
+        let names = try await query("SELECT current_database()", []).rows
+        let name = try names.first.map { try Self.string($0, 0) } ?? ""
+        let system: String?
+        do {
+            let rows = try await query("SELECT system_identifier::text FROM pg_control_system()", []).rows
+            system = try rows.first.map { try Self.string($0, 0) }
+        } catch {
+            guard (error as? StoreError)?.code == .failed else { throw error }
+            if !warnedUnreadableIdentity.exchange(true, ordering: .relaxed) {
+                logger.warning(
+                    "pg_control_system() is not readable by this role; the outbox compares the database name only",
+                    metadata: ["error.message": "\(error)"])
+            }
+            system = nil
+        }
+        return DatabaseIdentity(systemIdentifier: system, name: name)
     }
 
     /// The ids of `user`'s stored entries in the order the database received them (its `received`

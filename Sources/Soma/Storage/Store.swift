@@ -168,4 +168,12 @@ public protocol Store: Sendable {
 
     /// Whether the store can serve now (for /ready and /health): a cheap round trip.
     func isHealthy() async -> Bool
+
+    /// The database this store writes to, when it is one that several instances share (and so one
+    /// that a re-pointed configuration could swap): `nil` for a local store.
+    func identity() async throws -> DatabaseIdentity?
+}
+
+extension Store {
+    public func identity() async throws -> DatabaseIdentity? { nil }
 }

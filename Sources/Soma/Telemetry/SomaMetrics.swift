@@ -34,6 +34,7 @@ public final class SomaMetrics: Sendable {
         public static let stateDirBytes = "soma_state_dir_bytes"
         public static let entriesWritten = "soma_entries_written_total"
         public static let outboxPending = "soma_outbox_pending"
+        public static let outboxHeld = "soma_outbox_held"
         public static let dbConnections = "soma_db_connections"
         public static let connectionsOpen = "soma_connections_open"
         public static let connectionsClosed = "soma_connections_closed_total"

@@ -119,6 +119,68 @@ struct PostgresServiceTests {
         await postgres.shutdown()
     }
 
+    /// An instance whose state directory outlives a re-pointed `DATABASE_URL` keeps what it queued
+    /// for the old database, says so, and replays it only into that database.
+    @Test func entriesQueuedForOneDatabaseAreNeverReplayedIntoAnother() async throws {
+        let postgres = try await PostgresHarness.start()
+        let admin = try PostgresClient(url: postgres.url, poolSize: 1)
+        _ = try await admin.query("CREATE DATABASE elsewhere")
+        admin.close()
+        let elsewhere = String(postgres.url.dropLast("soma".count)) + "elsewhere"
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("soma-it-repoint-\(UUID().uuidString)", isDirectory: true)
+        defer { try? FileManager.default.removeItem(at: state) }
+        let user = [("X-User-Id", "repointed")]
+        func count(_ url: String) async throws -> Int64 {
+            let client = try PostgresClient(url: url, poolSize: 1)
+            defer { client.close() }
+            return try await client.query("SELECT count(*) FROM entries WHERE user_id = 'repointed'").rows.first?.int64(0) ?? -1
+        }
+        func poll(_ instance: SomaProcess, _ metric: String, until value: Double) async throws -> Double? {
+            var seen: Double?
+            for _ in 0..<100 {
+                seen = try await instance.metric(metric)
+                if seen == value { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            return seen
+        }
+
+        let first = try await SomaProcess.start(instance: "repoint", environment: Self.environment(postgres), stateDirectory: state)
+        try await postgres.stop()
+        for i in 0..<10 {
+            let reply = try await first.request("POST", "/v1/entries", json: #"{"text": "Queued \#(i) for the first database."}"#, headers: user)
+            #expect(reply.status == .accepted, "\(reply.text)")
+        }
+        #expect(await first.stop(keepingState: true) == 0)
+        try await postgres.restart()
+
+        // Restarted on the same state directory, pointed at another database.
+        let second = try await SomaProcess.start(
+            instance: "repoint", environment: Self.environment(postgres, ["DATABASE_URL": elsewhere]), stateDirectory: state)
+        #expect(try await poll(second, "soma_outbox_held", until: 10) == 10)
+        #expect(try await second.metric("soma_outbox_pending") == 0)
+        let health = try await second.request("GET", "/health").json
+        #expect(health["status"] as? String == "degraded")
+        let outbox = (health["dependencies"] as? [String: Any])?["outbox"] as? [String: Any]
+        #expect(outbox?["held"] as? Int == 10, "\(outbox ?? [:])")
+        #expect((outbox?["detail"] as? String)?.contains("another database") == true)
+        #expect(try await second.metric("soma_instance_status") == 1)
+        // New writes go to the new database at once; nothing queued for the old one does.
+        #expect(try await second.request("POST", "/v1/entries", json: #"{"text": "Written to the second database."}"#, headers: user).status == .created)
+        try await Task.sleep(for: .seconds(1))
+        #expect(try await count(elsewhere) == 1)
+        #expect(await second.stop(keepingState: true) == 0)
+
+        // Pointed back: they replay where they belong.
+        let third = try await SomaProcess.start(instance: "repoint", environment: Self.environment(postgres), stateDirectory: state)
+        #expect(try await poll(third, "soma_outbox_pending", until: 0) == 0)
+        #expect(try await third.metric("soma_outbox_held") == 0)
+        #expect(try await count(postgres.url) == 10)
+        #expect(try await count(elsewhere) == 1)
+        #expect(await third.stop() == 0)
+        await postgres.shutdown()
+    }
+
     @Test func nobodyReachesAnotherUsersDataThroughAnyRoute() async throws {
         let postgres = try await PostgresHarness.start()
         let soma = try await SomaProcess.start(instance: "iso", environment: Self.environment(postgres, ["SOMA_SERVICE_TOKEN": "svc"]))

@@ -15,7 +15,7 @@ struct WriteOrderAuditTests {
     /// `count` writes of `user` queued in an outbox, acknowledged one after another (each answered
     /// before the next was sent), as the ledger of a run records them.
     func queuedOutage(user: String, count: Int, in directory: URL) throws -> (Outbox, [WriteRecord]) {
-        let outbox = try Outbox(path: directory.appendingPathComponent("outbox-\(user).sqlite").path)
+        let outbox = try Outbox(path: directory.appendingPathComponent("outbox-\(user).sqlite").path, target: "test-database")
         var ledger: [WriteRecord] = []
         for i in 0..<count {
             let entry = S.entry(user: user, text: "queued \(i)", milliseconds: S.baseMilliseconds + Int64(i))
@@ -92,13 +92,16 @@ struct WriteOrderAuditTests {
             WriteRecord(user: "u", key: "c", entryID: "c", status: 202, instance: "soma-2", sentMicros: 20, answeredMicros: 25),
             WriteRecord(user: "u", key: "d", sentMicros: 30),
         ]
-        let rows = [ReceivedEntry(id: "c", user: "u", received: 1), ReceivedEntry(id: "b", user: "u", received: 2), ReceivedEntry(id: "a", user: "u", received: 3)]
+        let rows = [
+            ReceivedEntry(id: "c", user: "u", received: 1), ReceivedEntry(id: "b", user: "u", received: 2), ReceivedEntry(id: "a", user: "u", received: 3),
+        ]
         let audit = WriteAudit(writes: writes, received: rows)
         #expect(audit.passed && audit.orderedPairs == 0 && audit.unacknowledged == 1 && audit.acknowledged == 3, "\(audit)")
         // The unacknowledged write stored anyway is allowed once, not twice.
         let stored = WriteAudit(writes: writes, received: rows + [ReceivedEntry(id: "d", user: "u", received: 4)])
         #expect(stored.passed && stored.storedUnacknowledged == 1)
-        let twice = WriteAudit(writes: writes, received: rows + [ReceivedEntry(id: "d", user: "u", received: 4), ReceivedEntry(id: "d2", user: "u", received: 5)])
+        let twice = WriteAudit(
+            writes: writes, received: rows + [ReceivedEntry(id: "d", user: "u", received: 4), ReceivedEntry(id: "d2", user: "u", received: 5)])
         #expect(!twice.passed && twice.duplicated == 1)
     }
 }

@@ -38,8 +38,10 @@ final class SomaProcess: Sendable {
 
     /// Starts an instance and waits until it is ready; `openFiles` sets its descriptor limit
     /// (soft and hard, as `ulimit -n` does) through a shell that then execs soma.
-    static func start(instance: String, environment: [String: String], openFiles: Int? = nil) async throws -> SomaProcess {
-        let state = FileManager.default.temporaryDirectory.appendingPathComponent("soma-it-\(instance)-\(UUID().uuidString)", isDirectory: true)
+    /// `stateDirectory`: one a stopped instance kept (`stop(keepingState: true)`), to start it again on its state.
+    static func start(instance: String, environment: [String: String], openFiles: Int? = nil, stateDirectory: URL? = nil) async throws -> SomaProcess {
+        let state =
+            stateDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("soma-it-\(instance)-\(UUID().uuidString)", isDirectory: true)
         try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
         let log = state.appendingPathComponent("serve.log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -105,16 +107,16 @@ final class SomaProcess: Sendable {
 
     var logText: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
-    /// SIGTERM, wait for the exit, remove the state directory; returns the exit status.
+    /// SIGTERM, wait for the exit, remove the state directory (unless `keepingState`); returns the exit status.
     @discardableResult
-    func stop() async -> Int32 {
+    func stop(keepingState: Bool = false) async -> Int32 {
         if process.isRunning {
             kill(process.processIdentifier, SIGTERM)
             for _ in 0..<1000 where process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
             if process.isRunning { process.terminate() }
         }
         let status = process.isRunning ? -1 : process.terminationStatus
-        try? FileManager.default.removeItem(at: stateDirectory)
+        if !keepingState { try? FileManager.default.removeItem(at: stateDirectory) }
         return status
     }
 

@@ -68,7 +68,7 @@ private struct Harness {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("soma-entries-\(UUID().uuidString)", isDirectory: true)
         store = try SwitchableStore()
         try await store.migrate()
-        outbox = try Outbox(path: directory.appendingPathComponent("outbox.sqlite").path)
+        outbox = try Outbox(path: directory.appendingPathComponent("outbox.sqlite").path, target: "test-database")
         let metrics = SomaMetrics()
         let catalog = try ModelCatalog(models: Fixtures.modelSet)
         let registry = ModelRegistry(loader: { try catalog.load($0) })
@@ -143,7 +143,7 @@ private struct Harness {
         #expect(h.outbox.pendingCount == 1)
         #expect(h.store.arrivals.isEmpty)
         // Queued is durable: a new outbox on the same file still holds it.
-        let reopened = try Outbox(path: h.outbox.path)
+        let reopened = try Outbox(path: h.outbox.path, target: "test-database")
         #expect(try reopened.oldest(limit: 10).map(\.entry.id) == [write.entry.id])
         reopened.close()
     }
