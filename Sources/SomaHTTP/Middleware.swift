@@ -28,6 +28,9 @@ struct RequestMiddleware: RouterMiddleware {
     /// instance behind the gateway answered, for operators and for the chaos suite's write audit
     /// (per-instance acknowledgement order, docs/ARCHITECTURE.md §4).
     let instance: String
+    /// All of one request's Redis calls together wait at most this long (`RedisBudget`); `nil`
+    /// without Redis.
+    let redisBudget: Duration?
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let clock = ContinuousClock()
@@ -41,7 +44,11 @@ struct RequestMiddleware: RouterMiddleware {
 
         var response: Response
         do {
-            response = try await next(request, context)
+            if let redisBudget {
+                response = try await RedisBudget.within(redisBudget) { try await next(request, context) }
+            } else {
+                response = try await next(request, context)
+            }
         } catch {
             response = Self.render(error, requestID: context.requestID, logger: context.logger)
         }

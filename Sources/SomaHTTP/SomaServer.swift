@@ -79,7 +79,11 @@ public struct SomaServer: Sendable {
         )
         let router = Router(context: SomaRequestContext.self)
         let instanceID = runtime.configuration.instanceID
-        router.add(middleware: RequestMiddleware(metrics: metrics, inFlight: inFlight, bodyLimit: configuration.maxBodyBytes, instance: instanceID))
+        router.add(
+            middleware: RequestMiddleware(
+                metrics: metrics, inFlight: inFlight, bodyLimit: configuration.maxBodyBytes, instance: instanceID,
+                // One Redis timeout for the whole request, however many calls it makes.
+                redisBudget: runtime.configuration.redisURL == nil ? nil : runtime.configuration.redisTimeout))
         api.register(on: router)
 
         let connections = ConnectionTable(metrics: metrics)

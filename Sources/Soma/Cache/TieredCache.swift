@@ -247,9 +247,10 @@ public final class TieredCache: Sendable {
     }
 
     /// One L2 call through the breaker; invalidations and erasures that failed before are retried
-    /// first, so no read can see an entry a finished write or erase meant to delete.
+    /// first, so no read can see an entry a finished write or erase meant to delete. Bounded by the
+    /// call timeout and by what is left of the request's `RedisBudget` (none left: not made).
     private func callRemote<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        let timeout = configuration.callTimeout
+        let timeout = try RedisBudget.bound(for: configuration.callTimeout)
         let call: @Sendable () async throws -> T = { [self] in
             try await boundedCall(within: timeout) {
                 try await self.flushPending()

@@ -114,7 +114,9 @@ public final class ResilientRateLimiter: RateLimiter {
 
     public func acquire(user: String, tier: Tier, cost: Int) async -> RateLimitDecision {
         do {
-            return try await breaker.run { [shared, callTimeout] in
+            // Within the request's Redis budget too; none left: the local limiter decides.
+            let callTimeout = try RedisBudget.bound(for: callTimeout)
+            return try await breaker.run { [shared] in
                 try await boundedCall(within: callTimeout) { try await shared.acquire(user: user, tier: tier, cost: cost) }
             }
         } catch {

@@ -328,6 +328,34 @@ struct TieredCacheTests {
         #expect(breaker.stateValue == 2, "two calls past their bound are two failures: the breaker opened")
     }
 
+    /// A request's Redis calls share one budget: inside it a hung remote is given up on when the
+    /// budget ends, even with a longer call timeout (the test's time limit catches a wait for the
+    /// gate), and once it is spent the remote is not called at all, and the breaker counts nothing.
+    @Test(.timeLimit(.minutes(1))) func aRequestsRedisBudgetBoundsAndThenSkipsItsRemoteCalls() async throws {
+        let f = TieredCacheFixture(breaker: tieredCacheSmallBreaker, callTimeout: .seconds(600))
+        let remote = try #require(f.remote)
+        let fallback = try #require(f.fallback)
+        let breaker = try #require(f.breaker)
+        fallback.seed(key(1), value(1))
+        fallback.seed(key(2), value(2))
+        let gate = TieredCacheGate()
+        remote.hang(on: gate)
+        defer { gate.open() }
+        let cache = f.cache
+        let (first, second) = (key(1), key(2))
+        let hits = await RedisBudget.within(.milliseconds(50)) { () async -> [[CacheHit?]] in
+            let one = await cache.get([first])
+            // The budget is spent by now: no call, straight to the fallback.
+            let two = await cache.get([second])
+            await cache.set([(key(3), value(3))])
+            return [one, two]
+        }
+        #expect(hits == [[CacheHit(value: value(1), source: .fallback)], [CacheHit(value: value(2), source: .fallback)]])
+        #expect(fallback.value(key(3)) == value(3), "the fill went to the fallback")
+        // Two failures open this breaker (see the test above): the calls not made were not failures.
+        #expect(breaker.stateValue == 0, "one failure; the calls not made are not failures")
+    }
+
     @Test func withoutAFallbackAFailingRemoteIsAMiss() async throws {
         let f = TieredCacheFixture(fallback: false)
         let remote = try #require(f.remote)
