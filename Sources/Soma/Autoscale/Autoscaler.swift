@@ -153,7 +153,7 @@ public actor Autoscaler<C: Clock>: Service where C.Duration == Duration {
                 failed("replace \(id)", error)
                 continue
             }
-            let seconds = started.duration(to: clock.now).seconds
+            let seconds = started.duration(to: clock.now) / .seconds(1)
             metrics.increment(SomaMetrics.Name.autoscaleReplacements)
             logger.notice("instance replaced", metadata: ["soma.instance": .string(id), "soma.seconds": .stringConvertible(seconds)])
             events(.replaced(instance: id, probe: why, seconds: seconds))
@@ -177,7 +177,7 @@ public actor Autoscaler<C: Clock>: Service where C.Duration == Duration {
         metrics.set(SomaMetrics.Name.autoscaleDesired, [], Double(decision.desired))
         metrics.set(SomaMetrics.Name.autoscaleInstances, [], Double(instances.count))
         if let mean = decision.meanCPU { metrics.set(SomaMetrics.Name.autoscaleCPU, [], mean) }
-        events(.observed(instances: instances.count, meanCPU: decision.meanCPU, reason: reason, windowSeconds: decision.windowAge?.seconds))
+        events(.observed(instances: instances.count, meanCPU: decision.meanCPU, reason: reason, windowSeconds: decision.windowAge.map { $0 / .seconds(1) }))
         var metadata: Logger.Metadata = [
             "soma.instances": .stringConvertible(instances.count), "soma.desired": .stringConvertible(decision.desired),
             "soma.reason": .string(reason),
@@ -197,7 +197,7 @@ public actor Autoscaler<C: Clock>: Service where C.Duration == Duration {
         } catch {
             return failed("scale to \(decision.desired)", error)
         }
-        let seconds = started.duration(to: clock.now).seconds
+        let seconds = started.duration(to: clock.now) / .seconds(1)
         metrics.set(SomaMetrics.Name.autoscaleScaleSeconds, [("direction", decision.desired > instances.count ? "up" : "down")], seconds)
         logger.notice("scaled", metadata: metadata.merging(["soma.seconds": .stringConvertible((seconds * 100).rounded() / 100)]) { $1 })
         events(.scaled(from: instances.count, to: decision.desired, reason: reason, meanCPU: decision.meanCPU, seconds: seconds))
@@ -213,13 +213,5 @@ public actor Autoscaler<C: Clock>: Service where C.Duration == Duration {
         metrics.increment(SomaMetrics.Name.autoscaleFailures, [("action", String(action.prefix { $0 != " " }))])
         logger.error("autoscale step failed", metadata: ["soma.action": .string(action), "soma.error": .string("\(error)")])
         events(.failed(action: action, error: "\(error)"))
-    }
-}
-
-extension Duration {
-    /// The duration in seconds, as a Double.
-    var seconds: Double {
-        let (s, attoseconds) = components
-        return Double(s) + Double(attoseconds) / 1e18
     }
 }
