@@ -24,7 +24,7 @@ help:
 	@echo "make models  compile the served models (FP16 + pruning) into $(MODELS_DIR) and print the trade-off report"
 	@echo "make bench   package-benchmark suites (Benchmarks/), p50/p90/p99 and SLO/budget gates; fails on a breach"
 	@echo "make bench-slowdown   the gates with SOMA_SLOWDOWN set: must go red (proves the gates can fail)"
-	@echo "make bench-peers      VADER (PyPI) against soma analyze --jsonl over the same texts"
+	@echo "make bench-peers      VADER (PyPI) against soma analyze --jsonl over the same 100,000 texts: CPU per text, median of 3"
 	@echo "make accuracy-peers   emotion valence on the blind set: soma, VADER and the majority class"
 	@echo "make http-smoke      start the release server, call the README's curl commands, SIGTERM, expect exit 0"
 	@echo "make bench-http      wrk: hello-world vs soma cached/uncached, single instance (DURATION=10)"
@@ -110,7 +110,7 @@ accuracy-peers: models
 
 bench-peers: models
 	@scripts/ensure-deps.sh corpus
-	scripts/bench-peers.sh $(RELEASE_BIN) 10000
+	scripts/bench-peers.py --binary $(RELEASE_BIN) --json .build/bench-peers.json
 
 # ---- the deployment topology on this machine (no Docker): see docs/OPERATIONS.md ----
 # State, data and logs in .stack/ (SOMA_STACK_DIR overrides); the state file is .stack/stack.json.
