@@ -102,4 +102,17 @@ import Testing
         #expect(header.accuracy == Float(accuracy))
         #expect(accuracy >= 0.70)
     }
+
+    /// The exported accuracy is the mean of every task of the module, its weakest included.
+    @Test func theRecordedAccuracyIsTheMeanOfEveryTaskOfTheModule() throws {
+        let o = Self.optimizer
+        let model = o.compress(.narrative, precision: .fp16, minFrequency: Optimizer.defaultMinFrequency)
+        let set = try EvaluationSet.load(.narrative, from: Fixtures.eval)
+        let evaluator = Evaluator(engine: Engine(models: o.replacing(model)))
+        let tasks = Evaluator.Task.all.filter { $0.module == .narrative }
+        #expect(tasks.map(\.name) == ["narrative tense", "narrative perspective", "narrative first event"])
+        let scores = tasks.map { evaluator.score($0, on: set, split: .heldout).accuracy }
+        print("narrative held-out per task:", scores.map { String(format: "%.3f", $0) }, "mean", String(format: "%.3f", scores.reduce(0, +) / 3))
+        #expect(abs(o.heldOutAccuracy(model) - scores.reduce(0, +) / 3) < 1e-9)
+    }
 }
