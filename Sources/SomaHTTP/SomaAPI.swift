@@ -58,23 +58,22 @@ struct SomaAPI: Sendable {
             }
         }
         v1.post("entries") { request, context in try await createEntry(request, context) }
+        // Reads and deletes take the request's deadline for their store calls: a hung database
+        // answers 503 by then. Erasing a user takes none (the store's timeout bounds it): an
+        // erasure should finish, however many rows; a malformed X-Request-Deadline-Ms is refused
+        // everywhere alike.
         v1.get("entries") { request, context in
-            _ = try deadline(request)
-            return try await listEntries(request, context)
+            try await listEntries(request, context, deadline: deadline(request))
         }
-        // These routes take no deadline of their own (the store's timeout bounds them), but a
-        // malformed X-Request-Deadline-Ms is refused everywhere alike.
         v1.delete("entries/:id") { request, context in
-            _ = try deadline(request)
-            return try await deleteEntry(context)
+            try await deleteEntry(context, deadline: deadline(request))
         }
         v1.delete("user") { request, context in
             _ = try deadline(request)
             return try await eraseUser(context)
         }
         v1.get("profile") { request, context in
-            _ = try deadline(request)
-            return try await profile(context)
+            try await profile(context, deadline: deadline(request))
         }
 
         let admin = router.group("admin").add(middleware: AdminMiddleware(adminToken: configuration.adminToken))
@@ -186,7 +185,7 @@ struct SomaAPI: Sendable {
         return JSONIO.response(write.persisted == .stored ? .created : .accepted, response)
     }
 
-    private func listEntries(_ request: Request, _ context: CallerContext) async throws -> Response {
+    private func listEntries(_ request: Request, _ context: CallerContext, deadline: Duration) async throws -> Response {
         var limit = 50
         if let raw = request.uri.queryParameters.get("limit") {
             guard let n = Int(raw), (1...200).contains(n) else {
@@ -194,7 +193,8 @@ struct SomaAPI: Sendable {
             }
             limit = n
         }
-        let page = try await runtime.entries.list(caller: context.caller, limit: limit, cursor: request.uri.queryParameters.get("cursor"))
+        let page = try await runtime.entries.list(
+            caller: context.caller, limit: limit, cursor: request.uri.queryParameters.get("cursor"), deadline: deadline)
         let body = JSONIO.object { w in
             w.key("request_id"); w.string(context.requestID)
             w.key("user_id"); w.string(context.caller.user)
@@ -207,9 +207,9 @@ struct SomaAPI: Sendable {
         return JSONIO.response(.ok, body)
     }
 
-    private func deleteEntry(_ context: CallerContext) async throws -> Response {
+    private func deleteEntry(_ context: CallerContext, deadline: Duration) async throws -> Response {
         let id = context.parameters.get("id") ?? ""
-        guard try await runtime.entries.delete(caller: context.caller, id: id) else {
+        guard try await runtime.entries.delete(caller: context.caller, id: id, deadline: deadline) else {
             throw APIError(.notFound, "no entry \(id.prefix(64)) for this user")
         }
         let body = JSONIO.object { w in
@@ -235,8 +235,8 @@ struct SomaAPI: Sendable {
         return JSONIO.response(.ok, body)
     }
 
-    private func profile(_ context: CallerContext) async throws -> Response {
-        let (document, cached) = try await runtime.profile(caller: context.caller)
+    private func profile(_ context: CallerContext, deadline: Duration) async throws -> Response {
+        let (document, cached) = try await runtime.profile(caller: context.caller, deadline: deadline)
         let body = JSONIO.object { w in
             w.key("request_id"); w.string(context.requestID)
             w.key("user_id"); w.string(context.caller.user)

@@ -20,6 +20,14 @@ public struct Analysis: Sendable {
     /// `timeout` from now, on the time line deadlines are given in.
     public func deadline(in timeout: Duration) -> Duration { service.now() + timeout }
 
+    /// Runs `body` with its store calls bounded by `deadline` (`CallDeadline`): a database that
+    /// hangs is given up on then, and reads as unavailable (503), not as a request held for the
+    /// driver's own timeout. `nil`: unbounded (the store's timeout alone).
+    func bounded<T>(by deadline: Duration?, _ body: () async throws -> T) async throws -> T {
+        guard let deadline else { return try await body() }
+        return try await CallDeadline.within(ContinuousClock.now + (deadline - self.deadline(in: .zero)), body)
+    }
+
     /// One analysis: spends one unit of the caller's budget, then runs `modules` on `text`.
     public func analyze(_ text: String, modules: [Module], caller: Caller, deadline: Duration) async throws -> AnalysisOutcome {
         try await spend(caller, cost: 1)

@@ -180,15 +180,17 @@ public struct EntryService: Sendable {
     }
 
     /// A page of the caller's stored entries, newest first.
-    public func list(caller: Caller, limit: Int, cursor: String?) async throws -> EntryPage {
+    /// With a `deadline`, a database that does not answer by then reads as unavailable.
+    public func list(caller: Caller, limit: Int, cursor: String?, deadline: Duration? = nil) async throws -> EntryPage {
         try await analysis.spend(caller, cost: 1)
-        return try await storage.store.entries(user: caller.user, limit: limit, cursor: cursor)
+        return try await analysis.bounded(by: deadline) { try await storage.store.entries(user: caller.user, limit: limit, cursor: cursor) }
     }
 
-    /// Deletes one of the caller's entries; false when they have none with that id.
-    public func delete(caller: Caller, id: String) async throws -> Bool {
+    /// Deletes one of the caller's entries; false when they have none with that id. With a
+    /// `deadline`, a database that does not answer by then reads as unavailable.
+    public func delete(caller: Caller, id: String, deadline: Duration? = nil) async throws -> Bool {
         try await analysis.spend(caller, cost: 1)
-        guard try await storage.store.deleteEntry(user: caller.user, id: id) else { return false }
+        guard try await analysis.bounded(by: deadline, { try await storage.store.deleteEntry(user: caller.user, id: id) }) else { return false }
         await cache.invalidateUser(caller.user)
         return true
     }

@@ -239,9 +239,10 @@ public struct SomaRuntime: Sendable {
 
     /// The caller's profile document (spends one unit of budget); `cached` says whether it came
     /// from a cache layer.
-    public func profile(caller: Caller) async throws -> (document: [UInt8], cached: Bool) {
+    /// With a `deadline`, a database that does not answer by then reads as unavailable.
+    public func profile(caller: Caller, deadline: Duration? = nil) async throws -> (document: [UInt8], cached: Bool) {
         try await analysis.spend(caller, cost: 1)
-        return try await profiles.document(for: caller.user)
+        return try await analysis.bounded(by: deadline) { try await profiles.document(for: caller.user) }
     }
 
     /// Warms the caches; an overloaded instance refuses (`Refusal(.overloaded)`).

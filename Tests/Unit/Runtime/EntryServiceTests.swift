@@ -134,6 +134,26 @@ private struct Harness {
         #expect(page.entries.map(\.id) == [write.entry.id], "stored exactly once after the replay")
     }
 
+    /// Reads and deletes against a hung store answer unavailable (503) at the request's deadline;
+    /// without the bound they would wait for the store until the suite's time limit.
+    @Test func readsOfAHungStoreAreGivenUpOnAtTheDeadline() async throws {
+        let h = try await Harness(guarded: true)
+        defer { h.remove() }
+        let caller = Caller(user: "ada", tier: .standard)
+        h.store.setHung(true)
+        defer { h.store.setHung(false) }
+        for attempt in 0..<3 {
+            let listing = await #expect(throws: StoreError.self) {
+                try await h.service.list(caller: caller, limit: 10, cursor: nil, deadline: h.analysis.deadline(in: .milliseconds(200)))
+            }
+            #expect(listing?.code == .unavailable, "attempt \(attempt)")
+            let deletion = await #expect(throws: StoreError.self) {
+                try await h.service.delete(caller: caller, id: "nope", deadline: h.analysis.deadline(in: .milliseconds(200)))
+            }
+            #expect(deletion?.code == .unavailable)
+        }
+    }
+
     @Test func storeDownQueuesDurably() async throws {
         let h = try await Harness()
         defer { h.remove() }
