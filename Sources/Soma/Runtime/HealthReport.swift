@@ -39,12 +39,14 @@ public struct HealthReport: Sendable {
 }
 
 extension SomaRuntime {
-    /// Probes every dependency: the store with a round trip (through its breaker when remote),
-    /// the outbox with a committed write, Redis as its breaker sees it, the fallback cache with a
-    /// read.
+    /// Probes every dependency: the store with a round trip (through its breaker when remote,
+    /// given up on after a quarter of the database timeout: `/health` and every `/metrics` scrape
+    /// wait for it, and a hung database must not hold them), the outbox with a committed write,
+    /// Redis as its breaker sees it, the fallback cache with a read.
     public func health() async -> HealthReport {
         var dependencies: [HealthReport.Dependency] = []
-        let storeUp = await store.isHealthy()
+        let probeBound = ContinuousClock.now + max(.milliseconds(100), configuration.databaseTimeout / 4)
+        let storeUp = await CallDeadline.within(probeBound) { await store.isHealthy() }
         switch storage {
         case .embedded:
             dependencies.append(.init(name: "store", kind: StoreKind.sqlite.rawValue, state: storeUp ? .up : .down))

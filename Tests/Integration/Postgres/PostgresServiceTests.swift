@@ -119,6 +119,40 @@ struct PostgresServiceTests {
         await postgres.shutdown()
     }
 
+    /// A hung PostgreSQL (paused: connections open, nothing answered) holds neither the health probe
+    /// (which every /metrics scrape runs) nor a listing past its bound: with a 4 s driver timeout,
+    /// /health, /metrics and a listing with a 500 ms deadline all answer within 2.5 s (before the
+    /// bounds: 4 s or more each). Generous against a busy machine; the gap is the driver timeout.
+    @Test func aHungDatabaseHoldsNeitherHealthNorReadsPastTheirBounds() async throws {
+        let postgres = try await PostgresHarness.start()
+        let soma = try await SomaProcess.start(instance: "pg-hung", environment: Self.environment(postgres, ["SOMA_DB_TIMEOUT_MS": "4000"]))
+        let user = [("X-User-Id", "hung-reader")]
+        #expect(try await soma.request("POST", "/v1/entries", json: #"{"text": "Stored before the database froze."}"#, headers: user).status == .created)
+        try postgres.pause()
+        let clock = ContinuousClock()
+        var timings: [String: Duration] = [:]
+        do {
+            var start = clock.now
+            let health = try await soma.request("GET", "/health")
+            timings["health"] = clock.now - start
+            #expect(health.status == .ok)
+            start = clock.now
+            #expect(try await soma.request("GET", "/metrics").status == .ok)
+            timings["metrics"] = clock.now - start
+            start = clock.now
+            let listing = try await soma.request("GET", "/v1/entries", headers: user + [("X-Request-Deadline-Ms", "500")])
+            timings["listing"] = clock.now - start
+            #expect(listing.status == .serviceUnavailable, "\(listing.text)")
+        } catch {
+            try postgres.resume()
+            throw error
+        }
+        try postgres.resume()
+        for (what, took) in timings { #expect(took < .milliseconds(2500), "\(what) took \(took) against a hung database") }
+        #expect(await soma.stop() == 0)
+        await postgres.shutdown()
+    }
+
     /// An instance whose state directory outlives a re-pointed `DATABASE_URL` keeps what it queued
     /// for the old database, says so, and replays it only into that database.
     @Test func entriesQueuedForOneDatabaseAreNeverReplayedIntoAnother() async throws {
