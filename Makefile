@@ -11,7 +11,7 @@ INSTANCES ?= 3
 .PHONY: accuracy-peers load-harness all deps build release test unit smoke run analyze http-smoke bench-http models bench bench-slowdown bench-peers api-fuzz fuzz ci format format-check clean help \
 	stack-up stack-down stack-status stack-restart stack-check deploy-check \
 	compose-up compose-status compose-down compose-check compose-images load load-capacity \
-	autoscale-check autoscale-demo
+	autoscale-check autoscale-demo chaos chaos-short chaos-deps
 MODELS_DIR ?= .build/models
 
 all: build
@@ -40,6 +40,8 @@ help:
 	@echo "make load-capacity  the highest rate per route class (cached, uncached, writes) with p99 <= 25 ms"
 	@echo "make autoscale-demo  soma autoscale on a stack of its own: scale-up under load, scale-down, a SIGKILLed"
 	@echo "             instance replaced; prints the timeline (short windows; make autoscale-check is the same, in CI)"
+	@echo "make chaos [SOMA_STACK=compose|local]  fault injection under load (instance kill, PostgreSQL and Redis"
+	@echo "             outages, rolling restart, partitions) on a stack of its own; make chaos-short: CI's form (1, 3)"
 	@echo "make format  apply .swift-format to the tree; make format-check  fail on any difference (CI)"
 	@echo "make api-fuzz [API_FUZZ_EXAMPLES=200]  schemathesis (pinned, .venv-apifuzz) against a live release server, driven by openapi.yaml"
 	@echo "make fuzz [FUZZ_SECONDS=300]  libFuzzer + ASan on the parsers (text, model, json, cursor, idempotency), each for FUZZ_SECONDS"
@@ -183,6 +185,28 @@ autoscale-check: models load-harness
 	scripts/autoscale-check.py --binary $(RELEASE_BIN) --model-dir $(MODELS_DIR)
 
 autoscale-demo: autoscale-check
+
+# ---- chaos (Tests/Chaos/chaos.py; docs/RELIABILITY.md) ----
+# Fault injection under soma-load on a fresh stack of its own (SOMA_STACK=compose (default) or
+# local; SOMA_BIN / SOMA_LOAD_BIN override the release binaries). chaos: every scenario, full
+# windows; chaos-short (CI): scenarios 1 and 3 with short windows, under 5 minutes. Report in
+# .build/chaos/<time>/chaos-report.json; the exit code is the verdict.
+SOMA_STACK ?= compose
+SOMA_BIN ?= $(RELEASE_BIN)
+SOMA_LOAD_BIN ?= .build/release/soma-load
+CHAOS_ARGS ?=
+
+chaos-deps:
+	@scripts/ensure-deps.sh stack
+	@scripts/ensure-deps.sh postgres
+	@test -s .build/load/corpus.jsonl || python3 scripts/fortunes-jsonl.py 5000 .build/load/corpus.jsonl --no-cycle
+	@if [ "$(SOMA_STACK)" = compose ]; then scripts/docker-engine.sh ensure; fi
+
+chaos: chaos-deps
+	SOMA_BIN=$(SOMA_BIN) SOMA_LOAD_BIN=$(SOMA_LOAD_BIN) Tests/Chaos/chaos.py --stack $(SOMA_STACK) $(CHAOS_ARGS)
+
+chaos-short: chaos-deps
+	SOMA_BIN=$(SOMA_BIN) SOMA_LOAD_BIN=$(SOMA_LOAD_BIN) Tests/Chaos/chaos.py --stack $(SOMA_STACK) --short $(CHAOS_ARGS)
 
 # Static checks of deploy/: promtool, amtool, compose schema, Kubernetes schemas + HPA policy,
 # the Dockerfile's runtime libraries against the release binary (built as the Dockerfile does).

@@ -33,7 +33,11 @@ phase compose-check bash -c 'scripts/stack-check.py --target compose --binary .b
 phase load bash -c 'make load-harness && scripts/ensure-deps.sh stack && scripts/load.sh 90'
 # soma autoscale: scale-up, scale-down and a supervised restart under soma-load (about 3 minutes).
 phase autoscale scripts/autoscale-check.py --binary .build/release/soma --model-dir .build/models
+# The chaos suite's short form against the compose stack (make chaos: every scenario, full windows):
+# an instance SIGKILLed and a PostgreSQL outage (stopped, then hung) under soma-load, every
+# acknowledged write audited in PostgreSQL (docs/RELIABILITY.md).
+phase chaos bash -c 'make chaos-short SOMA_STACK=compose; rc=$?; scripts/docker-engine.sh stop; exit $rc'
 phase throughput scripts/jsonl-smoke.sh .build/release/soma 10000
 phase bench make bench
 phase bench-slowdown make bench-slowdown
-phase fuzz scripts/fuzz.sh 40
+phase fuzz scripts/fuzz.sh 30

@@ -320,6 +320,8 @@ class Stack:
         self.env = dict(os.environ, SOMA_STACK_DIR=str(directory))
         self.env.pop("SOMA_SLOWDOWN", None)
         self.taken: set[int] = set()
+        # Instances (by id) left out of nginx's upstream list while they restart.
+        self.out_of_pool: set[str] = set()
 
     # -- state file --
     def load(self) -> dict:
@@ -466,7 +468,7 @@ class Stack:
         base = self.dir / "nginx"
         (base / "logs").mkdir(parents=True, exist_ok=True)
         return render_nginx_tree(
-            base / "conf", [(f"127.0.0.1:{i['port']}", i["id"]) for i in self.state["instances"]],
+            base / "conf", [(f"127.0.0.1:{i['port']}", i["id"]) for i in self.state["instances"] if i["id"] not in self.out_of_pool],
             http_listen=f"127.0.0.1:{self.gateway_port}", tls_listen=f"127.0.0.1:{tls_port}", affinity=affinity,
             fd_limit=fd_limit, pid_file=base / "nginx.pid", log_dir=base / "logs", as_root=os.geteuid() == 0,
             per_ip_rate=self.state.get("load_test_limit"))
@@ -684,8 +686,10 @@ class Stack:
         self.state["instances"][position] = fresh
         self.save()
         self.wait_ready(fresh)
+        # Reloaded even on the same port: nginx's workers keep a failed server out for fail_timeout
+        # (30 s) after the errors that took it down, and new workers start with a clean slate.
+        self.ensure_nginx(self.state["nginx"].get("affinity", False), self.state.get("fd_limit", 1024), True)
         if fresh["port"] != instance["port"]:
-            self.ensure_nginx(self.state["nginx"].get("affinity", False), self.state.get("fd_limit", 1024), True)
             self.write_targets()
         log(f"{identifier} replaced in {time.monotonic() - t0:.1f} s (pid {fresh['pid']}, port {fresh['port']})")
 
@@ -696,20 +700,31 @@ class Stack:
                 "autoscale_metrics": f"127.0.0.1:{self.state['autoscale_port']}" if self.state.get("autoscale_port") else None}
 
     def restart(self) -> None:
-        """Rolling restart: one instance at a time is drained, restarted on its port, waited ready.
-        nginx retries the analysis routes on another instance meanwhile."""
+        """Rolling restart: one instance at a time leaves nginx's pool (a reload), drains (SIGTERM:
+        in-flight requests finish), restarts on its port, is waited ready and rejoins the pool (a
+        reload). Stopping an instance nginx still sends to would fail requests on it and mark it
+        failed for fail_timeout; three restarts inside those 30 s left nginx no live upstream."""
         if not self.state.get("instances"):
             raise StackError("no stack is recorded; run `make stack-up` first")
         self.migrate()
+        affinity, fd_limit = self.state["nginx"].get("affinity", False), self.state.get("fd_limit", 1024)
         for position, instance in enumerate(self.state["instances"]):
             log(f"restarting {instance['id']}")
-            self.stop_instance(instance)
-            if not wait_until(lambda: not port_in_use(instance["port"]), 10):
-                raise StackError(f"port {instance['port']} of {instance['id']} is still taken")
-            fresh = self.start_instance(instance["index"], instance["port"])
-            self.state["instances"][position] = fresh
-            self.save()
-            self.wait_ready(fresh)
+            # A lone instance stays in the pool: nginx refuses an empty upstream (and there is no
+            # other instance to send to anyway).
+            self.out_of_pool = {instance["id"]} if len(self.state["instances"]) > 1 else set()
+            try:
+                self.ensure_nginx(affinity, fd_limit, True)
+                self.stop_instance(instance)
+                if not wait_until(lambda: not port_in_use(instance["port"]), 10):
+                    raise StackError(f"port {instance['port']} of {instance['id']} is still taken")
+                fresh = self.start_instance(instance["index"], instance["port"])
+                self.state["instances"][position] = fresh
+                self.save()
+                self.wait_ready(fresh)
+            finally:
+                self.out_of_pool = set()
+                self.ensure_nginx(affinity, fd_limit, True)
 
     def recorded_pids(self) -> list[int]:
         pids = [self.state.get(key, {}).get("pid") for key in ("nginx", "prometheus", "alertmanager", "redis", "postgres")]
