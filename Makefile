@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 # One environment for every SwiftPM call, so nothing rebuilds between build and test.
-SWIFT_ENV := env -u SOMA_SLOWDOWN
+SWIFT_ENV := env -u SOMA_SLOWDOWN -u SOMA_SLOWDOWN_HOLD_MS
 RELEASE_BIN := .build/release/soma
 TEXT ?=
 DURATION ?= 10
@@ -41,7 +41,7 @@ help:
 	@echo "make autoscale-demo  soma autoscale on a stack of its own: scale-up under load, scale-down, a SIGKILLed"
 	@echo "             instance replaced; prints the timeline (short windows; make autoscale-check is the same, in CI)"
 	@echo "make chaos [SOMA_STACK=compose|local]  fault injection under load (instance kill, PostgreSQL and Redis"
-	@echo "             outages, rolling restart, partitions) on a stack of its own; make chaos-short: CI's form (1, 3)"
+	@echo "             outages, rolling restart, partitions, overload at 10x) on a stack of its own; make chaos-short: CI's form (1, 3)"
 	@echo "make format  apply .swift-format to the tree; make format-check  fail on any difference (CI)"
 	@echo "make api-fuzz [API_FUZZ_EXAMPLES=200]  schemathesis (pinned, .venv-apifuzz) against a live release server, driven by openapi.yaml"
 	@echo "make fuzz [FUZZ_SECONDS=300]  libFuzzer + ASan on the parsers (text, model, json, cursor, idempotency), each for FUZZ_SECONDS"
@@ -94,7 +94,7 @@ models: release
 	@scripts/ensure-deps.sh corpus
 	$(RELEASE_BIN) optimize --in Fixtures/models --out $(MODELS_DIR) --report
 
-BENCH := cd Benchmarks && env -u SOMA_SLOWDOWN $(SWIFT) package --allow-writing-to-package-directory benchmark --format jmh --no-progress
+BENCH := cd Benchmarks && env -u SOMA_SLOWDOWN -u SOMA_SLOWDOWN_HOLD_MS $(SWIFT) package --allow-writing-to-package-directory benchmark --format jmh --no-progress
 
 bench: models
 	rm -rf Benchmarks/.build/bench-results

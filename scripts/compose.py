@@ -31,6 +31,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -281,15 +282,20 @@ class Compose:
                                      f"{nginx_dir / 'logs'}:/var/log/nginx"]},
             "prometheus": {"volumes": [f"{prometheus}:/etc/prometheus:ro"]},
         }}
+        # Settings given to every instance (`up --instance-env`, kept in the state for scale and
+        # rollout): merged over the compose file's environment.
+        instance_env = self.state.get("instance_env", {})
         # Instances past the compose file's: copies of ml-1 with their own id, port and volume.
         template = services[declared[0]]
         volumes = {}
         for name in ids:
             if name in services:
+                if instance_env:
+                    override["services"][name] = {"environment": dict(instance_env)}
                 continue
             n = int(name[3:])
             definition = copy.deepcopy(template)
-            definition["environment"] = dict(definition["environment"], INSTANCE_ID=name,
+            definition["environment"] = dict(definition["environment"], **instance_env, INSTANCE_ID=name,
                                              SOMA_PORT=str(INSTANCE_PORT_BASE + n))
             definition["volumes"] = [f"{name}-state:/var/lib/soma"]
             definition.pop("build", None)
@@ -373,9 +379,11 @@ class Compose:
             raise ComposeError(f"127.0.0.1 ports {taken} are in use (a `make stack-up` or `make run`?); the compose "
                                "stack uses host networking and needs them free")
 
-    def up(self, count: int, binary: Path, models: Path) -> None:
+    def up(self, count: int, binary: Path, models: Path, instance_env: dict[str, str] | None = None) -> None:
         if not 1 <= count <= MAX_INSTANCES:
             raise ComposeError(f"--instances must be 1..{MAX_INSTANCES}")
+        if instance_env is not None:
+            self.state["instance_env"] = instance_env
         t0 = time.monotonic()
         self.connect()
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -556,11 +564,27 @@ class Compose:
         log("down" + (": containers, volumes and state removed" if purge else ": containers removed (volumes kept)"))
 
 
+def instance_env(pairs: list[str] | None) -> dict[str, str] | None:
+    """`--instance-env` values as a mapping; None when none were given (the recorded ones stay)."""
+    if pairs is None:
+        return None
+    env = {}
+    for pair in filter(None, pairs):
+        name, sep, value = pair.partition("=")
+        if not sep or not re.fullmatch(r"SOMA_[A-Z0-9_]+", name):
+            raise ComposeError(f"--instance-env {pair!r}: expected SOMA_NAME=VALUE")
+        env[name] = value
+    return env
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="the compose stack under a local Docker engine")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up")
     up.add_argument("--instances", type=int, default=int(os.environ.get("INSTANCES", "3")))
+    up.add_argument("--instance-env", action="append", default=None, metavar="SOMA_NAME=VALUE",
+                    help="a setting for every instance (repeatable; kept for scale and rollout; "
+                         "`--instance-env ''` clears them)")
     for p in (up, sub.add_parser("images")):
         p.add_argument("--binary", type=Path, default=REPO / ".build/release/soma")
         p.add_argument("--model-dir", type=Path, default=REPO / ".build/models")
@@ -580,7 +604,7 @@ def main() -> int:
     c = Compose(state_dir())
     try:
         if args.command == "up":
-            c.up(args.instances, args.binary.resolve(), args.model_dir.resolve())
+            c.up(args.instances, args.binary.resolve(), args.model_dir.resolve(), instance_env(args.instance_env))
             print(json.dumps({"gateway": c.state["nginx"]["url"], "https": c.state["nginx"]["https_url"],
                               "prometheus": c.state["prometheus"]["url"],
                               "alertmanager": c.state["alertmanager"]["url"],

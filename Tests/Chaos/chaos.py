@@ -15,7 +15,9 @@ non-zero when any scenario fails.
   6 rolling   a rolling restart of every instance and two nginx reloads
   4 partition Redis's, then PostgreSQL's loopback port blackholed (nftables table inet soma_chaos, drop)
               for WINDOW s each; breakers, latency bounds, automatic recovery
-  (5, overload at 10x capacity, is not implemented: docs/RELIABILITY.md, "Not covered".)
+  5 overload  ten times capacity for WINDOW s over a steady half-capacity load, on a stack of its own
+              whose capacity is small on purpose (one worker per instance, each analysis held longer):
+              only 2xx/429/503 with Retry-After, premium p95 < 200 ms, free shed first, normal again in 10 s
 
 Stack: SOMA_STACK=compose (default) or local. Binaries: SOMA_BIN, SOMA_LOAD_BIN (default
 .build/release/soma, .build/release/soma-load). --short: scenarios 1 and 3 with short windows.
@@ -87,15 +89,17 @@ class LoadRun:
     second 0 is known (series.csv's seconds and the ledger's microseconds count from it)."""
 
     def __init__(self, harness: "Harness", name: str, duration: float, rate: float, users: int, mix: str = MIX,
-                 ramp: float = 2):
-        self.h, self.name, self.duration = harness, name, duration
+                 ramp: float = 2, new_texts: float = 0.2, tiers: str | None = None):
+        self.h, self.name, self.duration, self.ramp = harness, name, duration, ramp
         self.dir = harness.out / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ledger = self.dir / "ledger.jsonl"
         args = [str(harness.args.load_bin), "--url", harness.stack.gateway, "--stack-state", str(harness.stack.state_path),
                 "--corpus", str(harness.args.corpus), "--users", str(users), "--rate", str(rate), "--ramp-up", str(ramp),
-                "--warm-up", "0", "--duration", str(duration), "--mix", mix, "--new-texts", "0.2",
+                "--warm-up", "0", "--duration", str(duration), "--mix", mix, "--new-texts", str(new_texts),
                 "--seed", str(random.randrange(1 << 30)), "--out", str(self.dir), "--ledger", str(self.ledger)]
+        if tiers:
+            args += ["--tiers", tiers]
         self.log = open(self.dir / "soma-load.log", "w")
         self.launched = time.time()
         self.origin: float | None = None
@@ -597,10 +601,134 @@ def scenario_partition(h: "Harness", s: Scenario) -> Scenario:
     return s
 
 
-SCENARIOS = {1: scenario_kill, 3: scenario_postgres, 2: scenario_redis, 6: scenario_rolling, 4: scenario_partition}
+# ---------------------------------------------------------------- overload
+# Scenario 5's stack: capacity made small on purpose, so one generator on the same two cores can
+# offer ten times it. One worker per instance, each module analysis holding it HOLD_MS longer
+# (asleep: Slowdown.hold), a short queue; a full analysis of a new text then costs ~5 x HOLD_MS of
+# worker time, and OVERLOAD_INSTANCES instances serve about OVERLOAD_INSTANCES / (5 x HOLD_MS) a second.
+# In flight (running plus waiting) at most 9: one running, eight waiting, served premium first.
+HOLD_MS = 6
+OVERLOAD_INSTANCES = 2
+OVERLOAD_ENV = {"SOMA_WORKERS": "1", "SOMA_MAX_IN_FLIGHT": "9", "SOMA_MAX_QUEUED": "8", "SOMA_SLOWDOWN_HOLD_MS": str(HOLD_MS)}
+REFUSALS = ("429", "503")
+
+
+def tier_refused(tier: dict) -> float:
+    """The share of a tier's requests refused (429 or 503)."""
+    n = tier.get("requests", 0)
+    return sum(tier.get("outcomes", {}).get(o, 0) for o in REFUSALS) / n if n else 0.0
+
+
+def shed_by_tier(h: "Harness") -> dict:
+    """soma_shed_total and soma_rate_limited_total per tier, summed over the instances."""
+    totals = {"shed": {}, "rate_limited": {}, "degraded": 0.0}
+    for instance in h.stack.instances():
+        for name, labels, value in metrics(instance["url"]):
+            if name == "soma_shed_total":
+                totals["shed"][labels.get("tier")] = totals["shed"].get(labels.get("tier"), 0) + value
+            elif name == "soma_rate_limited_total":
+                totals["rate_limited"][labels.get("tier")] = totals["rate_limited"].get(labels.get("tier"), 0) + value
+            elif name == "soma_degraded_total":
+                totals["degraded"] += value
+    return totals
+
+
+def scenario_overload(h: "Harness", s: Scenario) -> Scenario:
+    """Ten times capacity for WINDOW s over a steady half-capacity load; the steady load shows the
+    recovery once the overload stops."""
+    a = h.args
+    capacity = OVERLOAD_INSTANCES / (5 * HOLD_MS / 1000)          # full analyses a second, nominal
+    window, baseline, after = (20, 8, 15) if a.short else (30, 10, 20)
+    steady_rate, overload_rate = capacity / 2, capacity * 10
+    s.figures["nominal_capacity_rps"] = capacity
+    s.event(f"capacity: {OVERLOAD_INSTANCES} instances x 1 worker, {HOLD_MS} ms held per module = {capacity:.0f} "
+            f"full analyses a second; steady {steady_rate:.0f} req/s, overload {overload_rate:.0f} req/s")
+    steady = LoadRun(h, "5-overload-steady", baseline + window + after, steady_rate, 100, "analyze=100", new_texts=1.0)
+    steady.wait_started()
+    steady.sleep_until(baseline)
+    before = shed_by_tier(h)
+    # Premium is 4 % of the overload (0.4x capacity): the tier that must still be served in time.
+    flood = LoadRun(h, "5-overload-flood", window, overload_rate, 1000, "analyze=100", ramp=1, new_texts=1.0,
+                    tiers="premium=4,standard=46,free=50")
+    flood.wait_started()
+    s.event(f"overload: {overload_rate:.0f} req/s offered for {window} s")
+    flood.finish()
+    dropped = flood.origin + flood.ramp + window
+    s.event("overload over")
+    steady.finish()
+    after_metrics = shed_by_tier(h)
+    f = s.load_figures(flood)
+    steady_f = steady.report["measured"]
+
+    # Offered against achieved: what the stack served while ten times its capacity was offered.
+    rows = steady.rows(dropped - window, dropped)
+    steady_ok_rate = (sum(r["achieved"] - r["errors"] for r in rows) / len(rows)) if rows else 0
+    served = f["outcomes"].get("2xx", 0) / window + steady_ok_rate
+    offered = flood.report["scenario"].get("arrivalRate", overload_rate) + steady_rate
+    generator = flood.report["generator"]
+    s.figures["offered_rps"], s.figures["served_rps"] = round(offered, 1), round(served, 1)
+    s.figures["generator"] = generator
+    s.check(generator["send_lag_p99_ms"] < 100 and offered >= 10 * served,
+            "the overload offered at least 10x what the stack served (and the generator kept its schedule)",
+            f"offered {offered:.0f} req/s, served {served:.1f} req/s (2xx) = {offered / max(served, 0.1):.1f}x; "
+            f"nominal capacity {capacity:.0f}/s; generator send lag p99 {generator['send_lag_p99_ms']:.1f} ms, "
+            f"{generator['cpu_cores']:.2f} cores")
+
+    outcomes = {}
+    for load in (flood.report, steady.report):
+        for o, n in load["measured"]["outcomes"].items():
+            outcomes[o] = outcomes.get(o, 0) + n
+    others = {o: n for o, n in outcomes.items() if o not in ("2xx",) + REFUSALS}
+    without = flood.report["measured"].get("refusals_without_retry_after", 0) + \
+        steady_f.get("refusals_without_retry_after", 0)
+    s.check(not others and without == 0, "only 2xx, 429 and 503 answers, every refusal with Retry-After",
+            f"outcomes {outcomes}; refusals without Retry-After {without}")
+
+    tiers = flood.report.get("tiers", {})
+    s.figures["tiers"] = {t: {"requests": d["requests"], "outcomes": d["outcomes"], "p95_ms": d["latency_ms"]["p95"],
+                              "p99_ms": d["latency_ms"]["p99"], "refused_share": round(tier_refused(d), 4)}
+                          for t, d in tiers.items()}
+    premium = tiers.get("premium", {})
+    p95 = premium.get("latency_ms", {}).get("p95")
+    s.check(premium.get("requests", 0) > 0 and p95 is not None and p95 < 200 and tier_refused(premium) < 0.01,
+            "premium served through the overload: p95 < 200 ms, under 1 % refused",
+            f"{premium.get('requests', 0)} premium requests, p95 {p95} ms, p99 "
+            f"{premium.get('latency_ms', {}).get('p99')} ms, refused {100 * tier_refused(premium):.2f} %")
+    shares = {t: tier_refused(tiers.get(t, {})) for t in ("premium", "standard", "free")}
+    shed = {t: after_metrics["shed"].get(t, 0) - before["shed"].get(t, 0) for t in ("premium", "standard", "free")}
+    limited = {t: after_metrics["rate_limited"].get(t, 0) - before["rate_limited"].get(t, 0) for t in shed}
+    s.figures["shed_by_tier_metrics"], s.figures["rate_limited_by_tier_metrics"] = shed, limited
+    s.figures["degraded_metrics"] = after_metrics["degraded"] - before["degraded"]
+    s.check(shares["free"] >= shares["standard"] > shares["premium"] and shed["free"] > shed["premium"],
+            "free shed first: refused share free >= standard > premium; soma_shed_total by tier agrees",
+            "refused " + ", ".join(f"{t} {100 * v:.1f} %" for t, v in shares.items()) +
+            f"; soma_shed_total {shed}; soma_rate_limited_total {limited}; degraded answers "
+            f"{s.figures['degraded_metrics']:.0f}")
+
+    # Back to normal: from the first second after the drop on, every second of the steady load
+    # error-free with p95 < 200 ms, within 10 s.
+    tail = [r for r in steady.series if r["second"] >= steady.second(dropped) and r["phase"] != "tail"]
+    normal_from = None
+    for i, r in enumerate(tail):
+        if all(x["errors"] == 0 and x["p95_ms"] < 200 for x in tail[i:] if x["achieved"] > 0):
+            normal_from = r["second"]
+            break
+    recovery = None if normal_from is None else max(0.0, normal_from - steady.second(dropped))
+    s.figures["recovery_s"] = recovery
+    s.check(recovery is not None and recovery <= 10 and len(tail) >= 10,
+            "back to normal within 10 s of the overload's end (steady load: no errors, p95 < 200 ms per second)",
+            f"{recovery:.0f} s (steady load seconds after the drop: {len(tail)})" if recovery is not None else
+            "never back to normal before the steady load ended")
+    return s
+
+
+SCENARIOS = {1: scenario_kill, 3: scenario_postgres, 2: scenario_redis, 6: scenario_rolling, 4: scenario_partition,
+             5: scenario_overload}
 TITLES = {1: "kill an instance", 3: "PostgreSQL outage", 2: "Redis outage", 6: "rolling restart + nginx reload",
-          4: "partition from Redis, then PostgreSQL"}
-ORDER = [1, 3, 2, 6, 4]
+          4: "partition from Redis, then PostgreSQL", 5: "overload at 10x capacity"}
+ORDER = [1, 3, 2, 6, 4, 5]
+# Scenarios that need a stack of their own: (instances, the instances' settings).
+STACK_FOR = {5: (OVERLOAD_INSTANCES, OVERLOAD_ENV)}
 
 
 # ---------------------------------------------------------------- harness
@@ -609,9 +737,29 @@ class Harness:
         self.args = args
         self.out = Path(args.out) / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         self.out.mkdir(parents=True, exist_ok=True)
-        kind = stacks.Compose if args.stack == "compose" else stacks.Local
-        self.stack = kind(args.binary, args.model_dir, self.out, args.instances, {})
+        self.kind = stacks.Compose if args.stack == "compose" else stacks.Local
+        self.shape = (args.instances, {})
+        self.stack = self.kind(args.binary, args.model_dir, self.out, args.instances, {})
         self.loads: list[subprocess.Popen] = []
+        self.up = False
+
+    def use(self, instances: int, env: dict) -> None:
+        """A stack of INSTANCES instances with ENV, up: the current one when it has that shape,
+        else the current one torn down (its logs kept) and a new one brought up (compose's ports
+        are fixed: one stack at a time)."""
+        if self.up and self.shape == (instances, env):
+            return
+        if self.up:
+            self.teardown()
+        if self.shape != (instances, env):
+            self.stack = self.kind(self.args.binary, self.args.model_dir, self.out, instances, env,
+                                   label="-".join(f"{k.removeprefix('SOMA_').lower()}{v}" for k, v in sorted(env.items())))
+        self.shape = (instances, env)
+        t = time.monotonic()
+        say(f"{self.args.stack} stack up ({instances} instances{', ' + str(env) if env else ''})")
+        self.up = True   # a failed `up` is torn down too
+        self.stack.up()
+        say(f"stack up in {time.monotonic() - t:.0f} s, gateway {self.stack.gateway}")
 
     def stop_loads(self) -> None:
         for process in self.loads:
@@ -642,6 +790,7 @@ class Harness:
         except Exception as error:  # noqa: BLE001
             say(f"WARNING: heal failed: {error}")
         self.stack.down()
+        self.up = False
 
 
 def main() -> int:
@@ -685,12 +834,9 @@ def main() -> int:
     try:
         if nft_delete():
             say(f"nft table inet {NFT_TABLE} left by an earlier run deleted")
-        t = time.monotonic()
-        say(f"{args.stack} stack up ({args.instances} instances); load {args.rate:.0f} req/s over {args.users} users; "
-            f"out {harness.out}")
-        harness.stack.up()
-        say(f"stack up in {time.monotonic() - t:.0f} s, gateway {harness.stack.gateway}")
+        say(f"{args.stack} stack; load {args.rate:.0f} req/s over {args.users} users; out {harness.out}")
         for number in chosen:
+            harness.use(*STACK_FOR.get(number, (args.instances, {})))
             say(f"scenario {number}: {SCENARIOS[number].__name__.removeprefix('scenario_')}")
             s = Scenario(harness, number, TITLES[number])
             try:

@@ -40,9 +40,11 @@ def say(message: str) -> None:
 class Base:
     kind = "?"
 
-    def __init__(self, binary: Path, model_dir: Path, out: Path, instances: int, env_extra: dict):
+    def __init__(self, binary: Path, model_dir: Path, out: Path, instances: int, env_extra: dict, label: str = ""):
+        """env_extra: settings for every instance (SOMA_*); label names this stack's log directory."""
         self.binary, self.model_dir, self.out, self.count = binary, model_dir, out, instances
         self.env_extra = env_extra
+        self.logs_dir = out / ("logs-" + label if label else "logs")
         self.paused: set = set()     # what heal() must resume
         self.stopped: set = set()    # what heal() must start again
         self.log = open(out / "stack.log", "a")
@@ -112,7 +114,7 @@ class Local(Base):
         if not self.state_path.exists():
             return
         state = self.state()
-        logs = self.out / "logs"
+        logs = self.logs_dir
         logs.mkdir(exist_ok=True)
         for source, name in [(state.get("nginx", {}).get("error_log"), "nginx-error.log")] + \
                 [(i.get("log"), f"{i['id']}.log") for i in state.get("instances", [])]:
@@ -209,8 +211,10 @@ class Compose(Base):
         self.extra_tags: list[str] = []
 
     def up(self) -> None:
+        # The instances' settings go into compose.py's override (containers see only what it declares).
+        settings = [arg for name, value in sorted(self.env_extra.items()) for arg in ("--instance-env", f"{name}={value}")]
         self.run(self.script + ["up", "--instances", str(self.count), "--binary", self.binary, "--model-dir",
-                                self.model_dir], 900)
+                                self.model_dir] + settings, 900)
 
     def down(self) -> None:
         if self.state_path.exists():
@@ -224,7 +228,7 @@ class Compose(Base):
         """nginx's error log (on the host) and the instances' container logs into the report directory."""
         if not self.state_path.exists():
             return
-        logs = self.out / "logs"
+        logs = self.logs_dir
         logs.mkdir(exist_ok=True)
         error_log = Path(self.state().get("nginx", {}).get("error_log", "/nonexistent"))
         if error_log.exists():

@@ -28,13 +28,14 @@ public enum ModuleAnalyzer: Sendable {
 
     /// Runs this module over `doc` and stores its result in `results`.
     public func analyze(_ doc: Document, into results: inout AnalysisResults) {
-        Slowdown.apply()
-        switch self {
-        case .emotion(let a): results.emotion = a.analyze(doc)
-        case .reasoning(let a): results.reasoning = a.analyze(doc)
-        case .values(let a): results.values = a.analyze(doc)
-        case .theoryOfMind(let a): results.theoryOfMind = a.analyze(doc)
-        case .narrative(let a): results.narrative = a.analyze(doc)
+        Slowdown.around {
+            switch self {
+            case .emotion(let a): results.emotion = a.analyze(doc)
+            case .reasoning(let a): results.reasoning = a.analyze(doc)
+            case .values(let a): results.values = a.analyze(doc)
+            case .theoryOfMind(let a): results.theoryOfMind = a.analyze(doc)
+            case .narrative(let a): results.narrative = a.analyze(doc)
+            }
         }
     }
 }

@@ -227,6 +227,9 @@ public final class AnalysisService: Sendable {
     /// Runs one module and records its result and timing; returns the result JSON.
     private func run(_ module: Module, on doc: Document, into outcome: inout AnalysisOutcome, hookUser user: String?) async throws -> [UInt8] {
         if let user, let before = configuration.beforeModule { await before(user, module) }
+        // Holds the worker (admission measures it as service time); before the model is acquired,
+        // so a cancelled sleep leaves nothing to release.
+        if let hold = Slowdown.hold { try await Task.sleep(for: hold) }
         let model = try await registry.acquire(module)
         let started = now()
         var results = AnalysisResults()

@@ -123,7 +123,7 @@ public final class Settings: Sendable {
     }
 
     /// `SOMA_*` variables that belong to the tools around the service, not to `soma` itself.
-    static let ignored: Set<String> = ["SOMA_STACK_DIR", "SOMA_STACK_PORT", "SOMA_SLOWDOWN", "SOMA_BIN", "SOMA_IMAGE"]
+    static let ignored: Set<String> = ["SOMA_STACK_DIR", "SOMA_STACK_PORT", "SOMA_SLOWDOWN", "SOMA_SLOWDOWN_HOLD_MS", "SOMA_BIN", "SOMA_IMAGE"]
 
     /// For printing: the value, or `<redacted>` for a secret.
     public static func display(_ name: String, _ value: String) -> String {

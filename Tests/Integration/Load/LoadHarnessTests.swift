@@ -16,13 +16,19 @@ private final class StubServer: Sendable {
     private let arrivals = Atomic<Int>(0)
     private let stallUntil = Mutex<ContinuousClock.Instant?>(nil)
     let delay: @Sendable (Int) -> Duration
+    /// An answer other than 200 for a request of this tier (X-User-Tier) and arrival number.
+    let refusal: @Sendable (String, Int) -> Response?
 
-    init(delay: @escaping @Sendable (Int) -> Duration) { self.delay = delay }
+    init(delay: @escaping @Sendable (Int) -> Duration, refusal: @escaping @Sendable (String, Int) -> Response? = { _, _ in nil }) {
+        self.delay = delay
+        self.refusal = refusal
+    }
 
     func stall(for duration: Duration) { stallUntil.withLock { $0 = .now + duration } }
 
-    func respond() async throws -> Response {
+    func respond(tier: String) async throws -> Response {
         let n = arrivals.add(1, ordering: .relaxed).newValue
+        if let refused = refusal(tier, n) { return refused }
         if let until = stallUntil.withLock({ $0 }), until > .now { try await Task.sleep(until: until) }
         try await Task.sleep(for: delay(n))
         return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "{}")))
@@ -31,7 +37,7 @@ private final class StubServer: Sendable {
     /// Serves on a free loopback port until `body` returns.
     func serving<T: Sendable>(_ body: @Sendable (String) async throws -> T) async throws -> T {
         let router = Router()
-        router.post("/v1/analyze") { _, _ in try await self.respond() }
+        router.post("/v1/analyze") { request, _ in try await self.respond(tier: request.headers[.init("X-User-Tier")!] ?? "") }
         let port = Mutex<Int?>(nil)
         let app = Application(
             router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
@@ -47,6 +53,12 @@ private final class StubServer: Sendable {
             return result
         }
     }
+}
+
+private func refused(_ status: HTTPResponse.Status, retryAfter: Bool) -> Response {
+    var headers = HTTPFields()
+    if retryAfter { headers[.retryAfter] = "1" }
+    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: "{}")))
 }
 
 private func scenario(_ url: String, users: Int, rate: Double, seconds: Double) -> LoadScenario {
@@ -85,6 +97,42 @@ private let texts = try! Corpus(texts: (0..<100).map { "Text number \($0) for th
         let report = LoadReport(result: result)
         let passed = report.checks.allSatisfy { $0.passed }
         #expect(passed, "\(report.lines.joined(separator: "\n"))")
+    }
+
+    /// Per-tier figures, as the overload scenario reads them: premium always served, free always
+    /// refused (every third 503 without Retry-After), standard refused every other time with 429.
+    /// The report must count each tier's requests and outcomes, and the refusals without
+    /// Retry-After, exactly as the stub answered them.
+    @Test func figuresPerTierAndRefusalsWithoutRetryAfterAreCounted() async throws {
+        let server = StubServer(
+            delay: { _ in .milliseconds(2) },
+            refusal: { tier, n in
+                switch tier {
+                case "free": refused(.serviceUnavailable, retryAfter: n % 3 != 0)
+                case "standard": n % 2 == 0 ? refused(.tooManyRequests, retryAfter: true) : nil
+                default: nil
+                }
+            })
+        let weights = try LoadScenario.tierWeights(parsing: "premium=1,standard=1,free=1")
+        let result = try await server.serving { url in
+            var plan = scenario(url, users: 60, rate: 60, seconds: 5)
+            plan.tierWeights = weights
+            return try await LoadRunner(scenario: plan, corpus: texts, instances: []) { _ in }.run()
+        }
+        let report = LoadReport(result: result)
+        let tiers = try #require(report.json["tiers"] as? [String: [String: Any]])
+        #expect(Set(tiers.keys) == ["premium", "standard", "free"], "\(tiers.keys)")
+        func outcomes(_ tier: String) -> [String: Int] { tiers[tier]?["outcomes"] as? [String: Int] ?? [:] }
+        #expect(outcomes("premium").keys.sorted() == ["2xx"], "\(outcomes("premium"))")
+        #expect(outcomes("free").keys.sorted() == ["503"], "\(outcomes("free"))")
+        #expect(Set(outcomes("standard").keys) == ["2xx", "429"], "\(outcomes("standard"))")
+        let total = tiers.values.map { $0["requests"] as? Int ?? 0 }.reduce(0, +)
+        #expect(total == result.recorder.measuredCount)
+        let measured = try #require(report.json["measured"] as? [String: Any])
+        let without = measured["refusals_without_retry_after"] as? Int ?? -1
+        // About a third of the free tier's 503s; never zero, never all of them.
+        #expect(without > 0 && without < outcomes("free")["503", default: 0], "\(without) of \(outcomes("free"))")
+        #expect(throws: LoadError.self) { try LoadScenario.tierWeights(parsing: "gold=1") }
     }
 
     /// A 1 s stall in an 8 s window at 100 req/s: the ~100 requests due during it wait up to 1 s.

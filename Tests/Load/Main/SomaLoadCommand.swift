@@ -37,6 +37,7 @@ struct RunLoad: AsyncParsableCommand {
     @Option(help: "Seconds of warm-up after the ramp (not counted).") var warmUp = 30.0
     @Option(help: "Seconds measured.") var duration = 300.0
     @Option(help: "Route weights, e.g. analyze=50,module=15,batch=5,entryWrite=10,entryList=10,profile=10.") var mix: String?
+    @Option(help: "Tier weights, e.g. premium=10,standard=60,free=30 (each user keeps one tier).") var tiers: String?
     @Option(help: "Share of analysis requests on a text never seen before.") var newTexts = 0.2
     @Option(help: "Zipf exponent over the corpus order.") var zipf = 1.0
     @Option(help: "Random seed (the same seed sends the same requests).") var seed: UInt64 = 20_261_206
@@ -67,6 +68,7 @@ struct RunLoad: AsyncParsableCommand {
         scenario.warmUpSeconds = warmUp
         scenario.durationSeconds = duration
         if let mix { scenario.mix = try RouteMix(parsing: mix) }
+        if let tiers { scenario.tierWeights = try LoadScenario.tierWeights(parsing: tiers) }
         scenario.newTextShare = newTexts
         scenario.zipfExponent = zipf
         scenario.seed = seed

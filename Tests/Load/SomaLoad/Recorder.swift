@@ -52,6 +52,11 @@ public final class Recorder: Sendable {
     struct State {
         var routes: [Route: Micros] = [:]
         var outcomes: [Route: [Outcome: Int]] = [:]
+        /// The same per tier (the X-User-Tier sent).
+        var tiers: [String: Micros] = [:]
+        var tierOutcomes: [String: [Outcome: Int]] = [:]
+        /// 429 and 503 answers without a Retry-After header (a refusal must say when to come back).
+        var refusalsWithoutRetryAfter = 0
         var overall = makeHistogram()
         var lag = makeHistogram()
         var seconds: [Second] = []
@@ -77,9 +82,9 @@ public final class Recorder: Sendable {
         }
     }
 
-    /// A request due `due` seconds after the origin, sent `lag` late, answered after `latency`
-    /// (counted from when it was due).
-    func record(route: Route, outcome: Outcome, due: Double, lag: Duration, latency: Duration) {
+    /// A request of `tier` due `due` seconds after the origin, sent `lag` late, answered after
+    /// `latency` (counted from when it was due); `retryAfter`: the answer had a Retry-After header.
+    func record(route: Route, tier: String, outcome: Outcome, retryAfter: Bool, due: Double, lag: Duration, latency: Duration) {
         let micros = UInt64(max(0, latency / .microseconds(1)))
         let lagMicros = UInt64(max(0, lag / .microseconds(1)))
         let index = Int(due)
@@ -93,6 +98,9 @@ public final class Recorder: Sendable {
             s.measuredCount += 1
             s.routes[route, default: makeHistogram()].recordClamped(micros)
             s.outcomes[route, default: [:]][outcome, default: 0] += 1
+            s.tiers[tier, default: makeHistogram()].recordClamped(micros)
+            s.tierOutcomes[tier, default: [:]][outcome, default: 0] += 1
+            if (outcome == .rateLimited || outcome == .unavailable) && !retryAfter { s.refusalsWithoutRetryAfter += 1 }
             s.overall.recordClamped(micros)
             s.lag.recordClamped(lagMicros)
         }

@@ -73,6 +73,22 @@ public struct LoadReport {
                     format: "  %-24@ %7d  p50 %6.2f  p95 %6.2f  p99 %7.2f  max %8.2f ms  errors %d", route.rawValue as NSString, n,
                     q["p50"]!, q["p95"]!, q["p99"]!, q["max"]!, counts.filter { $0.key.isError }.values.reduce(0, +)))
         }
+        var tiers: [String: Any] = [:]
+        for tier in LoadScenario.tiers {
+            guard let h = state.tiers[tier] else { continue }
+            let q = percentiles(h)
+            let counts = state.tierOutcomes[tier] ?? [:]
+            let n = counts.values.reduce(0, +)
+            let refused = (counts[.rateLimited] ?? 0) + (counts[.unavailable] ?? 0)
+            tiers[tier] = ["requests": n, "latency_ms": q, "outcomes": Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) })]
+            lines.append(
+                String(
+                    format: "  tier %-19@ %7d  p50 %6.2f  p95 %6.2f  p99 %7.2f  max %8.2f ms  refused (429/503) %d (%.1f %%)",
+                    tier as NSString, n, q["p50"]!, q["p95"]!, q["p99"]!, q["max"]!, refused, n > 0 ? Double(refused) * 100 / Double(n) : 0))
+        }
+        if state.refusalsWithoutRetryAfter > 0 {
+            lines.append("refusals without Retry-After: \(state.refusalsWithoutRetryAfter) (429/503 answers that did not say when to come back)")
+        }
         let breakdown = Outcome.allCases.filter { $0 != .ok }.map { "\($0.rawValue) \(outcomes[$0] ?? 0)" }.joined(separator: ", ")
         lines.append(String(format: "errors: %d of %d (%.3f %%): %@", errors, total, errorRate * 100, breakdown as NSString))
         if state.retriedAfterClose > 0 {
@@ -152,8 +168,10 @@ public struct LoadReport {
                 "outcomes": Dictionary(uniqueKeysWithValues: outcomes.map { ($0.key.rawValue, $0.value) }),
                 "error_rate": errorRate,
                 "retried_after_connection_close": state.retriedAfterClose,
+                "refusals_without_retry_after": state.refusalsWithoutRetryAfter,
             ],
             "routes": routes,
+            "tiers": tiers,
             "generator": ["send_lag_p99_ms": lagP99, "cpu_cores": cores, "wall_seconds": result.wallSeconds],
             "servers": server,
             "verdict": verdict.rawValue,

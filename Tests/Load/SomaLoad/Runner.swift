@@ -30,7 +30,7 @@ struct UserPlan: Sendable {
     private var random: SplitMix64
 
     static let modules = ["emotion", "reasoning", "values", "theory-of-mind", "narrative"]
-    static let tiers = ["premium", "standard", "free"]
+    static let tiers = LoadScenario.tiers
 
     init(index: Int, scenario: LoadScenario, corpus: Corpus) {
         self.index = index
@@ -207,16 +207,19 @@ public struct LoadRunner: Sendable {
                 recorder.offered(at: dueSeconds)
                 inflight.addTask {
                     let sent = clock.now
-                    let outcome = await send(request, client: client, recorder: recorder)
+                    let (outcome, retryAfter) = await send(request, client: client, recorder: recorder)
                     let done = clock.now
-                    recorder.record(route: request.route, outcome: outcome, due: dueSeconds, lag: sent - due, latency: done - due)
+                    recorder.record(
+                        route: request.route, tier: request.tier, outcome: outcome, retryAfter: retryAfter, due: dueSeconds, lag: sent - due,
+                        latency: done - due)
                 }
                 k += 1
             }
         }
     }
 
-    private func send(_ planned: PlannedRequest, client: HTTPClient, recorder: Recorder) async -> Outcome {
+    /// The outcome, and whether the answer carried a Retry-After header.
+    private func send(_ planned: PlannedRequest, client: HTTPClient, recorder: Recorder) async -> (Outcome, Bool) {
         var request = HTTPClientRequest(url: scenario.baseURL + planned.path)
         request.method = planned.method
         request.headers.add(name: "X-User-Id", value: planned.user)
@@ -241,10 +244,10 @@ public struct LoadRunner: Sendable {
                             user: planned.user, key: planned.idempotencyKey ?? "", entryID: Self.entryID(in: body), status: Int(response.status.code),
                             instance: response.headers.first(name: "Soma-Instance"), sentMicros: sent, answeredMicros: ledger.now()))
                 }
-                return Outcome(status: Int(response.status.code))
+                return (Outcome(status: Int(response.status.code)), response.headers.first(name: "Retry-After") != nil)
             } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
                 if let (ledger, sent) = write { ledger.record(WriteRecord(user: planned.user, key: planned.idempotencyKey ?? "", sentMicros: sent)) }
-                return .timeout
+                return (.timeout, false)
             } catch {
                 // A keep-alive connection the server closed while this request was on its way (nginx
                 // closes its idle connections on every reload; so does any server at its keep-alive
@@ -256,7 +259,7 @@ public struct LoadRunner: Sendable {
                     continue
                 }
                 if let (ledger, sent) = write { ledger.record(WriteRecord(user: planned.user, key: planned.idempotencyKey ?? "", sentMicros: sent)) }
-                return .connection
+                return (.connection, false)
             }
         }
     }

@@ -58,6 +58,24 @@ public struct LoadScenario: Sendable, Codable {
     }
 }
 
+extension LoadScenario {
+    /// The tiers, in `tierWeights`' order.
+    public static let tiers = ["premium", "standard", "free"]
+
+    /// Parses `premium=10,standard=60,free=30` into `tierWeights` (a tier left out weighs 0).
+    public static func tierWeights(parsing text: String) throws -> [Double] {
+        var weights = [0.0, 0.0, 0.0]
+        for part in text.split(separator: ",") {
+            let pair = part.split(separator: "=", maxSplits: 1)
+            guard pair.count == 2, let index = tiers.firstIndex(of: String(pair[0])), let weight = Double(pair[1]), weight >= 0
+            else { throw LoadError("tiers: '\(part)' is not tier=weight with a tier among \(tiers)") }
+            weights[index] = weight
+        }
+        guard weights.reduce(0, +) > 0 else { throw LoadError("tiers: the weights sum to zero") }
+        return weights
+    }
+}
+
 /// The kinds of request a run sends.
 public enum Route: String, Sendable, Codable, CaseIterable, Comparable {
     case analyze = "POST /v1/analyze"
