@@ -8,7 +8,7 @@ TEXT ?=
 DURATION ?= 10
 INSTANCES ?= 3
 
-.PHONY: accuracy-peers load-harness all deps build release test unit smoke run analyze http-smoke bench-http models bench bench-slowdown bench-peers api-fuzz fuzz ci format format-check clean help \
+.PHONY: accuracy-peers load-harness all deps build release test unit smoke run analyze http-smoke bench-http models bench bench-slowdown engine-gate-build bench-peers api-fuzz fuzz ci format format-check clean help \
 	stack-up stack-down stack-status stack-restart stack-check deploy-check \
 	compose-up compose-status compose-down compose-check compose-images load load-capacity \
 	autoscale-check autoscale-demo chaos chaos-short chaos-deps
@@ -22,8 +22,9 @@ help:
 	@echo "make test    build, unit and HTTP tests (accuracy table included), integration tests against a real"
 	@echo "             redis-server and PostgreSQL started on free loopback ports, JSON Lines smoke over 10,000 texts"
 	@echo "make models  compile the served models (FP16 + pruning) into $(MODELS_DIR) and print the trade-off report"
-	@echo "make bench   package-benchmark suites (Benchmarks/), p50/p90/p99 and SLO/budget gates; fails on a breach"
-	@echo "make bench-slowdown   the gates with SOMA_SLOWDOWN set: must go red (proves the gates can fail)"
+	@echo "make bench   the engine gate (CPU per run over a same-run reference, +20 %), then the package-benchmark"
+	@echo "             suites (Benchmarks/), p50/p90/p99 against the brief's SLOs and coarse budgets; fails on a breach"
+	@echo "make bench-slowdown   the engine gate with every module 1.5x slower (SOMA_SLOWDOWN=1.5x): must go red"
 	@echo "make bench-peers      VADER (PyPI) against soma analyze --jsonl over the same 100,000 texts: CPU per text, median of 3"
 	@echo "make accuracy-peers   emotion valence on the blind set: soma, VADER and the majority class"
 	@echo "make http-smoke      start the release server, call the README's curl commands, SIGTERM, expect exit 0"
@@ -96,15 +97,22 @@ models: release
 
 BENCH := cd Benchmarks && env -u SOMA_SLOWDOWN -u SOMA_SLOWDOWN_HOLD_MS $(SWIFT) package --allow-writing-to-package-directory benchmark --format jmh --no-progress
 
-bench: models
+# The engine gate (Benchmarks/Sources/EngineGate): each workload's CPU per run as a ratio to a
+# reference measured in the same process, against Benchmarks/engine-gate.json (+20 %).
+ENGINE_GATE := Benchmarks/.build/release/EngineGate
+
+engine-gate-build: models
+	cd Benchmarks && env -u SOMA_SLOWDOWN -u SOMA_SLOWDOWN_HOLD_MS $(SWIFT) build -c release --product EngineGate
+
+bench: models engine-gate-build
+	env -u SOMA_SLOWDOWN $(ENGINE_GATE) --check Benchmarks/engine-gate.json --out .build/engine-gate.json
 	rm -rf Benchmarks/.build/bench-results
 	$(BENCH) --path .build/bench-results
 	python3 scripts/bench-gate.py Benchmarks/.build/bench-results
 
-bench-slowdown: models
-	rm -rf Benchmarks/.build/bench-slowdown
-	cd Benchmarks && SOMA_SLOWDOWN=2000 $(SWIFT) package --allow-writing-to-package-directory benchmark --format jmh --no-progress --path .build/bench-slowdown --target ModuleBenchmarks --filter '.*short.*'
-	python3 scripts/bench-gate.py Benchmarks/.build/bench-slowdown --expect-fail
+# The engine gate must go red when every module analysis takes 1.5 times its own time.
+bench-slowdown: engine-gate-build
+	SOMA_SLOWDOWN=1.5x $(ENGINE_GATE) --check Benchmarks/engine-gate.json --expect-fail --out .build/engine-gate-slowdown.json
 
 # Emotion valence on the blind set: soma against VADER (PyPI, .venv-peers) and the majority class.
 accuracy-peers: models

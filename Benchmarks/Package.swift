@@ -31,6 +31,9 @@ let package = Package(
         .target(name: "BenchmarkSupport", dependencies: [.product(name: "Soma", package: root)], path: "Sources/BenchmarkSupport"),
         benchmarkTarget("ModuleBenchmarks"),
         benchmarkTarget("ServingBenchmarks"),
+        // The engine's regression gate: CPU per run as a ratio to a same-run reference (make bench).
+        .executableTarget(
+            name: "EngineGate", dependencies: ["BenchmarkSupport", .product(name: "Soma", package: root)], path: "Sources/EngineGate"),
         // A Hummingbird hello-world: the HTTP baseline of scripts/bench-http.sh.
         .executableTarget(name: "HelloServer", dependencies: [.product(name: "Hummingbird", package: "hummingbird")], path: "Sources/HelloServer"),
     ],

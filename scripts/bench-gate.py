@@ -2,16 +2,18 @@
 """SLO gates over package-benchmark results.
 
 package-benchmark's own `thresholds check` exits 1 for an improvement as well as for a regression
-(measured here, see shared NOTES), and its thresholds are tolerances around a stored p90, not
+(measured on this project's runs), and its thresholds are tolerances around a stored p90, not
 ceilings. So the gate is this script: it reads the JMH export that
 `swift package benchmark --format jmh --path DIR` writes (raw units: microseconds, counts, per second), prints p50/p90/p99 for
 every benchmark and metric, and compares each p90 with its ceilings in Benchmarks/ceilings.json:
 
   "slo"    - the brief's latency ceiling for that module (microseconds), the floor we must beat;
-  "budget" - our internal budget, within about 3x of the committed median, so the gate can fail.
+  "budget" - a coarse guard, about 3x the committed median. It catches a gross regression only:
+             the gate for a 1.5x regression is the engine gate (Benchmarks/Sources/EngineGate,
+             docs/PERFORMANCE.md), a ratio to a reference measured in the same run.
 
 Exit 0 when every gated p90 is under its ceilings, 1 on any breach (or a gated benchmark missing),
-2 on usage errors. With --expect-fail the meaning flips: the slowdown run must breach a budget.
+2 on usage errors. With --expect-fail the meaning flips: the run must breach a budget.
 """
 import argparse
 import glob
