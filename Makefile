@@ -106,6 +106,7 @@ engine-gate-build: models
 
 bench: models engine-gate-build
 	env -u SOMA_SLOWDOWN $(ENGINE_GATE) --check Benchmarks/engine-gate.json --out .build/engine-gate.json
+	env -u SOMA_SLOWDOWN scripts/engine-gate.py e2e
 	rm -rf Benchmarks/.build/bench-results
 	$(BENCH) --path .build/bench-results
 	python3 scripts/bench-gate.py Benchmarks/.build/bench-results
@@ -113,6 +114,7 @@ bench: models engine-gate-build
 # The engine gate must go red when every module analysis takes 1.5 times its own time.
 bench-slowdown: engine-gate-build
 	SOMA_SLOWDOWN=1.5x $(ENGINE_GATE) --check Benchmarks/engine-gate.json --expect-fail --out .build/engine-gate-slowdown.json
+	SOMA_SLOWDOWN=1.5x scripts/engine-gate.py e2e --expect-fail
 
 # Emotion valence on the blind set: soma against VADER (PyPI, .venv-peers) and the majority class.
 accuracy-peers: models

@@ -3,12 +3,20 @@
 
     scripts/engine-gate.py record [--runs 5] [--tolerance 0.2]   # Benchmarks/engine-gate.json
     scripts/engine-gate.py noise  [--runs 5]                      # unchanged runs against it
+    scripts/engine-gate.py e2e    [--record] [--expect-fail] [--count 20000] [--runs 3]
 
 `record` runs EngineGate --runs times (separate processes: what one process's rounds cannot
 average out, such as its memory layout, differs between runs) and commits each workload's median
 ratio. `noise` runs the unchanged gate --runs times against the committed file and prints each
 workload's ratio per run and its largest deviation from the committed ratio: the figure the
 tolerance must stay well above (docs/PERFORMANCE.md, "The engine gate").
+
+`e2e` is the end-to-end gate: `soma analyze --jsonl` (release, compiled models, five modules)
+over a fixed corpus of COUNT real short texts (Debian's fortunes, repeated), its process's CPU
+(user + system) per text as a ratio to a reference process's CPU per run (`EngineGate
+--reference-runs`, the gate's reference workload, no models), the two interleaved RUNS times, the
+median. Red above the committed ratio x (1 + tolerance) (`end_to_end` in engine-gate.json;
+--record writes it); --expect-fail inverts the verdict (make bench-slowdown).
 """
 from __future__ import annotations
 
@@ -32,21 +40,84 @@ def run(extra: list[str], out: Path) -> dict:
     return json.loads(out.read_text())
 
 
+def cpu_of(command: list[str], env: dict) -> float:
+    """CPU seconds (user + system) of one run of COMMAND, its output discarded."""
+    start = os.times()
+    subprocess.run(command, stdout=subprocess.DEVNULL, check=True, env=env)
+    end = os.times()
+    return (end.children_user - start.children_user) + (end.children_system - start.children_system)
+
+
+def end_to_end(args: argparse.Namespace) -> int:
+    binary = REPO / ".build/release/soma"
+    models = REPO / ".build/models"
+    for path in (binary, models / "emotion.somamodel"):
+        if not path.exists():
+            print(f"{path} is missing: make models")
+            return 2
+    env = {k: v for k, v in os.environ.items() if k != "SOMA_SLOWDOWN"}
+    soma_env = dict(os.environ) if args.expect_fail else env  # the slowdown reaches soma only
+    reference_runs = 20_000
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "in.jsonl"
+        subprocess.run([sys.executable, str(REPO / "scripts/fortunes-jsonl.py"), str(args.count), str(corpus), "--ids", "numbers"],
+                       check=True, stdout=subprocess.DEVNULL)
+        texts = sum(1 for _ in corpus.open(encoding="utf-8"))
+        soma, ref = [], []
+        # one pair first, not counted: the first run pays for cold caches (measured: +20 %)
+        cpu_of([str(GATE), "--reference-runs", str(reference_runs // 4)], env)
+        cpu_of([str(binary), "analyze", "--jsonl", "--model-dir", str(models), str(corpus)], soma_env)
+        for _ in range(args.runs):
+            ref.append(cpu_of([str(GATE), "--reference-runs", str(reference_runs)], env) / reference_runs * 1e6)
+            soma.append(cpu_of([str(binary), "analyze", "--jsonl", "--model-dir", str(models), str(corpus)], soma_env) / texts * 1e6)
+    ratios = [s / r for s, r in zip(soma, ref)]
+    ratio = statistics.median(ratios)
+    print(f"engine gate e2e: soma analyze --jsonl, five modules, {texts:,} texts: CPU per text "
+          f"{' / '.join(f'{x:.1f}' for x in soma)} µs; reference {' / '.join(f'{x:.1f}' for x in ref)} µs per run; "
+          f"ratio {' / '.join(f'{x:.4f}' for x in ratios)}, median {ratio:.4f}")
+    baseline = json.loads(BASELINE.read_text())
+    if args.record:
+        baseline["end_to_end"] = {"ratio": round(ratio, 4), "texts": texts, "tolerance": args.tolerance}
+        BASELINE.write_text(json.dumps(baseline, indent=2, sort_keys=True) + "\n")
+        print(f"engine gate e2e: recorded ratio {ratio:.4f} in {BASELINE}")
+        return 0
+    committed = baseline.get("end_to_end")
+    if not committed:
+        print("engine gate e2e: no end_to_end baseline (scripts/engine-gate.py e2e --record)")
+        return 2
+    bound = committed["ratio"] * (1 + committed["tolerance"])
+    red = ratio > bound
+    print(f"engine gate e2e: {'FAIL' if red else 'ok'}: ratio {ratio:.4f} vs committed {committed['ratio']:.4f} "
+          f"({100 * (ratio / committed['ratio'] - 1):+.1f} %), bound {bound:.4f}")
+    if args.expect_fail:
+        print("engine gate e2e: " + ("red as expected under SOMA_SLOWDOWN" if red else "GREEN under a slowdown: the gate cannot see it"))
+        return 0 if red else 1
+    return 1 if red else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("record", "noise"))
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("command", choices=("record", "noise", "e2e"))
+    parser.add_argument("--runs", type=int, help="record, noise: 5; e2e: 3")
     parser.add_argument("--tolerance", type=float, default=0.2)
+    parser.add_argument("--count", type=int, default=20_000, help="e2e: texts")
+    parser.add_argument("--record", action="store_true", help="e2e: record the ratio")
+    parser.add_argument("--expect-fail", action="store_true", help="e2e: SOMA_SLOWDOWN is set; red is the pass")
     args = parser.parse_args()
+    args.runs = args.runs or (3 if args.command == "e2e" else 5)
     if not GATE.exists():
         print(f"{GATE} is missing: cd Benchmarks && swift build -c release --product EngineGate")
         return 2
+    if args.command == "e2e":
+        return end_to_end(args)
     with tempfile.TemporaryDirectory() as tmp:
         if args.command == "record":
             runs = [run([], Path(tmp) / f"{i}.json")["workloads"] for i in range(args.runs)]
             ratios = {name: round(statistics.median(r[name]["ratio_p50"] for r in runs), 4)
                       for name in runs[0] if name != "reference"}
+            kept = json.loads(BASELINE.read_text()).get("end_to_end") if BASELINE.exists() else None
             BASELINE.write_text(json.dumps({
+                **({"end_to_end": kept} if kept else {}),
                 "_comment": "The engine gate's committed ratios: each workload's median CPU per run over the same-run "
                             "reference's, the median of " + str(args.runs) + " runs (scripts/engine-gate.py record). "
                             "A workload fails above ratio x (1 + tolerance); the noise that chose the tolerance is in "

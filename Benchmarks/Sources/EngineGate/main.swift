@@ -11,6 +11,7 @@ import Soma
 //
 //   EngineGate [--rounds N] [--out report.json] [--check engine-gate.json] [--record engine-gate.json]
 //              [--expect-fail]
+//   EngineGate --reference-runs N
 //
 // Exit 0: every ratio within its bound (with --expect-fail: at least one over). 1: the opposite.
 // 2: usage. `make bench` checks; `make bench-slowdown` runs it with SOMA_SLOWDOWN=1.5x and
@@ -45,6 +46,14 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 @MainActor func option(_ name: String) -> String? {
     guard let i = arguments.firstIndex(of: name), i + 1 < arguments.count else { return nil }
     return arguments[i + 1]
+}
+// `--reference-runs N`: only the reference, N times, then exit (no models loaded): the same-run
+// reference process of the end-to-end gate (scripts/engine-gate.py e2e).
+if let n = option("--reference-runs").flatMap(Int.init) {
+    var total = 0
+    for _ in 0..<n { total &+= reference([Texts.short, Texts.medium]) }
+    print(total)
+    exit(0)
 }
 let rounds = Int(option("--rounds") ?? "31") ?? 31
 let expectFail = arguments.contains("--expect-fail")
