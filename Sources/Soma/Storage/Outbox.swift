@@ -234,14 +234,24 @@ public final class Outbox: Sendable {
     }
 
     /// Removes several replayed entries in one transaction (one fsync). Removing one that is not
-    /// there (any more) does nothing.
+    /// there (any more) does nothing. The counts follow from the rows removed (a recount would scan
+    /// the whole table once per replayed batch).
     public func remove(seqs: [Int64]) throws {
         guard !seqs.isEmpty else { return }
         try withState { db, state throws(StoreError) in
+            var pending = 0
+            var held = 0
             try db.transaction { () throws(StoreError) in
-                for seq in seqs { _ = try db.execute("DELETE FROM outbox WHERE seq = ?", [.integer(seq)]) }
+                for seq in seqs {
+                    for wasPending in try db.query(
+                        "DELETE FROM outbox WHERE seq = ? RETURNING database = ?", [.integer(seq), .text(state.stamp)], { $0.int64(0) != 0 })
+                    {
+                        if wasPending { pending += 1 } else { held += 1 }
+                    }
+                }
             }
-            try Self.recount(db, &state)
+            state.pending -= pending
+            state.held -= held
         }
     }
 
