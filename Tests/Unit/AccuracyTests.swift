@@ -57,6 +57,17 @@ import Testing
         }
         print(
             Evaluator.table(scores, title: "blind held-out accuracy (Fixtures/eval-blind, items both readers agree on; majority class from the old dev split)"))
+        // Confusion matrices of the closed-label tasks (aggregate counts; docs/ACCURACY.md). Each
+        // accounts for every item, and its diagonal is the accuracy.
+        for score in scores
+        where ["emotion valence sign", "emotion dominant", "theory of mind state type", "narrative tense", "narrative perspective"].contains(score.task) {
+            let total = score.confusion.values.flatMap(\.values).reduce(0, +)
+            let diagonal = score.confusion.reduce(0) { $0 + ($1.value[$1.key] ?? 0) }
+            #expect(total == score.items, "\(score.task): the matrix counts \(total) of \(score.items) items")
+            #expect(
+                abs(Double(diagonal) / Double(score.items) - score.accuracy) < 1e-9, "\(score.task): diagonal \(diagonal) against accuracy \(score.accuracy)")
+            print("blind confusion, \(score.task) (rows gold, columns predicted):\n" + Evaluator.confusionTable(score))
+        }
     }
 
     @Test func devTable() throws {

@@ -37,6 +37,11 @@ extension Evaluator.Task {
             let p = ws.filter { pos.contains($0) }.count
             let n = ws.filter { neg.contains($0) }.count
             return [p > n ? "positive" : (n > p ? "negative" : "neutral")]
+        },
+        lexicon: { m in
+            // The lexicon's valences summed and squashed as the engine does, the same thresholds.
+            let v = EmotionAnalyzer.normalize(m.sum("valence", label: "lex"))
+            return [v >= 0.05 ? "positive" : (v <= -0.05 ? "negative" : "neutral")]
         }
     )
 
@@ -57,6 +62,12 @@ extension Evaluator.Task {
                     ("anger", ["angry", "furious", "mad", "hate", "annoyed"]),
                     ("anticipation", ["excited", "forward", "wait", "soon", "hope"]),
                 ], fallback: "neutral")
+        },
+        lexicon: { m in
+            // The emotion whose weights sum highest; none at all is neutral.
+            let sums = Emotion.allCases.map { ($0.rawValue, m.sum($0.rawValue, label: "lex")) }
+            guard let best = sums.max(by: { $0.1 < $1.1 }), best.1 > 0 else { return ["neutral"] }
+            return [best.0]
         }
     )
 
@@ -76,6 +87,10 @@ extension Evaluator.Task {
             if ws.contains("therefore") { set.insert("inferential") }
             if ws.contains("according") { set.insert("evidential") }
             return [set.sorted().joined(separator: "+")]
+        },
+        lexicon: { m in
+            // Every matched marker's relation, no filter for its other readings.
+            [Set(m.labels.compactMap { $0.split(separator: ":").first.map(String.init) }).sorted().joined(separator: "+")]
         }
     )
 
@@ -101,6 +116,13 @@ extension Evaluator.Task {
                     ], fallback: nil
                 ).prefix(3))
         },
+        lexicon: { m in
+            // The three values whose weights sum highest (above zero).
+            let values = [
+                "self_direction", "stimulation", "hedonism", "achievement", "power", "security", "conformity", "tradition", "benevolence", "universalism",
+            ]
+            return values.map { ($0, m.sum($0, label: "lex")) }.filter { $0.1 > 0 }.sorted { $0.1 > $1.1 }.prefix(3).map(\.0)
+        },
         correct: { gold, predicted in predicted.prefix(3).contains(gold) }
     )
 
@@ -114,6 +136,14 @@ extension Evaluator.Task {
             ]
             for w in words(text) { if let t = table[w] { return [t] } }
             return ["none"]
+        },
+        lexicon: { m in
+            // The state type matched most often (the earliest on a tie); none matched is none.
+            let types = ["belief", "desire", "intention", "emotion", "knowledge", "perception"]
+            let found = m.labels.filter { types.contains($0) }
+            let counts = Dictionary(found.map { ($0, 1) }, uniquingKeysWith: +)
+            guard let top = counts.values.max() else { return ["none"] }
+            return [found.first { counts[$0] == top }!]
         }
     )
 
@@ -126,6 +156,15 @@ extension Evaluator.Task {
             if ws.contains("will") { return ["future"] }
             if ws.contains(where: { $0.hasSuffix("ed") }) { return ["past"] }
             return ["present"]
+        },
+        lexicon: { m in
+            // Past, present and future forms counted; the most frequent wins, present on a tie.
+            let labels = m.labels
+            let past = labels.filter { $0 == "verb.past" || $0 == "aux.past" }.count
+            let present = labels.filter { $0 == "verb.3sg" || $0 == "aux.present" }.count
+            let future = labels.filter { $0 == "aux.future" }.count
+            if future > past && future > present { return ["future"] }
+            return [past > present ? "past" : "present"]
         }
     )
 
@@ -133,7 +172,12 @@ extension Evaluator.Task {
         module: .narrative, name: "narrative perspective",
         gold: { $0.label("perspective") },
         predict: { [$0.narrative?.perspective ?? ""] },
-        keyword: { text in [words(text).contains("i") ? "first_person" : "third_person"] }
+        keyword: { text in [words(text).contains("i") ? "first_person" : "third_person"] },
+        lexicon: { m in
+            // First-person pronouns outnumbering third-person ones.
+            let labels = m.labels
+            return [labels.filter { $0 == "pronoun.first" }.count > labels.filter { $0 == "pronoun.third" }.count ? "first_person" : "third_person"]
+        }
     )
 
     public static let narrativeFirstEvent = Evaluator.Task(
@@ -144,6 +188,11 @@ extension Evaluator.Task {
             // The first word that looks like a verb in the past tense, else the text's second word.
             let ws = words(text)
             return [ws.first { $0.hasSuffix("ed") } ?? (ws.count > 1 ? ws[1] : "")]
+        },
+        lexicon: { m in
+            // The first past-tense verb form of the lexicon.
+            guard let first = m.matches.first(where: { m.model.patterns[$0.pattern].label == "verb.past" }) else { return [""] }
+            return [m.document.tokens[first.range.lowerBound].lower]
         }
     )
 }

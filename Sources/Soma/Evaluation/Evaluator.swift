@@ -14,6 +14,10 @@ public struct Evaluator: Sendable {
         public var predict: @Sendable (AnalysisResults) -> [String]
         /// The keyword baseline's prediction from the raw text.
         public var keyword: @Sendable (String) -> [String]
+        /// The no-rules baseline: the module's own lexicon, matched over the document (longest
+        /// match, left to right) and summed, without negation, contrast, spans or filters. The
+        /// margin over it is what the rules add (`EvaluationTasks.swift`).
+        public var lexicon: @Sendable (LexiconMatches) -> [String]
         /// Whether a prediction is right (default: first predicted label equals gold).
         public var correct: @Sendable (_ gold: String, _ predicted: [String]) -> Bool = { gold, predicted in predicted.first == gold }
     }
@@ -25,7 +29,29 @@ public struct Evaluator: Sendable {
         public var accuracy: Double
         public var majority: Double
         public var keyword: Double
+        /// The no-rules lexicon-sum baseline's accuracy.
+        public var lexiconSum: Double
+        /// Gold label → the engine's first predicted label → items: every item, right or wrong.
+        public var confusion: [String: [String: Int]]
         public var misses: [(id: String, gold: String, predicted: String)]
+    }
+
+    /// A document and every match of its module's patterns (longest first, left to right, no
+    /// slot filled by an agent): what the lexicon-sum baseline reads.
+    public struct LexiconMatches: Sendable {
+        public let model: ModuleModel
+        public let document: Document
+        public let matches: [PatternMatcher.Match]
+
+        /// The labels of the matches, in text order.
+        public var labels: [String] { matches.map { model.patterns[$0.pattern].label } }
+
+        /// The sum over the matches labelled `label` of their weight `dimension`.
+        public func sum(_ dimension: String, label: String? = nil) -> Float {
+            matches.reduce(0) { total, m in
+                label == nil || model.patterns[m.pattern].label == label ? total + model.weight(m.pattern, dimension) : total
+            }
+        }
     }
 
     public let engine: Engine
@@ -42,23 +68,43 @@ public struct Evaluator: Sendable {
         var right = 0
         var majorityRight = 0
         var keywordRight = 0
+        var lexiconRight = 0
+        var confusion: [String: [String: Int]] = [:]
         var misses: [(String, String, String)] = []
+        let model = engine.models[task.module]
         for item in items {
             let gold = task.gold(item)
             let predicted = task.predict(engine.analyze(item.text, modules: [task.module]))
             if task.correct(gold, predicted) { right += 1 } else { misses.append((item.id, gold, predicted.joined(separator: ","))) }
+            confusion[gold, default: [:]][predicted.first ?? "", default: 0] += 1
             if task.correct(gold, [majority]) { majorityRight += 1 }
             if task.correct(gold, task.keyword(item.text)) { keywordRight += 1 }
+            let doc = engine.document(item.text)
+            let lexicon = LexiconMatches(model: model, document: doc, matches: model.matcher.longestMatches(in: doc, ids: model.matcher.tokenIDs(doc)))
+            if task.correct(gold, task.lexicon(lexicon)) { lexiconRight += 1 }
         }
         let n = Double(max(items.count, 1))
         return Score(
             task: task.name, module: task.module, items: items.count, accuracy: Double(right) / n, majority: Double(majorityRight) / n,
-            keyword: Double(keywordRight) / n, misses: misses)
+            keyword: Double(keywordRight) / n, lexiconSum: Double(lexiconRight) / n, confusion: confusion, misses: misses)
+    }
+
+    /// A score's confusion matrix as a Markdown table (rows: gold; columns: predicted), aggregate
+    /// counts only.
+    public static func confusionTable(_ score: Score) -> String {
+        let gold = score.confusion.keys.sorted()
+        let predicted = Set(score.confusion.values.flatMap(\.keys)).union(gold).sorted()
+        var lines = ["| gold \\ predicted | " + predicted.map { $0.isEmpty ? "(none)" : $0 }.joined(separator: " | ") + " |"]
+        lines.append("|---|" + predicted.map { _ in "---|" }.joined())
+        for g in gold {
+            lines.append("| \(g) | " + predicted.map { String(score.confusion[g]?[$0] ?? 0) }.joined(separator: " | ") + " |")
+        }
+        return lines.joined(separator: "\n")
     }
 
     /// A fixed-width table of scores, for test output and reports.
     public static func table(_ scores: [Score], title: String) -> String {
-        var lines = [title, "task                        items  accuracy  majority  keyword"]
+        var lines = [title, "task                        items  accuracy  majority  keyword  lexicon sum"]
         for s in scores {
             let name = s.task.padding(toLength: 26, withPad: " ", startingAt: 0)
             func pct(_ x: Double) -> String {
@@ -66,7 +112,9 @@ public struct Evaluator: Sendable {
                 let padded = String(repeating: " ", count: max(0, 4 - text.count)) + text
                 return String(padded.dropLast()) + "." + String(padded.last!) + " %"
             }
-            lines.append("\(name)  \(String(s.items).leftPad(5))  \(pct(s.accuracy).leftPad(8))  \(pct(s.majority).leftPad(8))  \(pct(s.keyword).leftPad(7))")
+            lines.append(
+                "\(name)  \(String(s.items).leftPad(5))  \(pct(s.accuracy).leftPad(8))  \(pct(s.majority).leftPad(8))  \(pct(s.keyword).leftPad(7))  \(pct(s.lexiconSum).leftPad(11))"
+            )
         }
         return lines.joined(separator: "\n")
     }
