@@ -252,12 +252,18 @@ class Scenario:
 
 
 # ---------------------------------------------------------------- scenarios
+def started_load(h: "Harness", name: str, duration: float, fault_at: float) -> LoadRun:
+    """The scenario's load (the harness' rate and users, with a ledger), running, at second FAULT_AT."""
+    load = LoadRun(h, name, duration, h.args.rate, h.args.users)
+    load.wait_started()
+    load.sleep_until(fault_at)
+    return load
+
+
 def scenario_kill(h: "Harness", s: Scenario) -> Scenario:
     a = h.args
     duration = 50 if a.short else 75
-    load = LoadRun(h, "1-kill", duration, a.rate, a.users)
-    load.wait_started()
-    load.sleep_until(12)
+    load = started_load(h, "1-kill", duration, 12)
     victim = random.choice(h.stack.instances())
     s.figures["victim"] = victim["id"]
     killed = s.event(f"kill {victim['id']}: {h.stack.kill_instance(victim)}")
@@ -351,9 +357,7 @@ def scenario_postgres(h: "Harness", s: Scenario) -> Scenario:
     a = h.args
     window, settle, baseline = (10, 12, 5) if a.short else (30, 15, 8)
     duration = baseline + 2 * (window + settle) + 12  # the restart itself takes a few seconds
-    load = LoadRun(h, "3-postgres", duration, a.rate, a.users)
-    load.wait_started()
-    load.sleep_until(baseline)
+    load = started_load(h, "3-postgres", duration, baseline)
     windows = outage(h, s, load, "postgres", window, settle)
     load.finish()
     f = s.load_figures(load)
@@ -400,9 +404,7 @@ def scenario_redis(h: "Harness", s: Scenario) -> Scenario:
     a = h.args
     window, settle, baseline = (10, 10, 5) if a.short else (30, 15, 8)
     duration = baseline + 2 * (window + settle) + 10
-    load = LoadRun(h, "2-redis", duration, a.rate, a.users)
-    load.wait_started()
-    load.sleep_until(baseline)
+    load = started_load(h, "2-redis", duration, baseline)
     bursts = {}
     target = h.stack.instances()[0]
 
@@ -482,9 +484,7 @@ def shared_cache(h: "Harness", s: Scenario, recovered: float) -> dict:
 def scenario_rolling(h: "Harness", s: Scenario) -> Scenario:
     a = h.args
     duration = 40 if a.short else 75
-    load = LoadRun(h, "6-rolling", duration, a.rate, a.users)
-    load.wait_started()
-    load.sleep_until(6)
+    load = started_load(h, "6-rolling", duration, 6)
     s.event("nginx reload (SIGHUP)")
     h.stack.reload_gateway()
     load.sleep_until(9)
@@ -534,9 +534,7 @@ def scenario_partition(h: "Harness", s: Scenario) -> Scenario:
     a = h.args
     window, settle, baseline = (12, 12, 5) if a.short else (30, 15, 5)
     duration = baseline + 2 * (window + settle) + 5
-    load = LoadRun(h, "4-partition", duration, a.rate, a.users)
-    load.wait_started()
-    load.sleep_until(baseline)
+    load = started_load(h, "4-partition", duration, baseline)
     # the configured call timeouts (the instances' defaults unless the environment sets them)
     timeouts = {"redis": float(os.environ.get("SOMA_REDIS_TIMEOUT_MS", 250)),
                 "postgres": float(os.environ.get("SOMA_DB_TIMEOUT_MS", 2000))}

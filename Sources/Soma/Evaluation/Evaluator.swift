@@ -74,12 +74,13 @@ public struct Evaluator: Sendable {
         let model = engine.models[task.module]
         for item in items {
             let gold = task.gold(item)
-            let predicted = task.predict(engine.analyze(item.text, modules: [task.module]))
+            // One document for the engine and the lexicon baseline (the text is tokenised once).
+            let doc = engine.document(item.text)
+            let predicted = task.predict(engine.analyze(doc, modules: [task.module]))
             if task.correct(gold, predicted) { right += 1 } else { misses.append((item.id, gold, predicted.joined(separator: ","))) }
             confusion[gold, default: [:]][predicted.first ?? "", default: 0] += 1
             if task.correct(gold, [majority]) { majorityRight += 1 }
             if task.correct(gold, task.keyword(item.text)) { keywordRight += 1 }
-            let doc = engine.document(item.text)
             let lexicon = LexiconMatches(model: model, document: doc, matches: model.matcher.longestMatches(in: doc, ids: model.matcher.tokenIDs(doc)))
             if task.correct(gold, task.lexicon(lexicon)) { lexiconRight += 1 }
         }

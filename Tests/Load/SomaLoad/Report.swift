@@ -61,13 +61,18 @@ public struct LoadReport {
                 format:
                     "measured: %d requests, %.1f req/s achieved; latency from the due time (open loop): p50 %.2f  p90 %.2f  p95 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms",
                 total, Double(total) / scenario.durationSeconds, p["p50"]!, p["p90"]!, p["p95"]!, p["p99"]!, p["p99.9"]!, p["max"]!))
+        // One group's figures (a route's, a tier's): its JSON object, and the line printed for it.
+        func group(_ h: Micros, _ counts: [Outcome: Int]) -> (json: [String: Any], q: [String: Double], n: Int) {
+            let q = percentiles(h)
+            let n = counts.values.reduce(0, +)
+            return (["requests": n, "latency_ms": q, "outcomes": Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) })], q, n)
+        }
         var routes: [String: Any] = [:]
         for route in Route.allCases {
             guard let h = state.routes[route] else { continue }
-            let q = percentiles(h)
             let counts = state.outcomes[route] ?? [:]
-            let n = counts.values.reduce(0, +)
-            routes[route.rawValue] = ["requests": n, "latency_ms": q, "outcomes": Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) })]
+            let (json, q, n) = group(h, counts)
+            routes[route.rawValue] = json
             lines.append(
                 String(
                     format: "  %-24@ %7d  p50 %6.2f  p95 %6.2f  p99 %7.2f  max %8.2f ms  errors %d", route.rawValue as NSString, n,
@@ -76,11 +81,10 @@ public struct LoadReport {
         var tiers: [String: Any] = [:]
         for tier in LoadScenario.tiers {
             guard let h = state.tiers[tier] else { continue }
-            let q = percentiles(h)
             let counts = state.tierOutcomes[tier] ?? [:]
-            let n = counts.values.reduce(0, +)
+            let (json, q, n) = group(h, counts)
             let refused = (counts[.rateLimited] ?? 0) + (counts[.unavailable] ?? 0)
-            tiers[tier] = ["requests": n, "latency_ms": q, "outcomes": Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) })]
+            tiers[tier] = json
             lines.append(
                 String(
                     format: "  tier %-19@ %7d  p50 %6.2f  p95 %6.2f  p99 %7.2f  max %8.2f ms  refused (429/503) %d (%.1f %%)",
