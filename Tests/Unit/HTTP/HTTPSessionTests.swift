@@ -9,11 +9,15 @@ import Testing
 /// Admission, priority, shedding, limits and the degradation chain, seen through HTTP.
 @Suite("HTTP sessions and limits", .timeLimit(.minutes(2)))
 struct HTTPSessionTests {
-    /// One worker held by a "holder" request; the others queue behind it.
+    /// One worker held by a "holder" request; the others queue behind it. These tests are about
+    /// order and shedding, not deadlines: a queued request keeps a deadline far past the test's
+    /// time limit, so a slow, shared machine cannot degrade it to a partial answer (the default
+    /// 1 s did, once, in CI: the first free request timed out in the queue and skipped emotion).
     private func heldServer(_ gate: Gate, _ tweak: @escaping (inout TestConfiguration) -> Void = { _ in }) async throws -> SomaServer {
         try await TestServer.make(
             { c in
                 c.admission.workers = 1
+                c.defaultDeadline = .seconds(600)
                 tweak(&c)
             },
             beforeModule: { user, module in
