@@ -13,8 +13,47 @@ struct AgentDetector: Sendable {
     }
 
     let model: ModuleModel
+    /// The model's class bits, looked up once: per token the test is one probe and a bit test.
+    private let kinBit: UInt64
+    private let roleBit: UInt64
+    private let nameBit: UInt64
+    private let anyClass: UInt64
+    private let exactBits: Bool
 
-    static let pronouns: [String: (name: String, subject: Bool)] = [
+    init(model: ModuleModel) {
+        self.model = model
+        kinBit = model.bit(for: "agent.kin")
+        roleBit = model.bit(for: "agent.role")
+        nameBit = model.bit(for: "agent.name")
+        anyClass = model.bit(for: "")
+        exactBits = model.everyClassHasABit
+    }
+
+    /// Whether the token's word is a single-word pattern of `label` (`bit` is that class's bit).
+    @inline(__always)
+    private func has(_ t: Token, _ bit: UInt64, _ label: String) -> Bool {
+        exactBits ? model.labelMask(of: t) & bit != 0 : model.contains(word: t.lower, label: label)
+    }
+
+    /// Whether the token's word is a single-word pattern of any class.
+    @inline(__always)
+    private func known(_ t: Token) -> Bool {
+        exactBits ? model.labelMask(of: t) & anyClass != 0 : model.contains(word: t.lower, labelPrefix: "")
+    }
+
+    static let collective: WordSet = ["everyone", "everybody", "nobody", "someone", "somebody", "people", "anyone"]
+    static let verbLike: WordSet = [
+        "was", "is", "had", "has", "will", "would", "can", "could", "didn't", "doesn't", "won't", "never", "always", "said", "told",
+    ]
+
+    static let pronouns = WordTable<Pronoun>(pronounList.map { ($0.0, Pronoun(name: $0.1.name, subject: $0.1.subject)) })
+
+    struct Pronoun: Sendable {
+        var name: String
+        var subject: Bool
+    }
+
+    private static let pronounList: KeyValuePairs<String, (name: String, subject: Bool)> = [
         "i": ("i", true), "i'm": ("i", true), "i've": ("i", true), "i'd": ("i", true), "i'll": ("i", true), "im": ("i", true),
         "me": ("i", false), "my": ("i", false), "myself": ("i", false), "mine": ("i", false),
         "we": ("we", true), "we're": ("we", true), "we've": ("we", true), "we'd": ("we", true), "we'll": ("we", true),
@@ -27,9 +66,9 @@ struct AgentDetector: Sendable {
         "they": ("they", true), "they're": ("they", true), "they've": ("they", true), "they'd": ("they", true), "they'll": ("they", true),
         "them": ("they", false), "their": ("they", false), "themselves": ("they", false),
     ]
-    static let determiners: Set<String> = ["my", "our", "his", "her", "their", "your", "the", "a", "an", "this", "that", "mum's", "mom's", "one"]
+    static let determiners: WordSet = ["my", "our", "his", "her", "their", "your", "the", "a", "an", "this", "that", "mum's", "mom's", "one"]
     static let possessiveOwner: [String: String] = ["my": "i", "our": "we", "his": "he", "her": "she", "their": "they", "your": "you"]
-    static let notNames: Set<String> = [
+    static let notNames: WordSet = [
         "i", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january", "february",
         "march", "april", "may", "june", "july", "august", "september", "october", "november", "december",
         "god", "christmas", "easter", "english", "ok", "okay", "tv", "mr", "mrs", "ms", "dr", "oh", "hey", "yes", "no",
@@ -39,19 +78,19 @@ struct AgentDetector: Sendable {
     func agent(in doc: Document, at i: Int) -> Agent? {
         let t = doc.tokens[i]
         guard t.isWord else { return nil }
-        if let p = Self.pronouns[t.lower] {
+        if let p = Self.pronouns[t] {
             // "my mother": the kin noun makes the agent, not the possessive.
-            if !p.subject, i + 1 < doc.tokens.count, isPersonNoun(doc.tokens[i + 1].lower) {
+            if !p.subject, i + 1 < doc.tokens.count, isPersonNoun(doc.tokens[i + 1]) {
                 return Agent(range: i..<(i + 2), name: "\(t.lower) \(doc.tokens[i + 1].lower)", isSelf: false, isSubject: true)
             }
             if t.lower == "her" || t.lower == "his" { return Agent(range: i..<(i + 1), name: p.name, isSelf: false, isSubject: false) }
             return Agent(range: i..<(i + 1), name: p.name, isSelf: p.name == "i" || p.name == "we", isSubject: p.subject)
         }
-        if Self.determiners.contains(t.lower), i + 1 < doc.tokens.count {
+        if Self.determiners.contains(t), i + 1 < doc.tokens.count {
             var j = i + 1
             // one adjective may stand between: "my older sister", "the new teacher"
-            if j + 1 < doc.tokens.count, !isPersonNoun(doc.tokens[j].lower), isPersonNoun(doc.tokens[j + 1].lower), doc.tokens[j].isWord { j += 1 }
-            if isPersonNoun(doc.tokens[j].lower) {
+            if j + 1 < doc.tokens.count, !isPersonNoun(doc.tokens[j]), isPersonNoun(doc.tokens[j + 1]), doc.tokens[j].isWord { j += 1 }
+            if isPersonNoun(doc.tokens[j]) {
                 let name = t.lower == "a" || t.lower == "an" ? doc.tokens[j].lower : "\(t.lower) \(doc.tokens[j].lower)"
                 return Agent(range: i..<(j + 1), name: name, isSelf: false, isSubject: true)
             }
@@ -59,45 +98,43 @@ struct AgentDetector: Sendable {
         }
         if isName(doc, at: i) {
             var end = i + 1
-            if end < doc.tokens.count, doc.tokens[end].isCapitalized, !Self.notNames.contains(doc.tokens[end].lower),
-                model.contains(word: doc.tokens[end].lower, label: "agent.name") || isSurname(doc, end)
+            if end < doc.tokens.count, doc.tokens[end].isCapitalized, !Self.notNames.contains(doc.tokens[end]),
+                has(doc.tokens[end], nameBit, "agent.name") || isSurname(doc, end)
             {
                 end += 1
             }
             return Agent(range: i..<end, name: t.lower, isSelf: false, isSubject: true)
         }
-        if t.isCapitalized, model.contains(word: t.lower, label: "agent.kin") {
+        if t.isCapitalized, has(t, kinBit, "agent.kin") {
             // "Grandad remembers…": a capitalised kinship word without a determiner is used as a name.
             return Agent(range: i..<(i + 1), name: t.lower, isSelf: false, isSubject: true)
         }
-        if ["everyone", "everybody", "nobody", "someone", "somebody", "people", "anyone"].contains(t.lower) {
+        if Self.collective.contains(t) {
             return Agent(range: i..<(i + 1), name: t.lower, isSelf: false, isSubject: true)
         }
         return nil
     }
 
-    func isPersonNoun(_ word: String) -> Bool {
-        model.contains(word: word, label: "agent.kin") || model.contains(word: word, label: "agent.role")
+    func isPersonNoun(_ token: Token) -> Bool {
+        has(token, kinBit, "agent.kin") || has(token, roleBit, "agent.role")
     }
 
     func isName(_ doc: Document, at i: Int) -> Bool {
         let t = doc.tokens[i]
-        guard t.isCapitalized, !t.isAllCaps || t.text.count <= 3, !Self.notNames.contains(t.lower) else { return false }
-        if model.contains(word: t.lower, label: "agent.name") { return true }
+        guard t.isCapitalized, !t.isAllCaps || t.text.count <= 3, !Self.notNames.contains(t) else { return false }
+        if has(t, nameBit, "agent.name") { return true }
         // A capitalised word the model does not know, followed by a verb-like word, reads as a name
         // ("Priya hopes …"): the name list only speeds this up, so pruning rare names costs little.
-        guard t.kind == .word, t.text.unicodeScalars.count >= 3, !model.contains(word: t.lower, labelPrefix: ""),
-            !Self.sentenceStarters.contains(t.lower), i + 1 < doc.tokens.count
+        guard t.kind == .word, t.text.unicodeScalars.count >= 3, !known(t),
+            !Self.sentenceStarters.contains(t), i + 1 < doc.tokens.count
         else { return false }
         let next = doc.tokens[i + 1]
         guard next.isWord, !next.isCapitalized else { return false }
-        return model.contains(word: next.lower, labelPrefix: "") || next.lower.hasSuffix("s") || next.lower.hasSuffix("ed")
-            || ["was", "is", "had", "has", "will", "would", "can", "could", "didn't", "doesn't", "won't", "never", "always", "said", "told"].contains(
-                next.lower)
+        return known(next) || next.lower.hasSuffix("s") || next.lower.hasSuffix("ed") || Self.verbLike.contains(next)
     }
 
     /// Capitalised words that open sentences and are never names.
-    static let sentenceStarters: Set<String> = [
+    static let sentenceStarters: WordSet = [
         "the", "this", "that", "these", "those", "there", "then", "when", "after", "before", "while", "once", "today",
         "tomorrow", "yesterday", "tonight", "last", "next", "every", "each", "some", "many", "most", "all", "both",
         "it", "its", "what", "why", "how", "who", "where", "which", "if", "but", "and", "or", "so", "because", "since",
@@ -113,7 +150,7 @@ struct AgentDetector: Sendable {
 
     private func isSurname(_ doc: Document, _ i: Int) -> Bool {
         let t = doc.tokens[i]
-        return t.isCapitalized && !model.contains(word: t.lower, labelPrefix: "") && doc.sentences.first { $0.contains(i) }?.lowerBound != i
+        return t.isCapitalized && !known(t) && doc.sentences.first { $0.contains(i) }?.lowerBound != i
     }
 
     /// Every agent mention in the document, left to right, without overlaps.

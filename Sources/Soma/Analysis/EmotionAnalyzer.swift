@@ -33,16 +33,17 @@ public struct EmotionAnalyzer: Analyzer {
     /// The smallest raw emotion mass that names a dominant emotion.
     static let dominantThreshold: Float = 0.25
 
-    private let lexIndex: Set<Int>
+    /// Per pattern, whether it is a lexicon entry.
+    private let lexIndex: [Bool]
     private let emotionDims: [Int]
-    private let negators: Set<String>
+    private let negators: WordSet
     private let valenceDim: Int
     private let arousalDim: Int
     private let scaleDim: Int
 
     public init(model: ModuleModel) {
         self.model = model
-        lexIndex = Set(model.patterns.indices.filter { model.patterns[$0].label == "lex" })
+        lexIndex = model.patterns.map { $0.label == "lex" }
         emotionDims = Emotion.allCases.map { model.dimension($0.rawValue)! }
         var negators = Scope.negators
         for p in model.patterns where p.label == "negator" && p.tokens.count == 1 { negators.insert(p.tokens[0]) }
@@ -129,10 +130,10 @@ public struct EmotionAnalyzer: Analyzer {
         {
             contrast = (comma, c.after, c.before)
         }
-        for m in matches where lexIndex.contains(m.pattern) {
+        for m in matches where lexIndex[m.pattern] {
             // A word that is also a degree word ("so", "pretty") acts as a degree word before another hit.
             if degreeAt[m.range.upperBound - 1] != nil, m.range.count == 1,
-                let next = matches.first(where: { $0.range.lowerBound == m.range.upperBound }), lexIndex.contains(next.pattern)
+                let next = matches.first(where: { $0.range.lowerBound == m.range.upperBound }), lexIndex[next.pattern]
             {
                 continue
             }

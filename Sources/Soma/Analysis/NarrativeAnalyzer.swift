@@ -78,7 +78,7 @@ public struct NarrativeAnalyzer: Analyzer {
     }
 
     /// Closed-class words the verb rules test, as bits: one hash per token instead of one per test.
-    struct Closed: OptionSet {
+    struct Closed: OptionSet, Sendable {
         let rawValue: UInt32
         static let subject = Closed(rawValue: 1 << 0)
         static let blocker = Closed(rawValue: 1 << 1)
@@ -91,12 +91,14 @@ public struct NarrativeAnalyzer: Analyzer {
         static let negation = Closed(rawValue: 1 << 8)
     }
 
-    static let closed: [String: Closed] = {
-        var table: [String: Closed] = [:]
-        func add(_ words: Set<String>, _ flag: Closed) { for w in words { table[w, default: []].insert(flag) } }
+    static let closed: WordTable<Closed> = {
+        var table = WordTable<Closed>()
+        func add(_ words: some Sequence<String>, _ flag: Closed) {
+            for w in words { table[w] = (table[w] ?? []).union(flag) }
+        }
         add(subjects, .subject); add(blockers, .blocker); add(pastBe, .pastBe); add(presentBe, .presentBe)
         add(perfectPast, .perfectPast); add(perfectPresent, .perfectPresent); add(doPast, .doPast); add(doPresent, .doPresent)
-        add(Scope.negators.union(["not", "also", "just", "never", "already"]), .negation)
+        add(Scope.negators.words + ["also", "just", "already"], .negation)
         return table
     }()
 
@@ -115,7 +117,7 @@ public struct NarrativeAnalyzer: Analyzer {
     }
 
     func lookup(_ doc: Document) -> Lookup {
-        Lookup(masks: doc.tokens.map { model.labelMask(of: $0.lower) }, closed: doc.tokens.map { Self.closed[$0.lower] ?? [] })
+        Lookup(masks: doc.tokens.map { model.labelMask(of: $0) }, closed: doc.tokens.map { Self.closed[$0] ?? [] })
     }
 
     struct Found {
@@ -193,7 +195,7 @@ public struct NarrativeAnalyzer: Analyzer {
             }
             // Names and third-person nouns as narrative subjects count toward third person.
         }
-        for a in mentions where !a.isSelf && !doc.quoted[a.range.lowerBound] && AgentDetector.pronouns[doc.tokens[a.range.lowerBound].lower] == nil {
+        for a in mentions where !a.isSelf && !doc.quoted[a.range.lowerBound] && AgentDetector.pronouns[doc.tokens[a.range.lowerBound]] == nil {
             third += 1
         }
         let ordered = events.sorted { ($0.layer, $0.index) < ($1.layer, $1.index) }
@@ -299,7 +301,7 @@ public struct NarrativeAnalyzer: Analyzer {
             return (w, "past", 1)
         }
         // "her grandson manages": a determiner + noun subject right before a third-person form.
-        let nounSubject = i >= clause.lowerBound + 2 && doc.tokens[i - 1].isWord && AgentDetector.determiners.contains(doc.tokens[i - 2].lower)
+        let nounSubject = i >= clause.lowerBound + 2 && doc.tokens[i - 1].isWord && AgentDetector.determiners.contains(doc.tokens[i - 2])
         if is3sg && (subjectBefore || nounSubject) { return (w, "present", 1) }
         if isBase && subjectBefore && (previous == "i" || previous == "you" || previous == "we" || previous == "they") { return (w, "present", 1) }
         return nil

@@ -40,28 +40,29 @@ public struct ReasoningAnalyzer: Analyzer {
         var confidence: Float
     }
 
-    private let markers: [Int: Marker]
+    /// Per pattern, its marker (nil for patterns that are not argument markers).
+    private let markers: [Marker?]
     /// Markers below this confidence need support (a clause break before them) to count.
     static let weakConfidence: Float = 0.45
     /// Chains listed in a result at most (see `Document.excerptTokens`).
     public static let maxChains = 64
-    static let whetherVerbs: Set<String> = [
+    static let whetherVerbs: WordSet = [
         "wonder", "wondered", "wondering", "wonders", "ask", "asked", "asking", "asks", "see", "know", "knew",
         "sure", "unsure", "check", "checked", "decide", "tell", "doubt", "whether", "care",
     ]
-    static let intensified: Set<String> = [
+    static let intensified: WordSet = [
         "much", "many", "far", "long", "often", "good", "bad", "tired", "happy", "sad", "glad", "sorry", "proud",
         "excited", "angry", "busy", "hard", "easy", "cold", "hot", "late", "early", "little", "few", "sure",
         "grateful", "lucky", "bored", "nervous", "beautiful", "cute", "funny", "weird", "big", "small", "close",
     ]
-    static let subjectStarts: Set<String> = [
+    static let subjectStarts: WordSet = [
         "i", "we", "you", "he", "she", "they", "it", "the", "this", "that", "there", "my", "our", "his", "her",
         "their", "everyone", "nobody", "i'm", "we're", "it's", "they're", "he's", "she's", "i've", "i'll", "we'll", "a", "an",
     ]
 
     public init(model: ModuleModel) {
         self.model = model
-        var markers: [Int: Marker] = [:]
+        var markers = [Marker?](repeating: nil, count: model.patterns.count)
         for (i, p) in model.patterns.enumerated() {
             let parts = p.label.split(separator: ":")
             guard parts.count == 2, let r = Relation(rawValue: String(parts[0])), let d = Direction(rawValue: String(parts[1])) else { continue }
@@ -82,14 +83,18 @@ public struct ReasoningAnalyzer: Analyzer {
 
     public func analyze(_ doc: Document) -> ReasoningResult {
         let ids = model.matcher.tokenIDs(doc)
+        // What the <AGENT> slot accepts: a pronoun anywhere, a capitalised word after a sentence's first token.
+        var agentLike = [Bool](repeating: false, count: doc.tokens.count)
+        for sentence in doc.sentences {
+            for i in sentence {
+                let t = doc.tokens[i]
+                agentLike[i] = AgentDetector.pronouns[t] != nil || (t.isCapitalized && i > sentence.lowerBound)
+            }
+        }
         var found: [Found] = []
         for (s, sentence) in doc.sentences.enumerated() {
             let hits = model.matcher.longestMatches(
-                in: doc, ids: ids, range: sentence,
-                isAgent: { i in
-                    let t = doc.tokens[i]
-                    return AgentDetector.pronouns[t.lower] != nil || (t.isCapitalized && i > sentence.lowerBound)
-                }, accept: { markers[$0] != nil })
+                in: doc, ids: ids, range: sentence, isAgent: { agentLike[$0] }, accept: { markers[$0] != nil })
             var seen: Set<Range<Int>> = []
             for hit in hits {
                 guard let marker = markers[hit.pattern], !seen.contains(hit.range) else { continue }
@@ -125,9 +130,9 @@ public struct ReasoningAnalyzer: Analyzer {
         switch (first, range.count) {
         case ("so", 1):
             // "so tired", "so much": an intensifier, not a consequence.
-            if let next, Self.intensified.contains(next.lower) || next.lower.hasSuffix("ly") { return false }
+            if let next, Self.intensified.contains(next) || next.lower.hasSuffix("ly") { return false }
             if let next, next.lower == "far" || next.lower == "i" && previous == nil { return atStart || next.lower == "i" }
-            guard atStart || (next.map { Self.subjectStarts.contains($0.lower) } ?? false) else { return false }
+            guard atStart || (next.map { Self.subjectStarts.contains($0) } ?? false) else { return false }
         case ("since", 1):
             // "since 2010", "since then", "since last year", "ever since": time, not cause.
             if let next,
@@ -139,7 +144,7 @@ public struct ReasoningAnalyzer: Analyzer {
             if previous?.lower == "ever" { return false }
             if let previous, ["lived", "been", "known", "worked", "waited", "passed", "changed"].contains(previous.lower) { return false }
         case ("if", 1), ("whether", 1):
-            if let previous, Self.whetherVerbs.contains(previous.lower) { return false }
+            if let previous, Self.whetherVerbs.contains(previous) { return false }
             if next?.lower == "only" && first == "if" { return true }
         case ("but", 1):
             if let previous, ["nothing", "all", "anything", "anyone", "everyone", "none", "cannot", "can't", "couldn't"].contains(previous.lower) {

@@ -41,7 +41,7 @@ public struct TheoryOfMindAnalyzer: Analyzer {
     let agents: AgentDetector
 
     /// Words that may stand between a holder and its mental-state word.
-    static let between: Set<String> = [
+    static let between: WordSet = [
         "do", "does", "did", "don't", "doesn't", "didn't", "am", "is", "are", "was", "were", "be", "been", "being",
         "'m", "isn't", "aren't", "wasn't", "weren't", "have", "has", "had", "haven't", "hasn't", "hadn't", "will",
         "would", "could", "should", "might", "may", "can", "must", "won't", "wouldn't", "couldn't", "can't", "cannot",
@@ -55,7 +55,7 @@ public struct TheoryOfMindAnalyzer: Analyzer {
         "no", "longer", "don't", "dont", "didnt", "doesnt", "reportedly", "supposedly", "desperately", "badly",
         "quickly", "silently", "quietly", "privately", "firmly", "strongly", "sincerely", "almost", "nearly", "anymore",
     ]
-    static let linking: Set<String> = [
+    static let linking: WordSet = [
         "am", "is", "are", "was", "were", "be", "been", "being", "'m", "isn't", "aren't", "wasn't", "weren't", "felt",
         "feel", "feels", "feeling", "got", "get", "gets", "getting", "became", "become", "seemed", "seems", "seem",
         "looked", "look", "looks", "grew", "stay", "stayed", "remain", "remained",
@@ -65,12 +65,13 @@ public struct TheoryOfMindAnalyzer: Analyzer {
     static let complementOpeners: Set<String> = ["that"]
 
     /// Mental-state patterns: their type and parts of speech ("verb", "adj", "noun").
-    private let stateIndex: [Int: (type: MentalStateType, pos: Set<String>)]
+    /// Per pattern (nil for patterns that are not mental states).
+    private let stateIndex: [(type: MentalStateType, pos: Set<String>)?]
 
     public init(model: ModuleModel) {
         self.model = model
         agents = AgentDetector(model: model)
-        var index: [Int: (MentalStateType, Set<String>)] = [:]
+        var index = [(type: MentalStateType, pos: Set<String>)?](repeating: nil, count: model.patterns.count)
         for (i, p) in model.patterns.enumerated() {
             guard let type = MentalStateType(rawValue: p.label) else { continue }
             var pos = p.flags.intersection(["verb", "adj", "noun"])
@@ -92,7 +93,7 @@ public struct TheoryOfMindAnalyzer: Analyzer {
         let ids = model.matcher.tokenIDs(doc)
         let negated = Scope.negationMask(doc)
         let mentions = agents.agents(in: doc)
-        var agentAt: [Int: AgentDetector.Agent] = [:]
+        var agentAt = [AgentDetector.Agent?](repeating: nil, count: doc.tokens.count)
         for a in mentions { for k in a.range { agentAt[k] = a } }
         var selfRefs = 0
         var otherRefs = 0
@@ -145,7 +146,7 @@ public struct TheoryOfMindAnalyzer: Analyzer {
     /// Chooses the reading of a mental-state word and finds who holds it.
     func resolve(
         _ doc: Document, _ candidates: [PatternMatcher.Match], sentence: Range<Int>,
-        agentAt: [Int: AgentDetector.Agent], negated: [Bool]
+        agentAt: [AgentDetector.Agent?], negated: [Bool]
     ) -> (MentalStateType, AgentDetector.Agent, Bool)? {
         guard let first = candidates.first else { return nil }
         let start = first.range.lowerBound
@@ -155,7 +156,7 @@ public struct TheoryOfMindAnalyzer: Analyzer {
         var sawLinking = false
         var sawNegation = false
         while j >= sentence.lowerBound, agentAt[j] == nil {
-            let w = doc.tokens[j].lower
+            let w = doc.tokens[j]
             guard Self.between.contains(w) || Scope.negators.contains(w) else { break }
             if Self.linking.contains(w) { sawLinking = true }
             if Scope.negators.contains(w) { sawNegation = true }
@@ -181,7 +182,7 @@ public struct TheoryOfMindAnalyzer: Analyzer {
         if holder == nil {
             // "Hope you're well." / "Can't wait to see you.": a sentence-initial state is the writer's.
             let opening = (sentence.lowerBound..<start).allSatisfy {
-                !doc.tokens[$0].isWord || Self.between.contains(doc.tokens[$0].lower) || Scope.negators.contains(doc.tokens[$0].lower)
+                !doc.tokens[$0].isWord || Self.between.contains(doc.tokens[$0]) || Scope.negators.contains(doc.tokens[$0])
             }
             guard opening, pos == "verb" else { return nil }
             holder = AgentDetector.Agent(range: start..<start, name: "i", isSelf: true, isSubject: true)

@@ -15,7 +15,9 @@ public struct ModuleModel: Sendable {
         /// as a single-word pattern: the hot `contains(word:label:)` is one hash lookup and a bit test.
         let labelBit: [String: UInt64]
         let prefixMask: [String: UInt64]
-        let wordLabels: [String: UInt64]
+        let wordLabels: WordTable<UInt64>
+        /// Whether every class has a bit (at most 64 classes), so masks answer every class question.
+        let everyClassHasABit: Bool
 
         init(module: Module, patterns: [Pattern], weights: WeightTable) {
             self.module = module
@@ -30,6 +32,7 @@ public struct ModuleModel: Sendable {
             var bits: [String: UInt64] = [:]
             for p in patterns where bits[p.label] == nil && bits.count < 64 { bits[p.label] = 1 << UInt64(bits.count) }
             labelBit = bits
+            everyClassHasABit = Set(patterns.map(\.label)).count <= 64
             var prefixes: [String: UInt64] = ["": bits.values.reduce(0, |)]
             for (label, bit) in bits {
                 var prefix = ""
@@ -39,8 +42,8 @@ public struct ModuleModel: Sendable {
                 }
             }
             prefixMask = prefixes
-            var words: [String: UInt64] = [:]
-            for (word, hits) in index {
+            var words = WordTable<UInt64>()
+            for (word, hits) in index.sorted(by: { $0.key < $1.key }) {
                 var mask: UInt64 = 0
                 for h in hits { mask |= bits[patterns[Int(h)].label] ?? 0 }
                 words[word] = mask
@@ -64,7 +67,7 @@ public struct ModuleModel: Sendable {
     private var dimensionIndex: [String: Int] { storage.dimensionIndex }
     private var labelBit: [String: UInt64] { storage.labelBit }
     private var prefixMask: [String: UInt64] { storage.prefixMask }
-    private var wordLabels: [String: UInt64] { storage.wordLabels }
+    private var wordLabels: WordTable<UInt64> { storage.wordLabels }
 
     public init(module: Module, patterns: [Pattern], weights: WeightTable) {
         precondition(weights.count == patterns.count && weights.dimensions == module.dimensions.count)
@@ -101,6 +104,14 @@ public struct ModuleModel: Sendable {
     /// The classes `word` has as a single-word pattern, as a bit mask (see `bit(for:)`).
     @inline(__always)
     public func labelMask(of word: String) -> UInt64 { wordLabels[word] ?? 0 }
+
+    /// The same for a token's word, probed by its precomputed key (no String hashing).
+    @inline(__always)
+    public func labelMask(of token: Token) -> UInt64 { wordLabels[token] ?? 0 }
+
+    /// Whether `labelMask(of:)` and `bit(for:)` answer for every class of the model (it has at most
+    /// 64); when not, ask `contains(word:label:)`.
+    public var everyClassHasABit: Bool { storage.everyClassHasABit }
 
     /// The bit of class `label` in `labelMask(of:)` (0 for a class the model lacks), or of every
     /// class starting with `label` when it ends with "." (and "" for any class).

@@ -11,9 +11,10 @@ public struct PatternMatcher: Sendable {
         public var pattern: Int
     }
 
-    private var vocabulary: [String: Int32] = [:]
-    private var edges: [UInt64: Int32] = [:]
-    private var slotEdges: [Int32: [(slot: Slot, node: Int32)]] = [:]
+    private var vocabulary = WordTable<Int32>()
+    private var edges = EdgeTable()
+    /// Per node, its slot edges (most nodes have none).
+    private var slotEdges: [[(slot: Slot, node: Int32)]] = [[]]
     private var terminals: [[Int32]] = [[]]
     public private(set) var longestPattern = 0
 
@@ -27,16 +28,21 @@ public struct PatternMatcher: Sendable {
         UInt64(UInt32(bitPattern: node)) << 32 | UInt64(UInt32(bitPattern: token))
     }
 
+    private mutating func newNode() -> Int32 {
+        terminals.append([])
+        slotEdges.append([])
+        return Int32(terminals.count - 1)
+    }
+
     private mutating func insert(_ tokens: [String], index: Int32) {
         var node: Int32 = 0
         for token in tokens {
             if let slot = Slot(rawValue: token) {
-                if let existing = slotEdges[node]?.first(where: { $0.slot == slot }) {
+                if let existing = slotEdges[Int(node)].first(where: { $0.slot == slot }) {
                     node = existing.node
                 } else {
-                    let next = Int32(terminals.count)
-                    terminals.append([])
-                    slotEdges[node, default: []].append((slot, next))
+                    let next = newNode()
+                    slotEdges[Int(node)].append((slot, next))
                     node = next
                 }
                 continue
@@ -52,9 +58,8 @@ public struct PatternMatcher: Sendable {
             if let next = edges[k] {
                 node = next
             } else {
-                let next = Int32(terminals.count)
-                terminals.append([])
-                edges[k] = next
+                let next = newNode()
+                edges.insert(k, next)
                 node = next
             }
         }
@@ -64,7 +69,7 @@ public struct PatternMatcher: Sendable {
 
     /// The interned id of each token of `doc` (-1 when no pattern uses it).
     public func tokenIDs(_ doc: Document) -> [Int32] {
-        doc.tokens.map { vocabulary[$0.lower] ?? -1 }
+        doc.tokens.map { vocabulary[$0] ?? -1 }
     }
 
     /// Every match that starts at `start`, shortest first.
@@ -76,10 +81,21 @@ public struct PatternMatcher: Sendable {
         isAgent: (Int) -> Bool = { _ in false }
     ) -> [Match] {
         var found: [Match] = []
+        collect(at: start, in: doc, ids: ids, limit: limit, isAgent: isAgent, into: &found)
+        return found
+    }
+
+    /// `matches(at:…)` into `found` (emptied first), so a scan reuses one buffer.
+    private func collect(
+        at start: Int, in doc: Document, ids: [Int32], limit: Int?, isAgent: (Int) -> Bool, into found: inout [Match]
+    ) {
+        found.removeAll(keepingCapacity: true)
         let end = min(limit ?? doc.tokens.count, doc.tokens.count)
         walk(node: 0, position: start, start: start, end: end, doc: doc, ids: ids, isAgent: isAgent, into: &found)
-        found.sort { $0.range.count < $1.range.count }
-        return found
+        // Walks reach longer matches later, except through slot edges: sort only when needed.
+        if !found.isEmpty, zip(found, found.dropFirst()).contains(where: { $0.range.count > $1.range.count }) {
+            found.sort { $0.range.count < $1.range.count }
+        }
     }
 
     private func walk(
@@ -94,7 +110,8 @@ public struct PatternMatcher: Sendable {
         if id >= 0, let next = edges[Self.key(node, id)] {
             walk(node: next, position: position + 1, start: start, end: end, doc: doc, ids: ids, isAgent: isAgent, into: &found)
         }
-        guard let slots = slotEdges[node] else { return }
+        let slots = slotEdges[Int(node)]
+        guard !slots.isEmpty else { return }
         let token = doc.tokens[position]
         for (slot, next) in slots {
             let fits: Bool
@@ -122,9 +139,15 @@ public struct PatternMatcher: Sendable {
     ) -> [Match] {
         let r = range ?? 0..<doc.tokens.count
         var result: [Match] = []
+        var here: [Match] = []
         var i = r.lowerBound
         while i < r.upperBound {
-            let here = matches(at: i, in: doc, ids: ids, limit: r.upperBound, isAgent: isAgent)
+            // No literal edge from the root and no slot edge there: nothing starts here.
+            if ids[i] < 0 && slotEdges[0].isEmpty {
+                i += 1
+                continue
+            }
+            collect(at: i, in: doc, ids: ids, limit: r.upperBound, isAgent: isAgent, into: &here)
             if let best = here.last(where: { accept($0.pattern) }) {
                 // Several patterns may share the longest span (same tokens, other classes): keep them all.
                 for m in here where m.range == best.range && accept(m.pattern) { result.append(m) }

@@ -1,7 +1,7 @@
 /// Negation scope and degree modifiers: the clause rules every analyser shares.
 public enum Scope {
     /// Core English negators; models may add their own.
-    public static let negators: Set<String> = [
+    public static let negators: WordSet = [
         "not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "nowhere", "without", "cannot",
         "ain't", "aren't", "can't", "couldn't", "didn't", "doesn't", "don't", "hadn't", "hasn't", "haven't",
         "isn't", "mightn't", "mustn't", "needn't", "shan't", "shouldn't", "wasn't", "weren't", "won't",
@@ -11,14 +11,14 @@ public enum Scope {
     ]
 
     /// Words that end a negation scope early: the clause turns ("I didn't go, but I loved it").
-    static let scopeBreakers: Set<String> = ["but", "however", "yet", "although", "though", "because", "and", "so", "while", "whereas"]
+    static let scopeBreakers: WordSet = ["but", "however", "yet", "although", "though", "because", "and", "so", "while", "whereas"]
 
     /// For each token, whether a negator governs it: a negator within the `window` words before it in
     /// the same clause. "not only" and "no doubt" are idioms that do not negate.
     public static func negationMask(
         _ doc: Document,
         window: Int = 3,
-        negators: Set<String> = Scope.negators
+        negators: WordSet = Scope.negators
     ) -> [Bool] {
         var mask = [Bool](repeating: false, count: doc.tokens.count)
         for sentence in doc.sentences {
@@ -26,9 +26,9 @@ public enum Scope {
             var i = sentence.lowerBound
             while i < sentence.upperBound {
                 let t = doc.tokens[i]
-                if t.isClauseBreak || t.isTerminal || scopeBreakers.contains(t.lower) {
+                if t.isClauseBreak || t.isTerminal || scopeBreakers.contains(t) {
                     remaining = 0
-                } else if negators.contains(t.lower) && !isIdiom(doc, at: i) {
+                } else if negators.contains(t) && !isIdiom(doc, at: i) {
                     remaining = window
                 } else if remaining > 0 {
                     if t.isWord || t.kind == .emoji { mask[i] = true }

@@ -7,7 +7,9 @@ public struct Token: Sendable, Hashable {
     /// The surface form, as written (after normalisation).
     public var text: String
     /// The form that lexicons are keyed by: lower-cased; emoji and emoticons as written.
-    public var lower: String
+    public let lower: String
+    /// `WordKey.of(lower)`, computed once: every table the analysers probe (`WordTable`) is keyed by it.
+    public let key: UInt64
     public var kind: Kind
     /// Offsets in Unicode scalars into the normalised text.
     public var range: Range<Int>
@@ -20,14 +22,29 @@ public struct Token: Sendable, Hashable {
     /// A blank line (paragraph break) stands before this token.
     public var startsParagraph: Bool
 
+    public init(
+        text: String, lower: String, kind: Kind, range: Range<Int>, utf8Range: Range<Int>, isAllCaps: Bool, isCapitalized: Bool,
+        startsParagraph: Bool
+    ) {
+        self.text = text
+        self.lower = lower
+        self.key = WordKey.of(lower)
+        self.kind = kind
+        self.range = range
+        self.utf8Range = utf8Range
+        self.isAllCaps = isAllCaps
+        self.isCapitalized = isCapitalized
+        self.startsParagraph = startsParagraph
+        let punctuation = kind == .punctuation
+        isTerminal = punctuation && (lower == "." || lower == "!" || lower == "?" || lower == "..." || lower == "…")
+        isClauseBreak =
+            punctuation && (lower == "," || lower == ";" || lower == ":" || lower == "—" || lower == "–" || lower == "--" || lower == "(" || lower == ")")
+    }
+
     public var isWord: Bool { kind == .word }
-    /// Sentence-ending punctuation.
-    public var isTerminal: Bool {
-        kind == .punctuation && (lower == "." || lower == "!" || lower == "?" || lower == "..." || lower == "…")
-    }
+    /// Sentence-ending punctuation (set once at creation: the analysers ask for every token).
+    public let isTerminal: Bool
     /// Punctuation that ends a clause inside a sentence.
-    public var isClauseBreak: Bool {
-        kind == .punctuation && (lower == "," || lower == ";" || lower == ":" || lower == "—" || lower == "–" || lower == "--" || lower == "(" || lower == ")")
-    }
+    public let isClauseBreak: Bool
     public var isQuote: Bool { kind == .punctuation && (lower == "\"" || lower == "'") }
 }
