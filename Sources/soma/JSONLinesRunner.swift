@@ -68,6 +68,10 @@ struct JSONLinesRunner {
         } catch {
             return failure(id: nil, code: "invalid_utf8", message: "line \(lineNumber): \(error)")
         }
+        // Most lines are {"id": …, "text": "…"}: read and answer those without Foundation.
+        if let simple = line.withUnsafeBytes({ TextLine.parse($0.bindMemory(to: UInt8.self)) }) {
+            return Data(simple.output(results: engine.analyze(simple.text, modules: modules).json()))
+        }
         let parsed: Any
         do { parsed = try JSONSerialization.jsonObject(with: line, options: [.fragmentsAllowed]) } catch {
             return failure(id: nil, code: "invalid_json", message: "line \(lineNumber) is not valid JSON")

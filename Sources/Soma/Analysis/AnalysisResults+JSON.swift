@@ -21,7 +21,7 @@ extension AnalysisResults {
 extension JSONWriter {
     mutating func sortedNumbers(_ dict: [String: Double]) {
         beginObject()
-        for k in dict.keys.sorted() { key(k); number(dict[k]!) }
+        for (k, v) in dict.sorted(by: { $0.key < $1.key }) { key(k); number(v) }
         endObject()
     }
 
@@ -74,7 +74,7 @@ extension ReasoningResult {
         w.endArray()
         w.key("depth"); w.number(depth)
         w.key("patterns"); w.beginObject()
-        for k in patterns.keys.sorted() { w.key(k); w.number(patterns[k]!) }
+        for (k, v) in patterns.sorted(by: { $0.key < $1.key }) { w.key(k); w.number(v) }
         w.endObject()
         w.key("style"); w.string(style)
         w.endObject()

@@ -134,15 +134,24 @@ public struct NarrativeAnalyzer: Analyzer {
     func isVerb(_ doc: Document, _ i: Int, _ bit: UInt64, _ look: Lookup) -> Bool {
         if look.masks[i] & bit != 0 { return true }
         guard look.masks[i] & bits.anyClass == 0 else { return false }
-        let word = doc.tokens[i].lower
-        let n = word.unicodeScalars.count
-        guard n >= 4, word.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic }) else { return false }
+        let token = doc.tokens[i]
+        guard token.isAlphabetic else { return false }
+        let word = token.lower
+        guard word.unicodeScalars.count >= 4 else { return false }
+        // ASCII words compare their last bytes; others their last Characters, as `hasSuffix` does.
+        func ends(_ suffix: StaticString) -> Bool {
+            guard token.isASCII else { return word.hasSuffix(suffix.description) }
+            let n = suffix.utf8CodeUnitCount
+            let utf8 = word.utf8
+            guard utf8.count >= n else { return false }
+            return suffix.withUTF8Buffer { utf8.suffix(n).elementsEqual($0) }
+        }
         switch bit {
-        case bits.verbPast: return word.hasSuffix("ed")
-        case bits.verbPP: return word.hasSuffix("ed") || word.hasSuffix("en")
-        case bits.verbIng: return word.hasSuffix("ing")
-        case bits.verb3sg: return word.hasSuffix("s") && !word.hasSuffix("ss") && !word.hasSuffix("us")
-        case bits.verbBase: return !word.hasSuffix("ed") && !word.hasSuffix("ing") && !word.hasSuffix("ly") && !word.hasSuffix("s")
+        case bits.verbPast: return ends("ed")
+        case bits.verbPP: return ends("ed") || ends("en")
+        case bits.verbIng: return ends("ing")
+        case bits.verb3sg: return ends("s") && !ends("ss") && !ends("us")
+        case bits.verbBase: return !ends("ed") && !ends("ing") && !ends("ly") && !ends("s")
         default: return false
         }
     }
@@ -308,7 +317,7 @@ public struct NarrativeAnalyzer: Analyzer {
     }
 
     /// Words that open a new finite clause inside a punctuation-delimited clause.
-    static let clauseOpeners: Set<String> = [
+    static let clauseOpeners: WordSet = [
         "and", "but", "because", "so", "when", "while", "then", "after", "before", "until", "that", "which", "who",
         "if", "although", "though", "since", "or", "whereas", "once", "where",
     ]
@@ -317,7 +326,7 @@ public struct NarrativeAnalyzer: Analyzer {
     func subclauses(_ doc: Document, _ clause: Range<Int>) -> [Range<Int>] {
         var result: [Range<Int>] = []
         var start = clause.lowerBound
-        for i in clause where i > start && Self.clauseOpeners.contains(doc.tokens[i].lower) {
+        for i in clause where i > start && Self.clauseOpeners.contains(doc.tokens[i]) {
             result.append(start..<i)
             start = i
         }

@@ -28,7 +28,23 @@ public struct Token: Sendable, Hashable {
     ) {
         self.text = text
         self.lower = lower
-        self.key = WordKey.of(lower)
+        // One pass over `lower`'s bytes for its key and whether it is ASCII letters.
+        var key: UInt64 = 0xcbf2_9ce4_8422_2325
+        var ascii = true
+        var letters = true
+        var word = lower
+        word.withUTF8 { bytes in
+            for b in bytes {
+                key ^= UInt64(b)
+                key &*= 0x0000_0100_0000_01B3
+                if b >= 0x80 { ascii = false }
+                let folded = b | 0x20
+                if folded < UInt8(ascii: "a") || folded > UInt8(ascii: "z") { letters = false }
+            }
+        }
+        self.key = key
+        isASCII = ascii
+        isAlphabetic = ascii ? letters : lower.unicodeScalars.allSatisfy { $0.properties.isAlphabetic }
         self.kind = kind
         self.range = range
         self.utf8Range = utf8Range
@@ -42,6 +58,10 @@ public struct Token: Sendable, Hashable {
     }
 
     public var isWord: Bool { kind == .word }
+    /// `lower` is ASCII only.
+    public let isASCII: Bool
+    /// Every scalar of `lower` is alphabetic (a letter or a letter-like mark).
+    public let isAlphabetic: Bool
     /// Sentence-ending punctuation (set once at creation: the analysers ask for every token).
     public let isTerminal: Bool
     /// Punctuation that ends a clause inside a sentence.

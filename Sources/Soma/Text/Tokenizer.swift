@@ -14,6 +14,9 @@ public struct Tokenizer: Sendable {
         ":o", ":*", ";)", "=)", "=(", "<3", "xd", ":3", "d:", ":s", ":-s", ":@", "o_o", "8-)", "b-)",
     ].map { Array(String($0).unicodeScalars) }.sorted { $0.count > $1.count }
 
+    /// `emoticons` grouped by first scalar (ASCII), in the same order: only these can match there.
+    static let emoticonsByFirst: [[[Unicode.Scalar]]] = (0..<128).map { c in emoticons.filter { $0[0].value == c } }
+
     public func tokenize(_ text: String) -> [Token] {
         let scalars = Array(text.unicodeScalars)
         let bytes = Array(text.utf8)
@@ -179,7 +182,8 @@ public struct Tokenizer: Sendable {
             !isWordScalar(first) || first == "x" || first == "X" || first == "d" || first == "D" || first == "8" || first == "b" || first == "B" || first == "t"
                 || first == "T" || first == "o" || first == "O"
         else { return nil }
-        outer: for e in emoticons {
+        let lowered = first.value >= 0x41 && first.value <= 0x5A ? first.value | 0x20 : first.value
+        outer: for e in emoticonsByFirst[Int(lowered)] {
             guard i + e.count <= s.count else { continue }
             for (k, c) in e.enumerated() {
                 let a = s[i + k]

@@ -3,6 +3,7 @@
 /// of hashing the String again (String hashing was the engine's largest single cost:
 /// docs/PERFORMANCE.md, "Engine speed").
 public enum WordKey {
+    /// (`Token.init` computes the same in its own pass over the bytes.)
     public static func of(_ word: String) -> UInt64 {
         var word = word
         return word.withUTF8 { of(bytes: $0) }
