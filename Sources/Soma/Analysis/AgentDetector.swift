@@ -74,11 +74,27 @@ struct AgentDetector: Sendable {
         "god", "christmas", "easter", "english", "ok", "okay", "tv", "mr", "mrs", "ms", "dr", "oh", "hey", "yes", "no",
     ]
 
+    /// The closed-class words the detector asks about, in one table: one probe per token.
+    struct ClosedWord: Sendable {
+        var pronoun: Pronoun?
+        var determiner = false
+        var collective = false
+    }
+
+    static let closed: WordTable<ClosedWord> = {
+        var table = WordTable<ClosedWord>()
+        for (w, p) in pronouns.entries { table[w] = ClosedWord(pronoun: p) }
+        for w in determiners.words { table[w] = ClosedWord(pronoun: table[w]?.pronoun, determiner: true, collective: table[w]?.collective ?? false) }
+        for w in collective.words { table[w] = ClosedWord(pronoun: table[w]?.pronoun, determiner: table[w]?.determiner ?? false, collective: true) }
+        return table
+    }()
+
     /// The agent starting at token `i`, if any.
     func agent(in doc: Document, at i: Int) -> Agent? {
         let t = doc.tokens[i]
         guard t.isWord else { return nil }
-        if let p = Self.pronouns[t] {
+        let closed = Self.closed[t]
+        if let p = closed?.pronoun {
             // "my mother": the kin noun makes the agent, not the possessive.
             if !p.subject, i + 1 < doc.tokens.count, isPersonNoun(doc.tokens[i + 1]) {
                 return Agent(range: i..<(i + 2), name: "\(t.lower) \(doc.tokens[i + 1].lower)", isSelf: false, isSubject: true)
@@ -86,7 +102,7 @@ struct AgentDetector: Sendable {
             if t.lower == "her" || t.lower == "his" { return Agent(range: i..<(i + 1), name: p.name, isSelf: false, isSubject: false) }
             return Agent(range: i..<(i + 1), name: p.name, isSelf: p.name == "i" || p.name == "we", isSubject: p.subject)
         }
-        if Self.determiners.contains(t), i + 1 < doc.tokens.count {
+        if closed?.determiner == true, i + 1 < doc.tokens.count {
             var j = i + 1
             // one adjective may stand between: "my older sister", "the new teacher"
             if j + 1 < doc.tokens.count, !isPersonNoun(doc.tokens[j]), isPersonNoun(doc.tokens[j + 1]), doc.tokens[j].isWord { j += 1 }
@@ -109,7 +125,7 @@ struct AgentDetector: Sendable {
             // "Grandad remembers…": a capitalised kinship word without a determiner is used as a name.
             return Agent(range: i..<(i + 1), name: t.lower, isSelf: false, isSubject: true)
         }
-        if Self.collective.contains(t) {
+        if closed?.collective == true {
             return Agent(range: i..<(i + 1), name: t.lower, isSelf: false, isSubject: true)
         }
         return nil

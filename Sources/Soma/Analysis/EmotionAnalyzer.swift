@@ -36,7 +36,7 @@ public struct EmotionAnalyzer: Analyzer {
     /// Per pattern, whether it is a lexicon entry.
     private let lexIndex: [Bool]
     private let emotionDims: [Int]
-    private let negators: WordSet
+    private let negators: Scope.Words
     private let valenceDim: Int
     private let arousalDim: Int
     private let scaleDim: Int
@@ -47,7 +47,7 @@ public struct EmotionAnalyzer: Analyzer {
         emotionDims = Emotion.allCases.map { model.dimension($0.rawValue)! }
         var negators = Scope.negators
         for p in model.patterns where p.label == "negator" && p.tokens.count == 1 { negators.insert(p.tokens[0]) }
-        self.negators = negators
+        self.negators = Scope.Words(negators: negators)
         valenceDim = model.dimension("valence")!
         arousalDim = model.dimension("arousal")!
         scaleDim = model.dimension("scale")!
@@ -63,7 +63,7 @@ public struct EmotionAnalyzer: Analyzer {
 
     public func analyze(_ doc: Document) -> EmotionResult {
         let ids = model.matcher.tokenIDs(doc)
-        let negated = Scope.negationMask(doc, negators: negators)
+        let negated = Scope.negationMask(doc, words: negators)
         let mixedCase = doc.tokens.contains { $0.isWord && !$0.isAllCaps && $0.text.unicodeScalars.contains { $0.properties.isLowercase } }
         var total = SentenceScore()
         var sentences: [EmotionResult.Sentence] = []

@@ -13,12 +13,27 @@ public enum Scope {
     /// Words that end a negation scope early: the clause turns ("I didn't go, but I loved it").
     static let scopeBreakers: WordSet = ["but", "however", "yet", "although", "though", "because", "and", "so", "while", "whereas"]
 
+    /// Negators and scope breakers in one table: one probe per token.
+    public struct Words: Sendable {
+        fileprivate static let breaker: UInt8 = 1
+        fileprivate static let negator: UInt8 = 2
+        fileprivate var table = WordTable<UInt8>()
+
+        /// `Scope.negators` with the scope breakers.
+        public static let standard = Words(negators: Scope.negators)
+
+        public init(negators: WordSet) {
+            for w in negators.words { table[w] = Self.negator }
+            for w in Scope.scopeBreakers.words { table[w] = (table[w] ?? 0) | Self.breaker }
+        }
+    }
+
     /// For each token, whether a negator governs it: a negator within the `window` words before it in
     /// the same clause. "not only" and "no doubt" are idioms that do not negate.
     public static func negationMask(
         _ doc: Document,
         window: Int = 3,
-        negators: WordSet = Scope.negators
+        words: Words = .standard
     ) -> [Bool] {
         var mask = [Bool](repeating: false, count: doc.tokens.count)
         for sentence in doc.sentences {
@@ -26,9 +41,10 @@ public enum Scope {
             var i = sentence.lowerBound
             while i < sentence.upperBound {
                 let t = doc.tokens[i]
-                if t.isClauseBreak || t.isTerminal || scopeBreakers.contains(t) {
+                let role = words.table[t] ?? 0
+                if t.isClauseBreak || t.isTerminal || role & Words.breaker != 0 {
                     remaining = 0
-                } else if negators.contains(t) && !isIdiom(doc, at: i) {
+                } else if role & Words.negator != 0 && !isIdiom(doc, at: i) {
                     remaining = window
                 } else if remaining > 0 {
                     if t.isWord || t.kind == .emoji { mask[i] = true }
