@@ -3,6 +3,7 @@
 # hello-world, then soma serve cached (one text, L1 hits), uncached (a new text per request) and
 # /health, all in the same run on this machine, and soma's resident memory afterwards.
 #   scripts/bench-http.sh [seconds per scenario, default 10] [connections, default 100]
+#   SOMA_BIN=/path/to/soma scripts/bench-http.sh   # another build (an earlier commit's, to compare)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-10}"; connections="${2:-100}"
@@ -10,7 +11,8 @@ command -v wrk >/dev/null || {
   [[ $(id -u) -eq 0 ]] || { echo "bench-http: wrk is missing; run as root or install it" >&2; exit 1; }
   DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 }
-env -u SOMA_SLOWDOWN swift build -c release --product soma --static-swift-stdlib >/dev/null  # as make release
+soma_bin="${SOMA_BIN:-.build/release/soma}"
+[[ -n "${SOMA_BIN:-}" ]] || env -u SOMA_SLOWDOWN swift build -c release --product soma --static-swift-stdlib >/dev/null  # as make release
 (cd Benchmarks && env -u SOMA_SLOWDOWN swift build -c release --product HelloServer >/dev/null)
 
 ulimit -n 65536 2>/dev/null || true
@@ -27,7 +29,7 @@ Benchmarks/.build/release/HelloServer "$hello_port" >/dev/null 2>&1 & pids+=($!)
 # not the per-user budget; the session manager and cache stay as in production.
 SOMA_STATE_DIR="$work/state" SOMA_LOG_LEVEL=warning \
 SOMA_TIER_STANDARD_RPM=1000000000 SOMA_TIER_STANDARD_CONCURRENCY=64 \
-  .build/release/soma serve --port "$soma_port" >"$work/soma.log" 2>&1 & soma_pid=$!; pids+=($soma_pid)
+  "$soma_bin" serve --port "$soma_port" >"$work/soma.log" 2>&1 & soma_pid=$!; pids+=($soma_pid)
 wait_http "http://127.0.0.1:$hello_port/"; wait_http "http://127.0.0.1:$soma_port/ready"
 idle_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$soma_pid/status")
 

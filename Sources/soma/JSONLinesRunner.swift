@@ -63,14 +63,15 @@ struct JSONLinesRunner {
         guard line.count <= maxLineBytes else {
             return failure(id: nil, code: "payload_too_large", message: "line \(lineNumber) is longer than \(maxLineBytes) bytes")
         }
+        // Most lines are {"id": …, "text": "…"}: read (validating the text's UTF-8) and answer
+        // those without Foundation.
+        if let simple = line.withUnsafeBytes({ TextLine.parse($0.bindMemory(to: UInt8.self)) }) {
+            return Data(simple.output(results: engine.analyze(simple.text, modules: modules).json()))
+        }
         do {
             _ = try TextInput.decode(line)
         } catch {
             return failure(id: nil, code: "invalid_utf8", message: "line \(lineNumber): \(error)")
-        }
-        // Most lines are {"id": …, "text": "…"}: read and answer those without Foundation.
-        if let simple = line.withUnsafeBytes({ TextLine.parse($0.bindMemory(to: UInt8.self)) }) {
-            return Data(simple.output(results: engine.analyze(simple.text, modules: modules).json()))
         }
         let parsed: Any
         do { parsed = try JSONSerialization.jsonObject(with: line, options: [.fragmentsAllowed]) } catch {

@@ -89,6 +89,17 @@ struct TextLineTests {
         #expect(fast(line) == nil)
     }
 
+    @Test func invalidUTF8InTheTextIsLeftToTheGeneralPath() {
+        for text: [UInt8] in [[0xFF], [0x61, 0xC3], [0xED, 0xA0, 0x80], [0xC3, 0x28]] {
+            var line = Array(#"{"id": 1, "text": ""#.utf8) + text + Array(#""}"#.utf8)
+            #expect(line.withUnsafeMutableBufferPointer { TextLine.parse(UnsafeBufferPointer($0)) } == nil)
+            line = Array(#"{"text": "\n"#.utf8) + text + Array(#""}"#.utf8)
+            #expect(line.withUnsafeMutableBufferPointer { TextLine.parse(UnsafeBufferPointer($0)) } == nil)
+        }
+        var valid = Array(#"{"text": "caf"#.utf8) + [0xC3, 0xA9] + Array(#""}"#.utf8)
+        #expect(valid.withUnsafeMutableBufferPointer { TextLine.parse(UnsafeBufferPointer($0)) }?.text == "café")
+    }
+
     /// Random texts (escapes, controls, quotes, astral scalars) and ids, serialised by Foundation:
     /// whatever the fast path accepts, it reads as Foundation does.
     @Test func randomLinesAgreeWithFoundation() throws {

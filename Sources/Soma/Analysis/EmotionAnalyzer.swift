@@ -83,7 +83,7 @@ public struct EmotionAnalyzer: Analyzer {
                     dominant: Self.dominant(score.emotions, valence: score.sum)
                 ))
         }
-        var emotions: [String: Double] = [:]
+        var emotions = [String: Double](minimumCapacity: Emotion.allCases.count)
         for (k, e) in Emotion.allCases.enumerated() {
             emotions[e.rawValue] = rounded(total.emotions[k] / (total.emotions[k] + 1))
         }

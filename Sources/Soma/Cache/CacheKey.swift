@@ -47,7 +47,19 @@ public struct CacheKey: Hashable, Sendable, CustomStringConvertible {
     /// `normalizedText` must be the output of `TextNormalizer.normalize(_:)`, so that texts that
     /// analyse the same share one entry. Costs one SHA-256 pass over the text's UTF-8 bytes.
     public static func analysis(module: Module, modelVersion: String, normalizedText: String) -> CacheKey {
-        CacheKey(.analysis(module, modelVersion: modelVersion, text: SHA256.hash(normalizedText)))
+        analysis(module: module, modelVersion: modelVersion, text: TextDigest(normalizedText: normalizedText))
+    }
+
+    /// The same key from the text's digest, so a request for several modules hashes its text once.
+    public static func analysis(module: Module, modelVersion: String, text: TextDigest) -> CacheKey {
+        CacheKey(.analysis(module, modelVersion: modelVersion, text: text.digest))
+    }
+
+    /// The SHA-256 of a normalised text: what names it in analysis keys.
+    public struct TextDigest: Hashable, Sendable {
+        let digest: SHA256.Digest
+
+        public init(normalizedText: String) { digest = SHA256.hash(normalizedText) }
     }
 
     /// The names of every per-user entry the service writes: erasing a user deletes exactly these,

@@ -12,7 +12,8 @@ public struct TextLine: Equatable, Sendable {
     public var idJSON: [UInt8]
     public var text: String
 
-    /// Parses `line` (already known to be valid UTF-8).
+    /// Parses `line`. Its only bytes outside ASCII can be in the text, which is validated as UTF-8
+    /// (nil when it is not: the general path reports where), so the line needs no validation first.
     public static func parse(_ line: UnsafeBufferPointer<UInt8>) -> TextLine? {
         var scanner = Scanner(bytes: line)
         return scanner.line()
@@ -123,13 +124,13 @@ public struct TextLine: Equatable, Sendable {
                 let b = bytes[i]
                 if b == UInt8(ascii: "\"") {
                     if out.isEmpty {
-                        let s = String(decoding: UnsafeBufferPointer(rebasing: bytes[run..<i]), as: UTF8.self)
+                        let s = String(validating: UnsafeBufferPointer(rebasing: bytes[run..<i]), as: UTF8.self)
                         i += 1
                         return s
                     }
                     out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i]))
                     i += 1
-                    return String(decoding: out, as: UTF8.self)
+                    return String(validating: out, as: UTF8.self)
                 }
                 if b < 0x20 { return nil }
                 guard b == UInt8(ascii: "\\") else {

@@ -126,10 +126,15 @@ public final class AnalysisService: Sendable {
     /// tag is part of the key (as a suffix of the version part, so the key layout stays the same
     /// and no user id is in it).
     public func cacheKey(_ module: Module, normalized: String, user: String) -> CacheKey {
+        cacheKey(module, text: CacheKey.TextDigest(normalizedText: normalized), user: UserTag(user))
+    }
+
+    /// The same from the text's digest and the user's tag, each computed once per request.
+    func cacheKey(_ module: Module, text: CacheKey.TextDigest, user: UserTag) -> CacheKey {
         let version = catalog[module].version
         switch configuration.cacheScope {
-        case .shared: return CacheKey.analysis(module: module, modelVersion: version, normalizedText: normalized)
-        case .user: return CacheKey.analysis(module: module, modelVersion: version + "@" + UserTag(user).hex, normalizedText: normalized)
+        case .shared: return CacheKey.analysis(module: module, modelVersion: version, text: text)
+        case .user: return CacheKey.analysis(module: module, modelVersion: version + "@" + user.hex, text: text)
         }
     }
 
@@ -153,13 +158,16 @@ public final class AnalysisService: Sendable {
         var outcome = AnalysisOutcome()
         var missing: [Module] = []
         var keys: [Module: CacheKey] = [:]
+        // The text is hashed once for all the request's modules, and the user tagged once.
+        let digest = CacheKey.TextDigest(normalizedText: normalized)
+        let userTag = UserTag(request.user)
         func key(_ module: Module) -> CacheKey {
             if let known = keys[module] { return known }
-            let made = cacheKey(module, normalized: normalized, user: request.user)
+            let made = cacheKey(module, text: digest, user: userTag)
             keys[module] = made
             return made
         }
-        let hits = await cache.get(request.modules.map(key), for: UserTag(request.user))
+        let hits = await cache.get(request.modules.map(key), for: userTag)
         for (module, hit) in zip(request.modules, hits) {
             if let hit {
                 outcome.results[module] = hit.value

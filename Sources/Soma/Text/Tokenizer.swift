@@ -159,6 +159,9 @@ public struct Tokenizer: Sendable {
     }
 
     static func matchURL(_ s: [Unicode.Scalar], at i: Int) -> Int? {
+        // Every prefix below starts with h or w (either case): most tokens stop here.
+        let first = s[i].value | 0x20
+        guard first == 0x68 || first == 0x77 else { return nil }
         func hasPrefix(_ p: String) -> Bool {
             var k = i
             for c in p.unicodeScalars {
