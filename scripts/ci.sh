@@ -40,4 +40,4 @@ phase chaos bash -c 'make chaos-short SOMA_STACK=compose; rc=$?; scripts/docker-
 phase throughput scripts/jsonl-smoke.sh .build/release/soma 10000
 phase bench make bench
 phase bench-slowdown make bench-slowdown
-phase fuzz scripts/fuzz.sh 30
+phase fuzz scripts/fuzz.sh 20

@@ -3,7 +3,7 @@
 
     scripts/engine-gate.py record [--runs 5] [--tolerance 0.2]   # Benchmarks/engine-gate.json
     scripts/engine-gate.py noise  [--runs 5]                      # unchanged runs against it
-    scripts/engine-gate.py e2e    [--record] [--expect-fail] [--count 20000] [--runs 3]
+    scripts/engine-gate.py e2e    [--record] [--expect-fail] [--count 40000] [--runs 5]
 
 `record` runs EngineGate --runs times (separate processes: what one process's rounds cannot
 average out, such as its memory layout, differs between runs) and commits each workload's median
@@ -98,13 +98,13 @@ def end_to_end(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("record", "noise", "e2e"))
-    parser.add_argument("--runs", type=int, help="record, noise: 5; e2e: 3")
+    parser.add_argument("--runs", type=int, help="record, noise, e2e: 5")
     parser.add_argument("--tolerance", type=float, default=0.2)
-    parser.add_argument("--count", type=int, default=20_000, help="e2e: texts")
+    parser.add_argument("--count", type=int, default=40_000, help="e2e: texts")
     parser.add_argument("--record", action="store_true", help="e2e: record the ratio")
     parser.add_argument("--expect-fail", action="store_true", help="e2e: SOMA_SLOWDOWN is set; red is the pass")
     args = parser.parse_args()
-    args.runs = args.runs or (3 if args.command == "e2e" else 5)
+    args.runs = args.runs or 5
     if not GATE.exists():
         print(f"{GATE} is missing: cd Benchmarks && swift build -c release --product EngineGate")
         return 2
