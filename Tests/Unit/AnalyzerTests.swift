@@ -160,6 +160,35 @@ struct NarrativeAnalyzerTests {
         #expect(narrative("Every morning he feeds the cats and waters the plants.").tense == "present")
     }
 
+    @Test func aPresentTenseUnderAFutureFrameOrInAClauseOfAFutureSentenceIsAPlan() {
+        // A schedule or an arrangement: present tense, future frame ("tomorrow" is flagged `future`).
+        let scheduled = narrative("The match starts at eight tomorrow.")
+        #expect(scheduled.tense == "future")
+        #expect(scheduled.events.map(\.tense) == ["future"])
+        // The same tense without the frame stays present.
+        #expect(narrative("The match starts at eight.").tense == "present")
+        // "when I get home" follows its main clause's future.
+        let call = narrative("I'll call you when I get home.")
+        #expect(call.events.map(\.tense) == ["future", "future"])
+        #expect(narrative("I call you when I get home.").events.map(\.tense) == ["present", "present"])
+    }
+
+    @Test func theParticipleAfterBeOrBeenIsTheMainVerb() {
+        let married = narrative("We have been married for ten years.")
+        #expect(married.events.map(\.verb) == ["married"])
+        #expect(married.events.map(\.tense) == ["present_perfect"])
+        #expect(narrative("You will be amused by it.").events.map(\.verb) == ["amused"])
+        #expect(narrative("She had been crying all night.").events.map(\.tense) == ["past_perfect"])
+    }
+
+    @Test func aTextThroughPastPresentAndFutureIsMixed() {
+        let life = narrative("Last year I lost my job. Now I work from home and I love it. Next month I will start my own company.")
+        #expect(Set(life.events.map(\.tense)) == ["past", "present", "future"])
+        #expect(life.tense == "mixed")
+        // Two tenses with one told once: the main one.
+        #expect(narrative("I work from home and I love it. Last year I lost my job.").tense == "present")
+    }
+
     @Test func reorderingCues() throws {
         let r = narrative("We arrived at noon. Before that, we had stopped for coffee.")
         let first = try #require(r.events.first)

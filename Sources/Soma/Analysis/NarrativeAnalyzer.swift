@@ -103,12 +103,19 @@ public struct NarrativeAnalyzer: Analyzer {
     }()
 
     let bits: Bits
+    /// Per pattern: a temporal frame always ahead of the writer's now (flag `future` in the model).
+    let futureFrame: [Bool]
 
     public init(model: ModuleModel) {
         self.model = model
         agents = AgentDetector(model: model)
         bits = Bits(model)
+        futureFrame = model.patterns.map { $0.label == "temporal" && $0.flags.contains("future") }
     }
+
+    /// Words opening a clause whose present tense follows the main clause's future ("I'll call when
+    /// I get home", "If it rains tomorrow, we'll stay in").
+    static let futureSubordinators: WordSet = ["when", "after", "before", "until", "once", "if", "unless", "while", "as"]
 
     /// Per-token lookups done once per document.
     struct Lookup {
@@ -173,6 +180,9 @@ public struct NarrativeAnalyzer: Analyzer {
             .filter { !doc.quoted[$0.range.lowerBound] }
             var sentenceLayer = 0
             for t in temporal where model.weight(t.pattern, "order") < 0 { sentenceLayer = -1 }
+            // "We leave tomorrow", "next week I'm starting": a present tense under a future frame is a plan.
+            let planned = temporal.contains { futureFrame[$0.pattern] }
+            let sentenceEvents = events.count
             let clauses = doc.clauses(in: sentence).flatMap { subclauses(doc, $0) }
             for clause in clauses {
                 var i = clause.lowerBound
@@ -184,7 +194,8 @@ public struct NarrativeAnalyzer: Analyzer {
                     if mask & bits.first != 0 { first += 1 }
                     if mask & bits.second != 0 { second += 1 }
                     if mask & bits.third != 0 { third += 1 }
-                    guard let (verb, tense, consumed) = finiteVerb(doc, at: i, clause: clause, look) else { continue }
+                    guard var (verb, tense, consumed) = finiteVerb(doc, at: i, clause: clause, look) else { continue }
+                    if planned && tense == "present" { tense = "future" }
                     // Story time: past perfect before the narrative's now, the future after it; a
                     // "before that" / "earlier" / "years ago" cue moves its sentence half a step back.
                     var layer: Float = tense == "past_perfect" ? -1 : (tense == "future" ? 1 : 0)
@@ -200,6 +211,14 @@ public struct NarrativeAnalyzer: Analyzer {
                             index: events.count, verb: verb, clause: clause, tense: tense, layer: layer,
                             time: marker.map { doc.text(of: $0.range).lowercased() }))
                     i += consumed - 1
+                }
+            }
+            // A present tense in a when/if/until clause of a sentence about the future is in the future.
+            if events[sentenceEvents...].contains(where: { $0.tense == "future" }) {
+                for k in sentenceEvents..<events.count
+                where events[k].tense == "present" && Self.futureSubordinators.contains(doc.tokens[events[k].clause.lowerBound]) {
+                    events[k].tense = "future"
+                    events[k].layer = 1
                 }
             }
             // Names and third-person nouns as narrative subjects count toward third person.
@@ -241,7 +260,17 @@ public struct NarrativeAnalyzer: Analyzer {
         func main(after k: Int, _ bit: UInt64) -> (String, Int)? {
             var j = k + 1
             while j < clause.upperBound, j <= k + 3 {
-                if isVerb(doc, j, bit, look) { return (doc.tokens[j].lower, j - i + 1) }
+                if isVerb(doc, j, bit, look) {
+                    // "have been married", "will be amused": the participle after "been" or "be" is the main
+                    // verb (a regular participle may be listed only as a past form: "amused").
+                    if doc.tokens[j].lower == "been" || doc.tokens[j].lower == "be", j + 1 < clause.upperBound,
+                        isVerb(doc, j + 1, bits.verbPP, look) || isVerb(doc, j + 1, bits.verbIng, look)
+                            || isVerb(doc, j + 1, bits.verbPast, look)
+                    {
+                        return (doc.tokens[j + 1].lower, j - i + 2)
+                    }
+                    return (doc.tokens[j].lower, j - i + 1)
+                }
                 if look.masks[j] & bits.adverb != 0 || look.closed[j].contains(.negation) || (doc.tokens[j].lower == "been" && bit == bits.verbPP) {
                     j += 1
                     continue
@@ -249,6 +278,14 @@ public struct NarrativeAnalyzer: Analyzer {
                 return nil
             }
             return nil
+        }
+        // The participle after "be"/"been" at `k` ("will be amused", "had been told"), as (verb, tokens).
+        func participle(after k: Int) -> (String, Int)? {
+            let p = k + 1
+            guard p < clause.upperBound,
+                isVerb(doc, p, bits.verbPP, look) || isVerb(doc, p, bits.verbIng, look) || isVerb(doc, p, bits.verbPast, look)
+            else { return nil }
+            return (doc.tokens[p].lower, p - i + 1)
         }
         if w == "going" || w == "gonna", i + 1 < clause.upperBound, pc.contains(.presentBe) || pc.contains(.pastBe) || pm & bits.first != 0 {
             let k = w == "gonna" ? i : i + 1
@@ -258,19 +295,20 @@ public struct NarrativeAnalyzer: Analyzer {
         }
         if look.masks[i] & bits.auxFuture != 0 {
             if let (v, n) = main(after: i, bits.verbBase) { return (v, "future", n) }
+            if next(i + 1) == "be", let (v, n) = participle(after: i + 1) { return (v, "future", n) }
             if let n = next(i + 1), ["be", "have", "do", "get"].contains(n) { return (n, "future", 2) }
             return nil
         }
         if c.contains(.perfectPast) {
             if let (v, n) = main(after: i, bits.verbPP) { return (v, "past_perfect", n) }
-            if next(i + 1) == "been" { return ("been", "past_perfect", 2) }
+            if next(i + 1) == "been" { return participle(after: i + 1).map { ($0.0, "past_perfect", $0.1) } ?? ("been", "past_perfect", 2) }
             if w == "had" || w == "hadn't" { return ("had", "past", 1) }
             return nil
         }
         if c.contains(.perfectPresent) {
             // The present perfect is a present tense: "I have lived here for years".
             if let (v, n) = main(after: i, bits.verbPP) { return (v, "present_perfect", n) }
-            if next(i + 1) == "been" { return ("been", "present_perfect", 2) }
+            if next(i + 1) == "been" { return participle(after: i + 1).map { ($0.0, "present_perfect", $0.1) } ?? ("been", "present_perfect", 2) }
             if w == "has" || w == "have" || w.hasSuffix("'ve") { return (w == "has" ? "has" : "have", "present", 1) }
             return nil
         }
@@ -292,6 +330,7 @@ public struct NarrativeAnalyzer: Analyzer {
         if c.contains(.doPresent), let (v, n) = main(after: i, bits.verbBase) { return (v, "present", n) }
         if look.masks[i] & bits.auxModal != 0 {
             if let (v, n) = main(after: i, bits.verbBase) { return (v, "modal", n) }
+            if next(i + 1) == "be", let (v, n) = participle(after: i + 1) { return (v, "modal", n) }
             if let n = next(i + 1), ["be", "have", "do"].contains(n) { return (n, "modal", 2) }
             return nil
         }
@@ -351,7 +390,8 @@ public struct NarrativeAnalyzer: Analyzer {
         let counts = [("past", past), ("present", present), ("future", future)].sorted { $0.1 > $1.1 }
         let top = counts[0]
         if Float(top.1) / Float(total) >= 0.65 { return top.0 }
-        if counts[1].1 >= 2 { return "mixed" }
+        // Two tenses told at length, or a text that moves through past, present and future.
+        if counts[1].1 >= 2 || counts[2].1 >= 1 { return "mixed" }
         return top.0
     }
 
