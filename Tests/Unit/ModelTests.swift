@@ -46,6 +46,16 @@ struct ModelSourceTests {
         }
     }
 
+    @Test func classesBeyondTheMaskAreRefused() throws {
+        func lines(_ classes: Int) -> String {
+            (0..<classes).map { "word\($0)\tclass\($0)\tconfidence=0.5\t-" }.joined(separator: "\n")
+        }
+        let full = try ModelSource.parse(.reasoning, text: lines(ModuleModel.maxClasses))
+        // The 64th class still has its own bit.
+        #expect(full.contains(word: "word63", label: "class63") && !full.contains(word: "word63", label: "class62"))
+        #expect(throws: ModelSource.LoadError.self) { try ModelSource.parse(.reasoning, text: lines(ModuleModel.maxClasses + 1)) }
+    }
+
     @Test func checksumFollowsContent() throws {
         let a = try ModelSource.parse(.values, text: "help others\tlex\tbenevolence=1\t-\n")
         let b = try ModelSource.parse(.values, text: "help others\tlex\tbenevolence=0.9\t-\n")

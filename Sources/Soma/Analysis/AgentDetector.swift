@@ -18,7 +18,6 @@ struct AgentDetector: Sendable {
     private let roleBit: UInt64
     private let nameBit: UInt64
     private let anyClass: UInt64
-    private let exactBits: Bool
 
     init(model: ModuleModel) {
         self.model = model
@@ -26,19 +25,16 @@ struct AgentDetector: Sendable {
         roleBit = model.bit(for: "agent.role")
         nameBit = model.bit(for: "agent.name")
         anyClass = model.bit(for: "")
-        exactBits = model.everyClassHasABit
     }
 
-    /// Whether the token's word is a single-word pattern of `label` (`bit` is that class's bit).
+    /// Whether the token's word is a single-word pattern of the class whose bit is `bit`.
     @inline(__always)
-    private func has(_ t: Token, _ bit: UInt64, _ label: String) -> Bool {
-        exactBits ? model.labelMask(of: t) & bit != 0 : model.contains(word: t.lower, label: label)
-    }
+    private func has(_ t: Token, _ bit: UInt64) -> Bool { model.labelMask(of: t) & bit != 0 }
 
     /// Whether the token's word is a single-word pattern of any class.
     @inline(__always)
     private func known(_ t: Token) -> Bool {
-        exactBits ? model.labelMask(of: t) & anyClass != 0 : model.contains(word: t.lower, labelPrefix: "")
+        model.labelMask(of: t) & anyClass != 0
     }
 
     static let collective: WordSet = ["everyone", "everybody", "nobody", "someone", "somebody", "people", "anyone"]
@@ -83,9 +79,9 @@ struct AgentDetector: Sendable {
 
     static let closed: WordTable<ClosedWord> = {
         var table = WordTable<ClosedWord>()
-        for (w, p) in pronouns.entries { table[w] = ClosedWord(pronoun: p) }
-        for w in determiners.words { table[w] = ClosedWord(pronoun: table[w]?.pronoun, determiner: true, collective: table[w]?.collective ?? false) }
-        for w in collective.words { table[w] = ClosedWord(pronoun: table[w]?.pronoun, determiner: table[w]?.determiner ?? false, collective: true) }
+        for (w, p) in pronouns.entries { table.insert(w, ClosedWord(pronoun: p)) }
+        for w in determiners.words { table.update(w, default: ClosedWord()) { $0.determiner = true } }
+        for w in collective.words { table.update(w, default: ClosedWord()) { $0.collective = true } }
         return table
     }()
 
@@ -115,13 +111,13 @@ struct AgentDetector: Sendable {
         if isName(doc, at: i) {
             var end = i + 1
             if end < doc.tokens.count, doc.tokens[end].isCapitalized, !Self.notNames.contains(doc.tokens[end]),
-                has(doc.tokens[end], nameBit, "agent.name") || isSurname(doc, end)
+                has(doc.tokens[end], nameBit) || isSurname(doc, end)
             {
                 end += 1
             }
             return Agent(range: i..<end, name: t.lower, isSelf: false, isSubject: true)
         }
-        if t.isCapitalized, has(t, kinBit, "agent.kin") {
+        if t.isCapitalized, has(t, kinBit) {
             // "Grandad remembers…": a capitalised kinship word without a determiner is used as a name.
             return Agent(range: i..<(i + 1), name: t.lower, isSelf: false, isSubject: true)
         }
@@ -132,13 +128,13 @@ struct AgentDetector: Sendable {
     }
 
     func isPersonNoun(_ token: Token) -> Bool {
-        has(token, kinBit, "agent.kin") || has(token, roleBit, "agent.role")
+        has(token, kinBit) || has(token, roleBit)
     }
 
     func isName(_ doc: Document, at i: Int) -> Bool {
         let t = doc.tokens[i]
         guard t.isCapitalized, !t.isAllCaps || t.text.count <= 3, !Self.notNames.contains(t) else { return false }
-        if has(t, nameBit, "agent.name") { return true }
+        if has(t, nameBit) { return true }
         // A capitalised word the model does not know, followed by a verb-like word, reads as a name
         // ("Priya hopes …"): the name list only speeds this up, so pruning rare names costs little.
         guard t.kind == .word, t.text.unicodeScalars.count >= 3, !known(t),

@@ -94,7 +94,7 @@ public struct NarrativeAnalyzer: Analyzer {
     static let closed: WordTable<Closed> = {
         var table = WordTable<Closed>()
         func add(_ words: some Sequence<String>, _ flag: Closed) {
-            for w in words { table[w] = (table[w] ?? []).union(flag) }
+            for w in words { table.update(w, default: []) { $0.formUnion(flag) } }
         }
         add(subjects, .subject); add(blockers, .blocker); add(pastBe, .pastBe); add(presentBe, .presentBe)
         add(perfectPast, .perfectPast); add(perfectPresent, .perfectPresent); add(doPast, .doPast); add(doPresent, .doPresent)
@@ -194,7 +194,8 @@ public struct NarrativeAnalyzer: Analyzer {
                     if mask & bits.first != 0 { first += 1 }
                     if mask & bits.second != 0 { second += 1 }
                     if mask & bits.third != 0 { third += 1 }
-                    guard var (verb, tense, consumed) = finiteVerb(doc, at: i, clause: clause, look) else { continue }
+                    guard let (verb, finiteTense, consumed) = finiteVerb(doc, at: i, clause: clause, look) else { continue }
+                    var tense = finiteTense
                     if planned && tense == "present" { tense = "future" }
                     // Story time: past perfect before the narrative's now, the future after it; a
                     // "before that" / "earlier" / "years ago" cue moves its sentence half a step back.

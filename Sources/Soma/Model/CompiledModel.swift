@@ -201,6 +201,10 @@ public enum CompiledModel {
                     code: .corrupt,
                     message: "\(origin): \(counts.dimensions) weight dimensions, module \(header.module.rawValue) has \(header.module.dimensions.count)")
             }
+            let classes = Set(patterns.map(\.label)).count
+            guard classes <= ModuleModel.maxClasses else {
+                throw LoadError(code: .corrupt, message: "\(origin): \(classes) pattern classes, at most \(ModuleModel.maxClasses) are allowed")
+            }
             let model = ModuleModel(module: header.module, patterns: patterns, weights: weights)
             guard model.checksum == header.checksum else {
                 throw LoadError(code: .corrupt, message: "\(origin): model checksum mismatch")

@@ -26,14 +26,14 @@ public enum ModelSource {
         for name in names {
             try builder.read(file: folder.appendingPathComponent(name), depth: 0)
         }
-        return builder.model()
+        return try builder.model()
     }
 
     /// Parses source lines (for tests and tools); `origin` names them in errors.
     public static func parse(_ module: Module, text: String, origin: String = "<memory>") throws -> ModuleModel {
         var builder = Builder(module: module)
         try builder.read(text: text, origin: origin, base: nil, depth: 0)
-        return builder.model()
+        return try builder.model()
     }
 
     struct Builder {
@@ -43,8 +43,14 @@ public enum ModelSource {
         var rows: [[Float]] = []
         var positions: [String: Int] = [:]
 
-        func model() -> ModuleModel {
-            ModuleModel(module: module, patterns: patterns, weights: WeightTable(dimensions: module.dimensions.count, rows: rows))
+        func model() throws -> ModuleModel {
+            let classes = Set(patterns.map(\.label)).count
+            guard classes <= ModuleModel.maxClasses else {
+                throw LoadError(
+                    file: module.rawValue, line: 0,
+                    message: "\(classes) pattern classes; a model has at most \(ModuleModel.maxClasses) (one bit each in a word's class mask)")
+            }
+            return ModuleModel(module: module, patterns: patterns, weights: WeightTable(dimensions: module.dimensions.count, rows: rows))
         }
 
         init(module: Module) {

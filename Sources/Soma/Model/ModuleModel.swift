@@ -11,13 +11,12 @@ public struct ModuleModel: Sendable {
         let checksum: UInt64
         let wordIndex: [String: [Int32]]
         let dimensionIndex: [String: Int]
-        /// Bit per class (the first 64 classes by first appearance), and per word the classes it has
-        /// as a single-word pattern: the hot `contains(word:label:)` is one hash lookup and a bit test.
+        /// Bit per class, and per word the classes it has as a single-word pattern: the hot
+        /// `contains(word:label:)` is one probe and a bit test. A model has at most `maxClasses`
+        /// classes (the loaders refuse more), so every class has its bit.
         let labelBit: [String: UInt64]
         let prefixMask: [String: UInt64]
         let wordLabels: WordTable<UInt64>
-        /// Whether every class has a bit (at most 64 classes), so masks answer every class question.
-        let everyClassHasABit: Bool
 
         init(module: Module, patterns: [Pattern], weights: WeightTable) {
             self.module = module
@@ -30,9 +29,8 @@ public struct ModuleModel: Sendable {
             }
             wordIndex = index
             var bits: [String: UInt64] = [:]
-            for p in patterns where bits[p.label] == nil && bits.count < 64 { bits[p.label] = 1 << UInt64(bits.count) }
+            for p in patterns where bits[p.label] == nil { bits[p.label] = 1 << UInt64(bits.count) }
             labelBit = bits
-            everyClassHasABit = Set(patterns.map(\.label)).count <= 64
             var prefixes: [String: UInt64] = ["": bits.values.reduce(0, |)]
             for (label, bit) in bits {
                 var prefix = ""
@@ -46,7 +44,7 @@ public struct ModuleModel: Sendable {
             for (word, hits) in index.sorted(by: { $0.key < $1.key }) {
                 var mask: UInt64 = 0
                 for h in hits { mask |= bits[patterns[Int(h)].label] ?? 0 }
-                words[word] = mask
+                words.insert(word, mask)
             }
             wordLabels = words
             dimensionIndex = Dictionary(uniqueKeysWithValues: module.dimensions.enumerated().map { ($1, $0) })
@@ -69,8 +67,12 @@ public struct ModuleModel: Sendable {
     private var prefixMask: [String: UInt64] { storage.prefixMask }
     private var wordLabels: WordTable<UInt64> { storage.wordLabels }
 
+    /// The most pattern classes a model may have: one bit each in a word's class mask.
+    public static let maxClasses = 64
+
     public init(module: Module, patterns: [Pattern], weights: WeightTable) {
         precondition(weights.count == patterns.count && weights.dimensions == module.dimensions.count)
+        precondition(Set(patterns.map(\.label)).count <= Self.maxClasses, "the loaders refuse models with more classes")
         storage = Storage(module: module, patterns: patterns, weights: weights)
     }
 
@@ -90,15 +92,16 @@ public struct ModuleModel: Sendable {
     /// Whether `word` is a single-word pattern of class `label`.
     @inline(__always)
     public func contains(word: String, label: String) -> Bool {
-        guard let bit = labelBit[label] else { return slowContains(word: word) { $0 == label } }
+        guard let bit = labelBit[label] else { return false }
         return (wordLabels[word] ?? 0) & bit != 0
     }
 
     /// Whether `word` is a single-word pattern whose class starts with `prefix` ("" = any class;
     /// fast for prefixes ending at a ".", like "agent." or "verb.").
     public func contains(word: String, labelPrefix prefix: String) -> Bool {
-        if let mask = prefixMask[prefix], labelBit.count < 64 { return (wordLabels[word] ?? 0) & mask != 0 }
-        return slowContains(word: word) { $0.hasPrefix(prefix) }
+        if let mask = prefixMask[prefix] { return (wordLabels[word] ?? 0) & mask != 0 }
+        guard let hits = wordIndex[word] else { return false }
+        return hits.contains { patterns[Int($0)].label.hasPrefix(prefix) }
     }
 
     /// The classes `word` has as a single-word pattern, as a bit mask (see `bit(for:)`).
@@ -109,20 +112,11 @@ public struct ModuleModel: Sendable {
     @inline(__always)
     public func labelMask(of token: Token) -> UInt64 { wordLabels[token] ?? 0 }
 
-    /// Whether `labelMask(of:)` and `bit(for:)` answer for every class of the model (it has at most
-    /// 64); when not, ask `contains(word:label:)`.
-    public var everyClassHasABit: Bool { storage.everyClassHasABit }
-
     /// The bit of class `label` in `labelMask(of:)` (0 for a class the model lacks), or of every
     /// class starting with `label` when it ends with "." (and "" for any class).
     public func bit(for label: String) -> UInt64 {
         if label.isEmpty || label.hasSuffix(".") { return prefixMask[label] ?? 0 }
         return labelBit[label] ?? 0
-    }
-
-    private func slowContains(word: String, _ accept: (String) -> Bool) -> Bool {
-        guard let hits = wordIndex[word] else { return false }
-        return hits.contains { accept(patterns[Int($0)].label) }
     }
 
     /// The weight named `dimension` of pattern `index` (0 when the module has no such weight).

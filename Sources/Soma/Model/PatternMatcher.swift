@@ -52,7 +52,7 @@ public struct PatternMatcher: Sendable {
                 id = known
             } else {
                 id = Int32(vocabulary.count)
-                vocabulary[token] = id
+                vocabulary.insert(token, id)
             }
             let k = Self.key(node, id)
             if let next = edges[k] {

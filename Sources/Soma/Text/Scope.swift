@@ -23,8 +23,8 @@ public enum Scope {
         public static let standard = Words(negators: Scope.negators)
 
         public init(negators: WordSet) {
-            for w in negators.words { table[w] = Self.negator }
-            for w in Scope.scopeBreakers.words { table[w] = (table[w] ?? 0) | Self.breaker }
+            for w in negators.words { table.insert(w, Self.negator) }
+            for w in Scope.scopeBreakers.words { table.update(w, default: 0) { $0 |= Self.breaker } }
         }
     }
 

@@ -29,20 +29,19 @@ public struct Token: Sendable, Hashable {
         self.text = text
         self.lower = lower
         // One pass over `lower`'s bytes for its key and whether it is ASCII letters.
-        var key: UInt64 = 0xcbf2_9ce4_8422_2325
+        var key = FNV1a()
         var ascii = true
         var letters = true
         var word = lower
         word.withUTF8 { bytes in
             for b in bytes {
-                key ^= UInt64(b)
-                key &*= 0x0000_0100_0000_01B3
+                key.mix(byte: b)
                 if b >= 0x80 { ascii = false }
                 let folded = b | 0x20
                 if folded < UInt8(ascii: "a") || folded > UInt8(ascii: "z") { letters = false }
             }
         }
-        self.key = key
+        self.key = key.value
         isASCII = ascii
         isAlphabetic = ascii ? letters : lower.unicodeScalars.allSatisfy { $0.properties.isAlphabetic }
         self.kind = kind

@@ -3,20 +3,10 @@
 /// of hashing the String again (String hashing was the engine's largest single cost:
 /// docs/PERFORMANCE.md, "Engine speed").
 public enum WordKey {
-    /// (`Token.init` computes the same in its own pass over the bytes.)
+    /// (`Token.init` computes the same with `FNV1a.mix(byte:)` in its own pass over the bytes.)
     public static func of(_ word: String) -> UInt64 {
         var word = word
-        return word.withUTF8 { of(bytes: $0) }
-    }
-
-    @inline(__always)
-    static func of(bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in bytes {
-            h ^= UInt64(b)
-            h &*= 0x0000_0100_0000_01B3
-        }
-        return h
+        return word.withUTF8 { FNV1a.hash($0) }
     }
 
     /// The slot of `key` in a table of `1 << (64 - shift)` slots (Fibonacci hashing: FNV-1a's low
@@ -48,7 +38,7 @@ public struct WordTable<Value: Sendable>: Sendable {
 
     public init<S: Sequence>(_ pairs: S) where S.Element == (String, Value) {
         self.init()
-        for (word, value) in pairs { self[word] = value }
+        for (word, value) in pairs { insert(word, value) }
     }
 
     public var count: Int { words.count }
@@ -75,25 +65,31 @@ public struct WordTable<Value: Sendable>: Sendable {
     }
 
     public subscript(word: String) -> Value? {
-        get {
-            let e = index(key: WordKey.of(word), word: word).entry
-            return e < 0 ? nil : values[Int(e)]
+        let e = index(key: WordKey.of(word), word: word).entry
+        return e < 0 ? nil : values[Int(e)]
+    }
+
+    /// Sets the value of `word`, replacing the one it had. (Entries are never removed: the engine's
+    /// tables are built once and only read afterwards.)
+    public mutating func insert(_ word: String, _ value: Value) {
+        let key = WordKey.of(word)
+        let (s, e) = index(key: key, word: word)
+        if e >= 0 {
+            values[Int(e)] = value
+            return
         }
-        set {
-            let key = WordKey.of(word)
-            let (s, e) = index(key: key, word: word)
-            if e >= 0 {
-                // Removal is never needed by the engine's tables; a nil leaves the entry as it was.
-                if let newValue { values[Int(e)] = newValue }
-                return
-            }
-            guard let newValue else { return }
-            slots[s] = Int32(words.count)
-            keys.append(key)
-            words.append(word)
-            values.append(newValue)
-            if words.count * 2 > slots.count { grow() }
-        }
+        slots[s] = Int32(words.count)
+        keys.append(key)
+        words.append(word)
+        values.append(value)
+        if words.count * 2 > slots.count { grow() }
+    }
+
+    /// Updates the value of `word` in place, starting from `initial` when it has none.
+    public mutating func update(_ word: String, default initial: @autoclosure () -> Value, _ change: (inout Value) -> Void) {
+        var value = self[word] ?? initial()
+        change(&value)
+        insert(word, value)
     }
 
     public func contains(_ token: Token) -> Bool { index(key: token.key, word: token.lower).entry >= 0 }
@@ -116,7 +112,7 @@ public struct WordSet: Sendable, ExpressibleByArrayLiteral {
     private var table = WordTable<Bool>()
 
     public init<S: Sequence>(_ words: S) where S.Element == String {
-        for w in words { table[w] = true }
+        for w in words { table.insert(w, true) }
     }
 
     public init(arrayLiteral elements: String...) { self.init(elements) }
@@ -124,7 +120,7 @@ public struct WordSet: Sendable, ExpressibleByArrayLiteral {
     @inline(__always)
     public func contains(_ token: Token) -> Bool { table.contains(token) }
     public func contains(_ word: String) -> Bool { table.contains(word) }
-    public mutating func insert(_ word: String) { table[word] = true }
+    public mutating func insert(_ word: String) { table.insert(word, true) }
     public var count: Int { table.count }
     public var words: [String] { table.entries.map(\.0) }
 }
