@@ -59,29 +59,59 @@ public struct EmotionAnalyzer: Analyzer {
         var arousal: Float = 0
         var arousalWeight: Float = 0
         var hits = 0
+        /// The sentence opens with a "but"-type contrast ("But…", "However,…"): it turns against
+        /// the sentences before it, and the document weighs the two sides.
+        var opensTurn = false
+        /// All-caps words that are not lexicon entries ("AGAIN", "SIX"): shouting.
+        var shouts = 0
     }
 
     public func analyze(_ doc: Document) -> EmotionResult {
         let ids = model.matcher.tokenIDs(doc)
         let negated = Scope.negationMask(doc, words: negators)
         let mixedCase = doc.tokens.contains { $0.isWord && !$0.isAllCaps && $0.text.unicodeScalars.contains { $0.properties.isLowercase } }
-        var total = SentenceScore()
+        var scores: [SentenceScore] = []
+        scores.reserveCapacity(doc.sentences.count)
         var sentences: [EmotionResult.Sentence] = []
         var exclamations = 0
         var capsWords = 0
         for sentence in doc.sentences {
             let score = scoreSentence(doc, sentence, ids: ids, negated: negated, mixedCase: mixedCase, capsWords: &capsWords, exclamations: &exclamations)
-            total.sum += score.sum
-            total.hits += score.hits
-            total.arousal += score.arousal
-            total.arousalWeight += score.arousalWeight
-            for k in 0..<8 { total.emotions[k] += score.emotions[k] }
+            scores.append(score)
             sentences.append(
                 .init(
                     text: doc.trimmedText(of: sentence),
                     valence: rounded(Self.normalize(score.sum)),
                     dominant: Self.dominant(score.emotions, valence: score.sum)
                 ))
+        }
+        // A sentence that opens with a turn ("…. But the plot went nowhere.") weighs the sentences
+        // before it half and itself and the rest one and a half times, as a "but" inside a
+        // sentence does; an unmarked side takes the sign opposite to the other (see `turned`).
+        var weights = [Float](repeating: 1, count: scores.count)
+        if let k = scores.indices.dropFirst().first(where: { scores[$0].opensTurn }) {
+            let before = scores[..<k].reduce(0) { $0 + $1.sum }
+            let after = scores[k...].reduce(0) { $0 + $1.sum }
+            for i in weights.indices { weights[i] = i < k ? Self.turnBefore : Self.turnAfter }
+            if let implied = Self.turned(before: before, after: after) {
+                scores[k].sum += implied
+                scores[k].emotions[Self.sadnessIndex] += Self.impliedEmotion(implied)
+            }
+        }
+        var total = SentenceScore()
+        for (score, w) in zip(scores, weights) {
+            total.sum += score.sum * w
+            total.hits += score.hits
+            total.shouts += score.shouts
+            total.arousal += score.arousal
+            total.arousalWeight += score.arousalWeight
+            for k in 0..<8 { total.emotions[k] += score.emotions[k] * w }
+        }
+        // Shouting ("Printer jammed. AGAIN.") with nothing positive said is anger.
+        if total.shouts > 0, total.sum <= 0 {
+            let n = Float(min(total.shouts, 3))
+            total.sum -= Self.shoutValence * n
+            total.emotions[Self.angerIndex] += Self.shoutAnger * n
         }
         var emotions = [String: Double](minimumCapacity: Emotion.allCases.count)
         for (k, e) in Emotion.allCases.enumerated() {
@@ -97,7 +127,7 @@ public struct EmotionAnalyzer: Analyzer {
             valence: rounded(Self.normalize(total.sum)),
             arousal: rounded(clamp(arousal, 0, 1)),
             emotions: emotions,
-            dominant: Self.dominant(total.emotions, valence: total.sum, emphatic: exclamations > 0 || capsWords > 0),
+            dominant: Self.dominant(total.emotions, valence: total.sum, emphatic: exclamations > 0 || capsWords > 0 || total.shouts > 0),
             sentences: sentences
         )
     }
@@ -111,9 +141,14 @@ public struct EmotionAnalyzer: Analyzer {
         // Degree words: their scalar sits on the last token they cover.
         var degreeAt: [Int: Float] = [:]
         var contrastAt: [(index: Int, before: Float, after: Float)] = []
+        var hedged = false
+        var covered = Set<Int>()
         for m in matches {
             let p = model.patterns[m.pattern]
-            if p.label == "degree" {
+            if lexIndex[m.pattern] { covered.formUnion(m.range) }
+            if p.label == "hedge" {
+                hedged = true
+            } else if p.label == "degree" {
                 degreeAt[m.range.upperBound - 1] = model.weights[m.pattern, scaleDim]
             } else if p.label == "contrast" {
                 let before = model.weight(m.pattern, "before")
@@ -125,11 +160,22 @@ public struct EmotionAnalyzer: Analyzer {
         // opening the sentence ("Although X, Y") weighs its own clause, up to the comma, as the "after"
         // part and the main clause after the comma as the "before" part.
         var contrast = contrastAt.first
-        if let c = contrast, c.before > c.after, c.index == sentence.lowerBound,
-            let comma = (c.index..<sentence.upperBound).first(where: { doc.tokens[$0].isClauseBreak })
+        if let c = contrast, c.index == sentence.lowerBound {
+            if c.before < c.after {
+                // "But …" opening the sentence turns against the sentences before it (`analyze`).
+                score.opensTurn = true
+                contrast = contrastAt.dropFirst().first
+            } else if let comma = (c.index..<sentence.upperBound).first(where: { doc.tokens[$0].isClauseBreak }) {
+                contrast = (comma, c.after, c.before)
+            }
+        } else if let c = contrast, c.before > c.after, c.index > sentence.lowerBound, doc.tokens[c.index - 1].isClauseBreak,
+            Self.afterthoughts.contains(doc.tokens[c.index])
         {
-            contrast = (comma, c.after, c.before)
+            // ", though …" / ", although …" after a finished clause is an afterthought that turns
+            // against it, like "but" (the blind set's label guide: the clause after the turn decides).
+            contrast = (c.index, c.after, c.before)
         }
+        var sides: (before: Float, after: Float) = (0, 0)
         for m in matches where lexIndex[m.pattern] {
             // A word that is also a degree word ("so", "pretty") acts as a degree word before another hit.
             if degreeAt[m.range.upperBound - 1] != nil, m.range.count == 1,
@@ -156,7 +202,9 @@ public struct EmotionAnalyzer: Analyzer {
                 emotion = Self.negate(emotion)
             }
             if let contrast {
-                let w = m.range.lowerBound < contrast.index ? contrast.before : contrast.after
+                let isBefore = m.range.lowerBound < contrast.index
+                if isBefore { sides.before += valence } else { sides.after += valence }
+                let w = isBefore ? contrast.before : contrast.after
                 valence *= w
                 factor *= w
             }
@@ -168,6 +216,22 @@ public struct EmotionAnalyzer: Analyzer {
             score.arousal += a * w
             score.arousalWeight += w
             score.hits += 1
+        }
+        // A turn with one side unmarked: "The rooms were spotless, but the walls were thin" says
+        // the walls were a let-down without a word for it.
+        if let contrast, let implied = Self.turned(before: sides.before, after: sides.after) {
+            score.sum += implied * contrast.after
+            score.emotions[Self.sadnessIndex] += Self.impliedEmotion(implied) * contrast.after
+        }
+        // A hedge ("fine, I suppose") turns faint praise into disappointment.
+        if hedged, score.sum > 0, score.sum < Self.faintPraise {
+            score.sum *= Self.hedgeScalar
+            score.emotions[Self.sadnessIndex] += score.emotions[0] + score.emotions[1]
+            score.emotions[0] = 0
+            score.emotions[1] = 0
+        }
+        if mixedCase {
+            for i in sentence where !covered.contains(i) && Self.isShout(doc.tokens[i]) { score.shouts += 1 }
         }
         // Punctuation emphasis.
         var bangs = 0
@@ -195,6 +259,39 @@ public struct EmotionAnalyzer: Analyzer {
         guard implied != 0 else { return valence }
         guard valence != 0 else { return implied }
         return (1 - impliedShare) * valence + impliedShare * implied
+    }
+
+    static let afterthoughts: WordSet = ["although", "though"]
+    static let joyIndex = 0
+    static let sadnessIndex = 4
+    static let angerIndex = 6
+    /// Weights of the sentences before and after one that opens with a turn (VADER's "but").
+    static let turnBefore: Float = 0.5
+    static let turnAfter: Float = 1.5
+    /// Raw valence below which a hedged sentence's praise is faint.
+    static let faintPraise: Float = 2.2
+    static let hedgeScalar: Float = -0.6
+    static let shoutValence: Float = 0.9
+    static let shoutAnger: Float = 0.35
+
+    /// What a turn adds to its later side: "X, but Y" says Y goes against X, so a later side that
+    /// is unmarked, or marked the other way but more faintly, counts as strongly against X as X is
+    /// for it ("Thanks for the quick turnaround. However, the figures still don't match"). Nil when
+    /// the later side already outweighs the earlier one or agrees with it ("good, but great").
+    static func turned(before: Float, after: Float) -> Float? {
+        guard before != 0, after * before <= 0, abs(after) < abs(before) else { return nil }
+        return -before - after
+    }
+
+    /// Sadness (disappointment) for an implied negative turn.
+    static func impliedEmotion(_ implied: Float) -> Float { implied < 0 ? min(1, -implied / 4) : 0 }
+
+    /// An all-caps word of three or more letters with a vowel, in mixed-case text, that no lexicon
+    /// entry covers: "AGAIN", "SIX", "MONDAY" (not "NHS" or "BBC").
+    static func isShout(_ t: Token) -> Bool {
+        guard t.isAllCaps, t.isASCII, t.isAlphabetic else { return false }
+        let bytes = t.lower.utf8
+        return bytes.count >= 3 && bytes.contains { $0 == 97 || $0 == 101 || $0 == 105 || $0 == 111 || $0 == 117 }
     }
 
     static let impliedScale: Float = 2.5
