@@ -79,20 +79,22 @@ import Testing
         }
     }
 
-    /// The hard-case development set (Fixtures/eval-dev: written blind to the lexicons, for the
-    /// emotion and theory-of-mind modules, and tuned on). SOMA_EVAL_MISSES=1 lists its misses.
-    @Test func hardDevTable() throws {
+    /// The hard-case development sets (Fixtures/eval-dev for emotion and theory of mind,
+    /// Fixtures/eval-val for emotion: written blind to the lexicons, and tuned on; see their
+    /// READMEs). SOMA_EVAL_MISSES=1 lists their misses.
+    @Test(arguments: [("Fixtures/eval-dev", [Module.emotion, .theoryOfMind]), ("Fixtures/eval-val", [Module.emotion])])
+    func hardDevTable(_ path: String, _ modules: [Module]) throws {
         let evaluator = Evaluator(engine: Fixtures.engine)
-        let folder = Fixtures.root.appendingPathComponent("Fixtures/eval-dev")
+        let folder = Fixtures.root.appendingPathComponent(path)
         var scores: [Evaluator.Score] = []
-        for task in Evaluator.Task.all where [.emotion, .theoryOfMind].contains(task.module) {
+        for task in Evaluator.Task.all where modules.contains(task.module) {
             let set = try EvaluationSet.load(task.module, from: folder)
             let old = try EvaluationSet.load(task.module, from: Fixtures.eval)
             let score = evaluator.score(task, on: set, split: .dev, majorityFrom: old)
             #expect(score.items >= 90, "\(score.task): \(score.items) hard dev items")
             scores.append(score)
         }
-        print(Evaluator.table(scores, title: "hard dev accuracy (Fixtures/eval-dev; majority class from the old dev split)"))
+        print(Evaluator.table(scores, title: "hard dev accuracy (\(path); majority class from the old dev split)"))
         for score in scores { print("hard dev confusion, \(score.task) (rows gold, columns predicted):\n" + Evaluator.confusionTable(score)) }
         if ProcessInfo.processInfo.environment["SOMA_EVAL_MISSES"] == "1" {
             for s in scores { for m in s.misses { print("hard dev miss \(s.task): \(m.id) gold=\(m.gold) predicted=\(m.predicted)") } }

@@ -25,6 +25,53 @@ struct EmotionAnalyzerTests {
         #expect(emotion("The service was terrible but the food was great").valence > 0)
     }
 
+    @Test func aTurnWithAnUnmarkedLaterSideGoesAgainstTheEarlierOne() {
+        // Nothing in "the lift was out for a week" is negative; the turn says it is.
+        #expect(emotion("The staff were lovely, but the lift was out for a week.").valence < 0)
+        // Across sentences: an opening "However" weighs what comes after it.
+        #expect(emotion("Thanks for sending the plans so quickly. However, the kitchen is on the wrong wall.").valence < 0)
+        // A later side that agrees, or outweighs, is left alone.
+        #expect(emotion("The starter was good, but the main course was wonderful.").valence > 0.3)
+        #expect(emotion("The start was slow, but the ending was brilliant and moving.").valence > 0)
+        // ", though …" after a finished clause turns like "but"; an opening "Although" is a concession.
+        #expect(emotion("The garden looked lovely, though the fountain had been switched off for good.").valence < 0)
+        #expect(emotion("Although the fountain was off, the garden looked lovely.").valence > 0)
+    }
+
+    @Test func hedgesTurnFaintPraiseIntoDisappointment() {
+        #expect(emotion("The concert was fine.").valence > 0)
+        let hedged = emotion("The concert was fine, I guess.")
+        #expect(hedged.valence < 0)
+        #expect(hedged.dominant == "sadness")
+        // Strong praise is not faint.
+        #expect(emotion("The concert was amazing and wonderful, I guess.").valence > 0)
+    }
+
+    @Test func shoutingWithNothingPositiveIsAnger() {
+        let r = emotion("The gate code changed. NOBODY told the tenants. Again.")
+        #expect(r.valence < 0)
+        #expect(r.dominant == "anger")
+        // Capitals with praise stay positive, and acronyms are not shouting.
+        #expect(emotion("We got the keys today, BEST feeling!").valence > 0)
+        #expect(emotion("The NHS letter came on Tuesday.").valence == 0)
+    }
+
+    @Test func noticesHeadingsAndCompoundsCarryNoFeeling() {
+        #expect(emotion("Warning: the car park closes at 6pm.").valence == 0)
+        #expect(emotion("Happy hour is from 5 to 7.").dominant == "neutral")
+        #expect(emotion("The fire drill is on Thursday morning.").valence == 0)
+        // The same words as feelings still count.
+        #expect(emotion("I was so happy to see you.").valence > 0.3)
+        #expect(emotion("The warning came too late and I lost everything.").valence < 0)
+    }
+
+    @Test func situationsWithoutFeelingWords() {
+        #expect(emotion("Found mould behind the wardrobe and the whole room stinks.").dominant == "disgust")
+        #expect(emotion("Two more sleeps until the beach!").dominant == "anticipation")
+        #expect(emotion("My brother hasn't come home and his phone goes straight to voicemail.").dominant == "fear")
+        #expect(emotion("It could hardly have gone better.").valence > 0)
+    }
+
     @Test func emphasisAmplifies() {
         let base = emotion("This is good").valence
         #expect(emotion("This is very good").valence > base)
@@ -121,6 +168,16 @@ struct ValuesAnalyzerTests {
 struct TheoryOfMindAnalyzerTests {
     let engine = Fixtures.engine
     func tom(_ text: String) -> TheoryOfMindResult { engine.analyze(text, modules: [.theoryOfMind]).theoryOfMind! }
+
+    @Test func holdersTheAgentDetectorMisses() {
+        // Animals, role nouns with modifiers, quantified groups, and "X's" as "X is".
+        #expect(tom("The old fox clearly believes the henhouse is his.").agents.first?.states.first?.type == "belief")
+        #expect(tom("Most commuters have no idea the line closes in May.").agents.first?.states.first?.type == "knowledge")
+        #expect(tom("The night porter noticed a light on the third floor.").agents.first?.agent == "the night porter")
+        #expect(tom("Priya's terrified of the exam results.").agents.first?.states.first?.type == "emotion")
+        // A state word without a holder in a notice is not a state.
+        #expect(tom("The meeting room on the left is for the new interns.").agents.isEmpty)
+    }
 
     @Test func nestedAttributions() throws {
         let r = tom("I think she believes he wants to leave.")

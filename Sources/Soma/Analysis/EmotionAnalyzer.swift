@@ -85,6 +85,13 @@ public struct EmotionAnalyzer: Analyzer {
                     dominant: Self.dominant(score.emotions, valence: score.sum)
                 ))
         }
+        // A lone word of praise opening a longer text ("Wonderful. The boss 'forgot' to mention…")
+        // without an exclamation mark is sarcasm: it counts against, as anger.
+        if scores.count > 1, let first = doc.sentences.first, Self.isLonePraise(doc, first), scores[0].sum > 0 {
+            scores[0].sum = -scores[0].sum
+            scores[0].emotions = [Float](repeating: 0, count: 8)
+            scores[0].emotions[Self.angerIndex] = Self.dominantThreshold * 2
+        }
         // A sentence that opens with a turn ("…. But the plot went nowhere.") weighs the sentences
         // before it half and itself and the rest one and a half times, as a "but" inside a
         // sentence does; an unmarked side takes the sign opposite to the other (see `turned`).
@@ -106,6 +113,12 @@ public struct EmotionAnalyzer: Analyzer {
             total.arousal += score.arousal
             total.arousalWeight += score.arousalWeight
             for k in 0..<8 { total.emotions[k] += score.emotions[k] * w }
+        }
+        // Staccato ("Move. Your. Car.") is shouting: three or more one-word sentences in a row.
+        var run = 0
+        for sentence in doc.sentences {
+            run = sentence.filter({ doc.tokens[$0].isWord }).count == 1 ? run + 1 : 0
+            if run == 3 { total.shouts += 1 }
         }
         // Shouting ("Printer jammed. AGAIN.") with nothing positive said is anger.
         if total.shouts > 0, total.sum <= 0 {
@@ -143,11 +156,16 @@ public struct EmotionAnalyzer: Analyzer {
         var contrastAt: [(index: Int, before: Float, after: Float)] = []
         var hedged = false
         var covered = Set<Int>()
+        var instructionAt: [Int] = []
         for m in matches {
             let p = model.patterns[m.pattern]
-            if lexIndex[m.pattern] { covered.formUnion(m.range) }
+            if lexIndex[m.pattern], model.weights[m.pattern, valenceDim] != 0 || emotionDims.contains(where: { model.weights[m.pattern, $0] != 0 }) {
+                covered.formUnion(m.range)
+            }
             if p.label == "hedge" {
                 hedged = true
+            } else if p.label == "instruction" {
+                instructionAt.append(m.range.lowerBound)
             } else if p.label == "degree" {
                 degreeAt[m.range.upperBound - 1] = model.weights[m.pattern, scaleDim]
             } else if p.label == "contrast" {
@@ -159,6 +177,11 @@ public struct EmotionAnalyzer: Analyzer {
         // Only the first contrast word of a sentence re-weights it, as in VADER. A concessive word
         // opening the sentence ("Although X, Y") weighs its own clause, up to the comma, as the "after"
         // part and the main clause after the comma as the "before" part.
+        // "Still, …" opening a sentence turns against the sentences before it ("still" alone is
+        // not a turn: "still waiting").
+        if sentence.count > 2, doc.tokens[sentence.lowerBound].lower == "still", doc.tokens[sentence.lowerBound + 1].lower == "," {
+            score.opensTurn = true
+        }
         var contrast = contrastAt.first
         if let c = contrast, c.index == sentence.lowerBound {
             if c.before < c.after {
@@ -176,7 +199,17 @@ public struct EmotionAnalyzer: Analyzer {
             contrast = (c.index, c.after, c.before)
         }
         var sides: (before: Float, after: Float) = (0, 0)
-        for m in matches where lexIndex[m.pattern] {
+        // A notice's heading ("Warning: …", "Bereavement leave: …") names a category, not a feeling;
+        // an instruction ("Remove the dead batteries…", "If you smell gas, open the windows") says
+        // what to do, and the things it names are not the writer's feelings, unless it exclaims.
+        let heading = Self.headingEnd(doc, sentence)
+        let exclaims = sentence.contains { doc.tokens[$0].lower == "!" }
+        if !exclaims, instructionAt.contains(where: { Self.opensInstruction(doc, sentence, at: $0) }) {
+            if mixedCase { for i in sentence where Self.isShout(doc.tokens[i]) && !covered.contains(i) { score.shouts += 1 } }
+            return score
+        }
+        let titles = exclaims ? [] : Self.titleWords(doc, sentence)
+        for m in matches where lexIndex[m.pattern] && m.range.lowerBound >= heading && !titles.contains(m.range.lowerBound) {
             // A word that is also a degree word ("so", "pretty") acts as a degree word before another hit.
             if degreeAt[m.range.upperBound - 1] != nil, m.range.count == 1,
                 let next = matches.first(where: { $0.range.lowerBound == m.range.upperBound }), lexIndex[next.pattern]
@@ -226,12 +259,25 @@ public struct EmotionAnalyzer: Analyzer {
         // A hedge ("fine, I suppose") turns faint praise into disappointment.
         if hedged, score.sum > 0, score.sum < Self.faintPraise {
             score.sum *= Self.hedgeScalar
-            score.emotions[Self.sadnessIndex] += score.emotions[0] + score.emotions[1]
+            score.emotions[Self.sadnessIndex] += max(score.emotions[0] + score.emotions[1], Self.dominantThreshold)
             score.emotions[0] = 0
             score.emotions[1] = 0
         }
         if mixedCase {
             for i in sentence where !covered.contains(i) && Self.isShout(doc.tokens[i]) { score.shouts += 1 }
+        }
+        // Repetition is shouting too: "Why why why", "Please, PLEASE", "?!".
+        var previous: Token?
+        for i in sentence {
+            let t = doc.tokens[i]
+            if t.isWord {
+                if let p = previous, p.key == t.key, p.lower == t.lower { score.shouts += 1 }
+                previous = t
+            } else if t.lower == "?", i + 1 < sentence.upperBound, doc.tokens[i + 1].lower == "!" {
+                score.shouts += 1
+            } else if t.lower != "," {
+                previous = nil
+            }
         }
         // Punctuation emphasis.
         var bangs = 0
@@ -260,6 +306,75 @@ public struct EmotionAnalyzer: Analyzer {
         guard valence != 0 else { return implied }
         return (1 - impliedShare) * valence + impliedShare * implied
     }
+
+    /// The end of a heading that opens the sentence: at most three words, capitalised first, then
+    /// a colon ("Warning:", "Lost property:"); the sentence's start when there is none.
+    static func headingEnd(_ doc: Document, _ sentence: Range<Int>) -> Int {
+        guard let first = sentence.first, doc.tokens[first].isCapitalized else { return sentence.lowerBound }
+        for i in sentence.prefix(4).dropFirst() {
+            let t = doc.tokens[i]
+            if t.lower == ":" { return i + 1 }
+            if !t.isWord { break }
+        }
+        return sentence.lowerBound
+    }
+
+    /// Words that may stand before an instruction's verb at the start of its sentence.
+    static let instructionOpeners: WordSet = [
+        "please", "then", "first", "finally", "now", "and", "just", "simply", "next", "also", "always", "never", "do", "don't", "pls", "plz", "kindly",
+    ]
+    /// Words that open a clause before the instruction proper: "If you smell gas, open the windows".
+    static let leadingClause: WordSet = ["if", "when", "to", "before", "after", "once", "for", "while", "in", "on", "during", "until", "should"]
+
+    /// Whether the instruction verb at `i` opens its sentence (after "please", "then", …) or the main
+    /// clause after a leading "if/when/to …" clause and its comma.
+    static func opensInstruction(_ doc: Document, _ sentence: Range<Int>, at i: Int) -> Bool {
+        var k = i - 1
+        while k >= sentence.lowerBound, instructionOpeners.contains(doc.tokens[k]) || doc.tokens[k].lower == "not" { k -= 1 }
+        if k < sentence.lowerBound { return true }
+        guard doc.tokens[k].lower == ",", leadingClause.contains(doc.tokens[sentence.lowerBound]) else { return false }
+        // The comma must close the leading clause: no earlier comma.
+        return !(sentence.lowerBound..<k).contains { doc.tokens[$0].lower == "," }
+    }
+
+    /// Positions of words inside a title: a run of two or more capitalised words (with "of", "and",
+    /// "the", … between them), such as a work's, an event's or a venue's name ("Festival of Joy",
+    /// "Anxiety Management Workshop", "The Wretched Mile"). Their words name, they do not feel.
+    static func titleWords(_ doc: Document, _ sentence: Range<Int>) -> Set<Int> {
+        var result = Set<Int>()
+        var run: [Int] = []
+        var capitals = 0
+        func close() {
+            while let last = run.last, !doc.tokens[last].isCapitalized { run.removeLast() }
+            if capitals >= 2 { result.formUnion(run) }
+            run.removeAll(keepingCapacity: true)
+            capitals = 0
+        }
+        for i in sentence {
+            let t = doc.tokens[i]
+            if t.isWord, t.isCapitalized, !t.isAllCaps || t.lower.count == 1, t.lower != "i" {
+                run.append(i)
+                capitals += 1
+            } else if !run.isEmpty, t.isWord, titleJoiners.contains(t) {
+                run.append(i)
+            } else if !run.isEmpty {
+                close()
+            }
+        }
+        close()
+        return result
+    }
+
+    static let titleJoiners: WordSet = ["of", "and", "the", "in", "on", "at", "for", "a", "an", "to", "&"]
+
+    /// A sentence of one word and a full stop ("Brilliant.", "Oh, wonderful.").
+    static func isLonePraise(_ doc: Document, _ sentence: Range<Int>) -> Bool {
+        let words = sentence.filter { doc.tokens[$0].isWord && !interjections.contains(doc.tokens[$0]) }
+        guard words.count == 1, let last = sentence.last(where: { !doc.tokens[$0].isWord }) else { return false }
+        return doc.tokens[last].lower == "."
+    }
+
+    static let interjections: WordSet = ["oh", "ah", "well", "just", "how", "so", "really", "yeah", "yes"]
 
     static let afterthoughts: WordSet = ["although", "though"]
     static let joyIndex = 0

@@ -169,7 +169,14 @@ public struct TheoryOfMindAnalyzer: Analyzer {
             if contracted { sawLinking = true }
         }
         if let h = holder, j == h.range.upperBound - 1 || h.range.contains(j) {
-            if Self.beContractions.contains(doc.tokens[h.range.upperBound - 1].lower) { sawLinking = true }
+            let last = doc.tokens[h.range.upperBound - 1].lower
+            if Self.beContractions.contains(last) {
+                sawLinking = true
+            } else if h.range.upperBound == start || agentAt[start - 1] != nil, last.hasSuffix("'s"), last.count > 3 {
+                // "Priya's terrified": the name with "is" (a possessive would be followed by its noun).
+                sawLinking = true
+                if h.name.hasSuffix("'s") { holder?.name.removeLast(2) }
+            }
         }
         var pos: String
         let readings = candidates.compactMap { stateIndex[$0.pattern] }
