@@ -33,8 +33,13 @@ public struct EmotionAnalyzer: Analyzer {
     /// The smallest raw emotion mass that names a dominant emotion.
     static let dominantThreshold: Float = 0.25
 
+    /// Per pattern, its class as the rules read it (a String comparison per match was measurable).
+    private let kinds: [Kind]
+    enum Kind: UInt8 { case lex, degree, contrast, hedge, instruction, other }
     /// Per pattern, whether it is a lexicon entry.
     private let lexIndex: [Bool]
+    /// Per pattern, whether it is a lexicon entry with a feeling (a zero-weight compound is not).
+    private let feeling: [Bool]
     private let emotionDims: [Int]
     private let negators: Scope.Words
     private let valenceDim: Int
@@ -43,7 +48,20 @@ public struct EmotionAnalyzer: Analyzer {
 
     public init(model: ModuleModel) {
         self.model = model
+        kinds = model.patterns.map {
+            switch $0.label {
+            case "lex": .lex
+            case "degree": .degree
+            case "contrast": .contrast
+            case "hedge": .hedge
+            case "instruction": .instruction
+            default: .other
+            }
+        }
         lexIndex = model.patterns.map { $0.label == "lex" }
+        feeling = model.patterns.indices.map { i in
+            model.patterns[i].label == "lex" && (0..<model.module.dimensions.count).contains { model.weights[i, $0] != 0 }
+        }
         emotionDims = Emotion.allCases.map { model.dimension($0.rawValue)! }
         var negators = Scope.negators
         for p in model.patterns where p.label == "negator" && p.tokens.count == 1 { negators.insert(p.tokens[0]) }
@@ -64,6 +82,7 @@ public struct EmotionAnalyzer: Analyzer {
         var opensTurn = false
         /// All-caps words that are not lexicon entries ("AGAIN", "SIX"): shouting.
         var shouts = 0
+        var words = 0
     }
 
     public func analyze(_ doc: Document) -> EmotionResult {
@@ -95,18 +114,18 @@ public struct EmotionAnalyzer: Analyzer {
         // A sentence that opens with a turn ("…. But the plot went nowhere.") weighs the sentences
         // before it half and itself and the rest one and a half times, as a "but" inside a
         // sentence does; an unmarked side takes the sign opposite to the other (see `turned`).
-        var weights = [Float](repeating: 1, count: scores.count)
-        if let k = scores.indices.dropFirst().first(where: { scores[$0].opensTurn }) {
+        let turn = scores.indices.dropFirst().first(where: { scores[$0].opensTurn })
+        if let k = turn {
             let before = scores[..<k].reduce(0) { $0 + $1.sum }
             let after = scores[k...].reduce(0) { $0 + $1.sum }
-            for i in weights.indices { weights[i] = i < k ? Self.turnBefore : Self.turnAfter }
             if let implied = Self.turned(before: before, after: after) {
                 scores[k].sum += implied
                 scores[k].emotions[Self.sadnessIndex] += Self.impliedEmotion(implied)
             }
         }
         var total = SentenceScore()
-        for (score, w) in zip(scores, weights) {
+        for (i, score) in scores.enumerated() {
+            let w: Float = turn.map { i < $0 ? Self.turnBefore : Self.turnAfter } ?? 1
             total.sum += score.sum * w
             total.hits += score.hits
             total.shouts += score.shouts
@@ -116,8 +135,8 @@ public struct EmotionAnalyzer: Analyzer {
         }
         // Staccato ("Move. Your. Car.") is shouting: three or more one-word sentences in a row.
         var run = 0
-        for sentence in doc.sentences {
-            run = sentence.filter({ doc.tokens[$0].isWord }).count == 1 ? run + 1 : 0
+        for score in scores {
+            run = score.words == 1 ? run + 1 : 0
             if run == 3 { total.shouts += 1 }
         }
         // Shouting ("Printer jammed. AGAIN.") with nothing positive said is anger.
@@ -154,24 +173,52 @@ public struct EmotionAnalyzer: Analyzer {
         // Degree words: their scalar sits on the last token they cover.
         var degreeAt: [Int: Float] = [:]
         var contrastAt: [(index: Int, before: Float, after: Float)] = []
+        // One pass over the sentence's tokens: "!" and "?" for emphasis, and repetition ("Why why
+        // why", "Please, PLEASE", "?!"), which is shouting.
+        var bangs = 0
+        var questions = 0
+        var capitals = false
+        var previousWord = -1
+        // Through the buffer, fields are read in place: `doc.tokens[i].key` copies the whole
+        // `Token` (two Strings retained and released), which the engine gate measured.
+        doc.tokens.withUnsafeBufferPointer { t in
+            for i in sentence {
+                if t[i].kind == .word {
+                    score.words += 1
+                    if t[i].isAllCaps { capitals = true }
+                    if previousWord >= 0, t[previousWord].key == t[i].key, t[previousWord].lower == t[i].lower { score.shouts += 1 }
+                    previousWord = i
+                    continue
+                }
+                // Keys first; the word confirms a hit (as in `WordTable`).
+                let key = t[i].key
+                if key == Self.bangKey, t[i].lower == "!" {
+                    bangs += 1
+                    if i > sentence.lowerBound, t[i - 1].key == Self.questionKey { score.shouts += 1 }
+                } else if key == Self.questionKey, t[i].lower == "?" {
+                    questions += 1
+                } else if key == Self.commaKey, t[i].lower == "," {
+                    continue
+                }
+                previousWord = -1
+            }
+        }
         var hedged = false
-        var covered = Set<Int>()
         var instructionAt: [Int] = []
         for m in matches {
-            let p = model.patterns[m.pattern]
-            if lexIndex[m.pattern], model.weights[m.pattern, valenceDim] != 0 || emotionDims.contains(where: { model.weights[m.pattern, $0] != 0 }) {
-                covered.formUnion(m.range)
-            }
-            if p.label == "hedge" {
-                hedged = true
-            } else if p.label == "instruction" {
-                instructionAt.append(m.range.lowerBound)
-            } else if p.label == "degree" {
-                degreeAt[m.range.upperBound - 1] = model.weights[m.pattern, scaleDim]
-            } else if p.label == "contrast" {
+            switch kinds[m.pattern] {
+            case .hedge: hedged = true
+            case .instruction:
+                // Only where it could open the sentence or its main clause (`opensInstruction`).
+                if m.range.lowerBound < sentence.lowerBound + 3 || doc.tokens[m.range.lowerBound - 1].lower == "," {
+                    instructionAt.append(m.range.lowerBound)
+                }
+            case .degree: degreeAt[m.range.upperBound - 1] = model.weights[m.pattern, scaleDim]
+            case .contrast:
                 let before = model.weight(m.pattern, "before")
                 let after = model.weight(m.pattern, "after")
                 contrastAt.append((m.range.lowerBound, before == 0 ? 1 : before, after == 0 ? 1 : after))
+            case .lex, .other: break
             }
         }
         // Only the first contrast word of a sentence re-weights it, as in VADER. A concessive word
@@ -203,13 +250,23 @@ public struct EmotionAnalyzer: Analyzer {
         // an instruction ("Remove the dead batteries…", "If you smell gas, open the windows") says
         // what to do, and the things it names are not the writer's feelings, unless it exclaims.
         let heading = Self.headingEnd(doc, sentence)
-        let exclaims = sentence.contains { doc.tokens[$0].lower == "!" }
+        let exclaims = bangs > 0
         if !exclaims, instructionAt.contains(where: { Self.opensInstruction(doc, sentence, at: $0) }) {
-            if mixedCase { for i in sentence where Self.isShout(doc.tokens[i]) && !covered.contains(i) { score.shouts += 1 } }
+            if mixedCase, capitals { score.shouts += shouts(doc, sentence, matches) }
             return score
         }
-        let titles = exclaims ? [] : Self.titleWords(doc, sentence)
-        for m in matches where lexIndex[m.pattern] && m.range.lowerBound >= heading && !titles.contains(m.range.lowerBound) {
+        // Title words are looked for only once a capitalised word inside the sentence is a hit.
+        var titles: Set<Int>?
+        for m in matches where lexIndex[m.pattern] && m.range.lowerBound >= heading {
+            if !exclaims, m.range.lowerBound > sentence.lowerBound, doc.tokens[m.range.lowerBound].isCapitalized {
+                if titles == nil { titles = Self.titleWords(doc, sentence) }
+                if titles!.contains(m.range.lowerBound) { continue }
+            } else if !exclaims, m.range.lowerBound == sentence.lowerBound, m.range.upperBound < sentence.upperBound,
+                doc.tokens[m.range.upperBound].isCapitalized
+            {
+                if titles == nil { titles = Self.titleWords(doc, sentence) }
+                if titles!.contains(m.range.lowerBound) { continue }
+            }
             // A word that is also a degree word ("so", "pretty") acts as a degree word before another hit.
             if degreeAt[m.range.upperBound - 1] != nil, m.range.count == 1,
                 let next = matches.first(where: { $0.range.lowerBound == m.range.upperBound }), lexIndex[next.pattern]
@@ -263,29 +320,8 @@ public struct EmotionAnalyzer: Analyzer {
             score.emotions[0] = 0
             score.emotions[1] = 0
         }
-        if mixedCase {
-            for i in sentence where !covered.contains(i) && Self.isShout(doc.tokens[i]) { score.shouts += 1 }
-        }
-        // Repetition is shouting too: "Why why why", "Please, PLEASE", "?!".
-        var previous: Token?
-        for i in sentence {
-            let t = doc.tokens[i]
-            if t.isWord {
-                if let p = previous, p.key == t.key, p.lower == t.lower { score.shouts += 1 }
-                previous = t
-            } else if t.lower == "?", i + 1 < sentence.upperBound, doc.tokens[i + 1].lower == "!" {
-                score.shouts += 1
-            } else if t.lower != "," {
-                previous = nil
-            }
-        }
+        if mixedCase, capitals { score.shouts += shouts(doc, sentence, matches) }
         // Punctuation emphasis.
-        var bangs = 0
-        var questions = 0
-        for i in sentence {
-            let t = doc.tokens[i].lower
-            if t == "!" { bangs += 1 } else if t == "?" { questions += 1 }
-        }
         exclamations += bangs
         if score.sum != 0 {
             var emphasis = Float(min(bangs, 4)) * 0.292
@@ -294,6 +330,17 @@ public struct EmotionAnalyzer: Analyzer {
             if bangs > 0 { for k in 0..<8 { score.emotions[k] *= 1 + 0.1 * Float(min(bangs, 4)) } }
         }
         return score
+    }
+
+    /// All-caps words of the sentence that no feeling pattern covers (`isShout`).
+    func shouts(_ doc: Document, _ sentence: Range<Int>, _ matches: [PatternMatcher.Match]) -> Int {
+        doc.tokens.withUnsafeBufferPointer { t in
+            var n = 0
+            for i in sentence where t[i].isAllCaps && Self.isShout(t[i]) {
+                if !matches.contains(where: { feeling[$0.pattern] && $0.range.contains(i) }) { n += 1 }
+            }
+            return n
+        }
     }
 
     /// Lexicon valence blended with the valence its emotions imply (joy, trust and anticipation
@@ -310,13 +357,14 @@ public struct EmotionAnalyzer: Analyzer {
     /// The end of a heading that opens the sentence: at most three words, capitalised first, then
     /// a colon ("Warning:", "Lost property:"); the sentence's start when there is none.
     static func headingEnd(_ doc: Document, _ sentence: Range<Int>) -> Int {
-        guard let first = sentence.first, doc.tokens[first].isCapitalized else { return sentence.lowerBound }
-        for i in sentence.prefix(4).dropFirst() {
-            let t = doc.tokens[i]
-            if t.lower == ":" { return i + 1 }
-            if !t.isWord { break }
+        doc.tokens.withUnsafeBufferPointer { t in
+            guard let first = sentence.first, t[first].isCapitalized else { return sentence.lowerBound }
+            for i in sentence.prefix(4).dropFirst() {
+                if t[i].key == colonKey, t[i].lower == ":" { return i + 1 }
+                if t[i].kind != .word { break }
+            }
+            return sentence.lowerBound
         }
-        return sentence.lowerBound
     }
 
     /// Words that may stand before an instruction's verb at the start of its sentence.
@@ -369,12 +417,24 @@ public struct EmotionAnalyzer: Analyzer {
 
     /// A sentence of one word and a full stop ("Brilliant.", "Oh, wonderful.").
     static func isLonePraise(_ doc: Document, _ sentence: Range<Int>) -> Bool {
-        let words = sentence.filter { doc.tokens[$0].isWord && !interjections.contains(doc.tokens[$0]) }
-        guard words.count == 1, let last = sentence.last(where: { !doc.tokens[$0].isWord }) else { return false }
-        return doc.tokens[last].lower == "."
+        doc.tokens.withUnsafeBufferPointer { t in
+            // At most three words ("Oh, how lovely."), one of them not an interjection, and a full stop.
+            var words = 0
+            for i in sentence where t[i].kind == .word {
+                words += 1
+                if words > 3 { return false }
+            }
+            guard words >= 1, let last = sentence.last, t[last].lower == "." else { return false }
+            return sentence.count { t[$0].kind == .word && !interjections.contains(t[$0]) } == 1
+        }
     }
 
     static let interjections: WordSet = ["oh", "ah", "well", "just", "how", "so", "really", "yeah", "yes"]
+
+    static let bangKey = WordKey.of("!")
+    static let questionKey = WordKey.of("?")
+    static let commaKey = WordKey.of(",")
+    static let colonKey = WordKey.of(":")
 
     static let afterthoughts: WordSet = ["although", "though"]
     static let joyIndex = 0

@@ -236,15 +236,19 @@ public struct TheoryOfMindAnalyzer: Analyzer {
     func nounHolder(_ doc: Document, endingAt j: Int, in sentence: Range<Int>) -> (AgentDetector.Agent, contracted: Bool)? {
         let head = doc.tokens[j]
         guard head.isWord else { return nil }
-        var headWord = head.lower
         var contracted = false
-        if headWord.hasSuffix("'s"), headWord.count > 3 {
-            headWord.removeLast(2)
+        if head.isAlphabetic {
+            // The common case, probed by the token's key: no String is built.
+            guard !Self.notHeads.contains(head), !AgentDetector.sentenceStarters.contains(head) else { return nil }
+        } else {
+            guard head.lower.hasSuffix("'s"), head.lower.count > 3 else { return nil }
+            let headWord = String(head.lower.dropLast(2))
+            guard headWord.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic }), !Self.notHeads.contains(headWord),
+                !AgentDetector.sentenceStarters.contains(headWord)
+            else { return nil }
             contracted = true
         }
-        guard headWord.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic }), !Self.notHeads.contains(headWord),
-            !AgentDetector.sentenceStarters.contains(headWord)
-        else { return nil }
+        let headWord = contracted ? String(head.lower.dropLast(2)) : head.lower
         // A name the detector missed, contracted: "Ben's itching to…".
         if contracted, head.isCapitalized {
             return (AgentDetector.Agent(range: j..<(j + 1), name: headWord, isSelf: false, isSubject: true), true)
