@@ -59,9 +59,10 @@ public struct EmotionAnalyzer: Analyzer {
             }
         }
         lexIndex = model.patterns.map { $0.label == "lex" }
-        feeling = model.patterns.indices.map { i in
-            model.patterns[i].label == "lex" && (0..<model.module.dimensions.count).contains { model.weights[i, $0] != 0 }
-        }
+        // (`Module.dimensions` builds its list on every call: count it once, not once per pattern.)
+        let dimensions = model.module.dimensions.count
+        let patterns = model.patterns
+        feeling = patterns.indices.map { i in patterns[i].label == "lex" && (0..<dimensions).contains { model.weights[i, $0] != 0 } }
         emotionDims = Emotion.allCases.map { model.dimension($0.rawValue)! }
         var negators = Scope.negators
         for p in model.patterns where p.label == "negator" && p.tokens.count == 1 { negators.insert(p.tokens[0]) }
