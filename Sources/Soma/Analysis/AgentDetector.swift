@@ -179,4 +179,63 @@ struct AgentDetector: Sendable {
         }
         return result
     }
+
+    /// Quantifiers that open a noun phrase as a determiner does ("most drivers", "half the office").
+    static let quantifiers: WordSet = ["most", "some", "many", "all", "both", "several", "every", "each", "few", "half", "no"]
+
+    /// A person the name, pronoun and kin/role lists do not know, as the subject before `j`: a common noun with its determiner and at most two
+    /// modifiers ("the cat", "the old shepherd", "our little boy", "most drivers", "next door's
+    /// builders"), or two capitalised words opening the sentence ("Security staff"). A head written
+    /// with "'s" ("the dog's been …", "Ben's itching …") is the noun with "is"/"has": `contracted`.
+    /// `notModifiers`: words that end the walk back to the determiner (the caller's auxiliaries and
+    /// adverbs, "is", "really", …).
+    func nounPhrase(_ doc: Document, endingAt j: Int, in sentence: Range<Int>, notModifiers: WordSet) -> (Agent, contracted: Bool)? {
+        let head = doc.tokens[j]
+        guard head.isWord else { return nil }
+        let contracted: Bool
+        let headWord: String
+        if head.isAlphabetic {
+            // The common case, probed by the token's key: no String is built.
+            guard !Self.notHeads.contains(head), !Self.sentenceStarters.contains(head) else { return nil }
+            contracted = false
+            headWord = head.lower
+        } else {
+            guard head.lower.hasSuffix("'s"), head.lower.count > 3 else { return nil }
+            headWord = String(head.lower.dropLast(2))
+            guard headWord.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic }), !Self.notHeads.contains(headWord),
+                !Self.sentenceStarters.contains(headWord)
+            else { return nil }
+            contracted = true
+        }
+        // A name the detector missed, contracted: "Ben's itching to…".
+        if contracted, head.isCapitalized {
+            return (Agent(range: j..<(j + 1), name: headWord, isSelf: false, isSubject: true), true)
+        }
+        var k = j - 1
+        var modifiers = 0
+        while k >= sentence.lowerBound, modifiers <= 2 {
+            let t = doc.tokens[k]
+            guard t.isWord else { return nil }
+            if Self.determiners.contains(t) || Self.quantifiers.contains(t) || t.lower.hasSuffix("'s") {
+                let name = ([t.lower == "a" || t.lower == "an" ? nil : t.lower] + (k + 1...j).map { doc.tokens[$0].lower }).compactMap { $0 }
+                    .joined(separator: " ")
+                return (Agent(range: k..<(j + 1), name: contracted ? String(name.dropLast(2)) : name, isSelf: false, isSubject: true), contracted)
+            }
+            guard t.isAlphabetic, !Self.sentenceStarters.contains(t), !notModifiers.contains(t) else { return nil }
+            modifiers += 1
+            k -= 1
+        }
+        // "Security staff spotted…": capitalised opening words.
+        if k < sentence.lowerBound, modifiers >= 1, modifiers <= 2, doc.tokens[sentence.lowerBound].isCapitalized {
+            let name = (sentence.lowerBound...j).map { doc.tokens[$0].lower }.joined(separator: " ")
+            return (Agent(range: sentence.lowerBound..<(j + 1), name: name, isSelf: false, isSubject: true), contracted)
+        }
+        return nil
+    }
+
+    /// Words that never head a holder's noun phrase.
+    static let notHeads: WordSet = [
+        "it", "this", "that", "there", "here", "what", "which", "who", "whom", "whose", "thing", "things", "idea", "way",
+        "time", "day", "night", "morning", "evening", "week", "year", "and", "or", "but", "if", "when", "while", "because",
+    ]
 }

@@ -36,10 +36,8 @@ public struct EmotionAnalyzer: Analyzer {
     /// Per pattern, its class as the rules read it (a String comparison per match was measurable).
     private let kinds: [Kind]
     enum Kind: UInt8 { case lex, degree, contrast, hedge, instruction, other }
-    /// Per pattern, whether it is a lexicon entry.
-    private let lexIndex: [Bool]
     /// Per pattern, whether it is a lexicon entry with a feeling (a zero-weight compound is not).
-    private let feeling: [Bool]
+    let feeling: [Bool]
     private let emotionDims: [Int]
     private let negators: Scope.Words
     private let valenceDim: Int
@@ -48,7 +46,7 @@ public struct EmotionAnalyzer: Analyzer {
 
     public init(model: ModuleModel) {
         self.model = model
-        kinds = model.patterns.map {
+        let kinds: [Kind] = model.patterns.map {
             switch $0.label {
             case "lex": .lex
             case "degree": .degree
@@ -58,11 +56,10 @@ public struct EmotionAnalyzer: Analyzer {
             default: .other
             }
         }
-        lexIndex = model.patterns.map { $0.label == "lex" }
+        self.kinds = kinds
         // (`Module.dimensions` builds its list on every call: count it once, not once per pattern.)
         let dimensions = model.module.dimensions.count
-        let patterns = model.patterns
-        feeling = patterns.indices.map { i in patterns[i].label == "lex" && (0..<dimensions).contains { model.weights[i, $0] != 0 } }
+        feeling = kinds.indices.map { i in kinds[i] == .lex && (0..<dimensions).contains { model.weights[i, $0] != 0 } }
         emotionDims = Emotion.allCases.map { model.dimension($0.rawValue)! }
         var negators = Scope.negators
         for p in model.patterns where p.label == "negator" && p.tokens.count == 1 { negators.insert(p.tokens[0]) }
@@ -258,7 +255,7 @@ public struct EmotionAnalyzer: Analyzer {
         }
         // Title words are looked for only once a capitalised word inside the sentence is a hit.
         var titles: Set<Int>?
-        for m in matches where lexIndex[m.pattern] && m.range.lowerBound >= heading {
+        for m in matches where kinds[m.pattern] == .lex && m.range.lowerBound >= heading {
             if !exclaims, m.range.lowerBound > sentence.lowerBound, doc.tokens[m.range.lowerBound].isCapitalized {
                 if titles == nil { titles = Self.titleWords(doc, sentence) }
                 if titles!.contains(m.range.lowerBound) { continue }
@@ -270,7 +267,7 @@ public struct EmotionAnalyzer: Analyzer {
             }
             // A word that is also a degree word ("so", "pretty") acts as a degree word before another hit.
             if degreeAt[m.range.upperBound - 1] != nil, m.range.count == 1,
-                let next = matches.first(where: { $0.range.lowerBound == m.range.upperBound }), lexIndex[next.pattern]
+                let next = matches.first(where: { $0.range.lowerBound == m.range.upperBound }), kinds[next.pattern] == .lex
             {
                 continue
             }
@@ -333,17 +330,6 @@ public struct EmotionAnalyzer: Analyzer {
         return score
     }
 
-    /// All-caps words of the sentence that no feeling pattern covers (`isShout`).
-    func shouts(_ doc: Document, _ sentence: Range<Int>, _ matches: [PatternMatcher.Match]) -> Int {
-        doc.tokens.withUnsafeBufferPointer { t in
-            var n = 0
-            for i in sentence where t[i].isAllCaps && Self.isShout(t[i]) {
-                if !matches.contains(where: { feeling[$0.pattern] && $0.range.contains(i) }) { n += 1 }
-            }
-            return n
-        }
-    }
-
     /// Lexicon valence blended with the valence its emotions imply (joy, trust and anticipation
     /// positive; fear, sadness, disgust and anger negative), so a word's sign and its emotions agree:
     /// "lonely" is sadder than its VADER score alone says. A word with emotions but no valence takes
@@ -355,90 +341,7 @@ public struct EmotionAnalyzer: Analyzer {
         return (1 - impliedShare) * valence + impliedShare * implied
     }
 
-    /// The end of a heading that opens the sentence: at most three words, capitalised first, then
-    /// a colon ("Warning:", "Lost property:"); the sentence's start when there is none.
-    static func headingEnd(_ doc: Document, _ sentence: Range<Int>) -> Int {
-        doc.tokens.withUnsafeBufferPointer { t in
-            guard let first = sentence.first, t[first].isCapitalized else { return sentence.lowerBound }
-            for i in sentence.prefix(4).dropFirst() {
-                if t[i].key == colonKey, t[i].lower == ":" { return i + 1 }
-                if t[i].kind != .word { break }
-            }
-            return sentence.lowerBound
-        }
-    }
-
-    /// Words that may stand before an instruction's verb at the start of its sentence.
-    static let instructionOpeners: WordSet = [
-        "please", "then", "first", "finally", "now", "and", "just", "simply", "next", "also", "always", "never", "do", "don't", "pls", "plz", "kindly",
-    ]
-    /// Words that open a clause before the instruction proper: "If you smell gas, open the windows".
-    static let leadingClause: WordSet = ["if", "when", "to", "before", "after", "once", "for", "while", "in", "on", "during", "until", "should"]
-
-    /// Whether the instruction verb at `i` opens its sentence (after "please", "then", …) or the main
-    /// clause after a leading "if/when/to …" clause and its comma.
-    static func opensInstruction(_ doc: Document, _ sentence: Range<Int>, at i: Int) -> Bool {
-        var k = i - 1
-        while k >= sentence.lowerBound, instructionOpeners.contains(doc.tokens[k]) || doc.tokens[k].lower == "not" { k -= 1 }
-        if k < sentence.lowerBound { return true }
-        guard doc.tokens[k].lower == ",", leadingClause.contains(doc.tokens[sentence.lowerBound]) else { return false }
-        // The comma must close the leading clause: no earlier comma.
-        return !(sentence.lowerBound..<k).contains { doc.tokens[$0].lower == "," }
-    }
-
-    /// Positions of words inside a title: a run of two or more capitalised words (with "of", "and",
-    /// "the", … between them), such as a work's, an event's or a venue's name ("Festival of Joy",
-    /// "Anxiety Management Workshop", "The Wretched Mile"). Their words name, they do not feel.
-    static func titleWords(_ doc: Document, _ sentence: Range<Int>) -> Set<Int> {
-        var result = Set<Int>()
-        var run: [Int] = []
-        var capitals = 0
-        func close() {
-            while let last = run.last, !doc.tokens[last].isCapitalized { run.removeLast() }
-            if capitals >= 2 { result.formUnion(run) }
-            run.removeAll(keepingCapacity: true)
-            capitals = 0
-        }
-        for i in sentence {
-            let t = doc.tokens[i]
-            if t.isWord, t.isCapitalized, !t.isAllCaps || t.lower.count == 1, t.lower != "i" {
-                run.append(i)
-                capitals += 1
-            } else if !run.isEmpty, t.isWord, titleJoiners.contains(t) {
-                run.append(i)
-            } else if !run.isEmpty {
-                close()
-            }
-        }
-        close()
-        return result
-    }
-
-    static let titleJoiners: WordSet = ["of", "and", "the", "in", "on", "at", "for", "a", "an", "to", "&"]
-
-    /// A sentence of one word and a full stop ("Brilliant.", "Oh, wonderful.").
-    static func isLonePraise(_ doc: Document, _ sentence: Range<Int>) -> Bool {
-        doc.tokens.withUnsafeBufferPointer { t in
-            // At most three words ("Oh, how lovely."), one of them not an interjection, and a full stop.
-            var words = 0
-            for i in sentence where t[i].kind == .word {
-                words += 1
-                if words > 3 { return false }
-            }
-            guard words >= 1, let last = sentence.last, t[last].lower == "." else { return false }
-            return sentence.count { t[$0].kind == .word && !interjections.contains(t[$0]) } == 1
-        }
-    }
-
-    static let interjections: WordSet = ["oh", "ah", "well", "just", "how", "so", "really", "yeah", "yes"]
-
-    static let bangKey = WordKey.of("!")
-    static let questionKey = WordKey.of("?")
-    static let commaKey = WordKey.of(",")
-    static let colonKey = WordKey.of(":")
-
     static let afterthoughts: WordSet = ["although", "though"]
-    static let joyIndex = 0
     static let sadnessIndex = 4
     static let angerIndex = 6
     /// Weights of the sentences before and after one that opens with a turn (VADER's "but").
@@ -461,14 +364,6 @@ public struct EmotionAnalyzer: Analyzer {
 
     /// Sadness (disappointment) for an implied negative turn.
     static func impliedEmotion(_ implied: Float) -> Float { implied < 0 ? min(1, -implied / 4) : 0 }
-
-    /// An all-caps word of three or more letters with a vowel, in mixed-case text, that no lexicon
-    /// entry covers: "AGAIN", "SIX", "MONDAY" (not "NHS" or "BBC").
-    static func isShout(_ t: Token) -> Bool {
-        guard t.isAllCaps, t.isASCII, t.isAlphabetic else { return false }
-        let bytes = t.lower.utf8
-        return bytes.count >= 3 && bytes.contains { $0 == 97 || $0 == 101 || $0 == 105 || $0 == 111 || $0 == 117 }
-    }
 
     static let impliedScale: Float = 2.5
     static let impliedShare: Float = 0.4

@@ -163,7 +163,7 @@ public struct TheoryOfMindAnalyzer: Analyzer {
             j -= 1
         }
         var holder = j >= sentence.lowerBound ? agentAt[j] : nil
-        if holder == nil, j >= sentence.lowerBound, let (phrase, contracted) = nounHolder(doc, endingAt: j, in: sentence) {
+        if holder == nil, j >= sentence.lowerBound, let (phrase, contracted) = agents.nounPhrase(doc, endingAt: j, in: sentence, notModifiers: Self.between) {
             // "The cat clearly thinks…", "Security staff spotted…", "the dog's been a nervous wreck".
             holder = phrase
             if contracted { sawLinking = true }
@@ -225,61 +225,6 @@ public struct TheoryOfMindAnalyzer: Analyzer {
         let isNegated = sawNegation || negated[start]
         return (type, holder, isNegated)
     }
-
-    /// Quantifiers that open a noun phrase as a determiner does ("most drivers", "half the office").
-    static let quantifiers: WordSet = ["most", "some", "many", "all", "both", "several", "every", "each", "few", "half", "no"]
-
-    /// A holder the agent detector does not know: a common noun with its determiner and at most two
-    /// modifiers ("the cat", "the old shepherd", "our little boy", "most drivers", "next door's
-    /// builders"), or two capitalised words opening the sentence ("Security staff"). A head written
-    /// with "'s" ("the dog's been …", "Ben's itching …") is the noun with "is"/"has": `contracted`.
-    func nounHolder(_ doc: Document, endingAt j: Int, in sentence: Range<Int>) -> (AgentDetector.Agent, contracted: Bool)? {
-        let head = doc.tokens[j]
-        guard head.isWord else { return nil }
-        var contracted = false
-        if head.isAlphabetic {
-            // The common case, probed by the token's key: no String is built.
-            guard !Self.notHeads.contains(head), !AgentDetector.sentenceStarters.contains(head) else { return nil }
-        } else {
-            guard head.lower.hasSuffix("'s"), head.lower.count > 3 else { return nil }
-            let headWord = String(head.lower.dropLast(2))
-            guard headWord.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic }), !Self.notHeads.contains(headWord),
-                !AgentDetector.sentenceStarters.contains(headWord)
-            else { return nil }
-            contracted = true
-        }
-        let headWord = contracted ? String(head.lower.dropLast(2)) : head.lower
-        // A name the detector missed, contracted: "Ben's itching to…".
-        if contracted, head.isCapitalized {
-            return (AgentDetector.Agent(range: j..<(j + 1), name: headWord, isSelf: false, isSubject: true), true)
-        }
-        var k = j - 1
-        var modifiers = 0
-        while k >= sentence.lowerBound, modifiers <= 2 {
-            let t = doc.tokens[k]
-            guard t.isWord else { return nil }
-            if AgentDetector.determiners.contains(t) || Self.quantifiers.contains(t) || t.lower.hasSuffix("'s") {
-                let name = ([t.lower == "a" || t.lower == "an" ? nil : t.lower] + (k + 1...j).map { doc.tokens[$0].lower }).compactMap { $0 }
-                    .joined(separator: " ")
-                return (AgentDetector.Agent(range: k..<(j + 1), name: contracted ? String(name.dropLast(2)) : name, isSelf: false, isSubject: true), contracted)
-            }
-            guard t.isAlphabetic, !AgentDetector.sentenceStarters.contains(t), !Self.between.contains(t) else { return nil }
-            modifiers += 1
-            k -= 1
-        }
-        // "Security staff spotted…": capitalised opening words.
-        if k < sentence.lowerBound, modifiers >= 1, modifiers <= 2, doc.tokens[sentence.lowerBound].isCapitalized {
-            let name = (sentence.lowerBound...j).map { doc.tokens[$0].lower }.joined(separator: " ")
-            return (AgentDetector.Agent(range: sentence.lowerBound..<(j + 1), name: name, isSelf: false, isSubject: true), contracted)
-        }
-        return nil
-    }
-
-    /// Words that never head a holder's noun phrase.
-    static let notHeads: WordSet = [
-        "it", "this", "that", "there", "here", "what", "which", "who", "whom", "whose", "thing", "things", "idea", "way",
-        "time", "day", "night", "morning", "evening", "week", "year", "and", "or", "but", "if", "when", "while", "because",
-    ]
 
     static func possessive(_ word: String) -> Bool {
         ["my", "our", "his", "her", "their", "your"].contains(word)
