@@ -208,6 +208,7 @@ CHAOS_ARGS ?=
 
 chaos-deps:
 	@scripts/ensure-deps.sh stack
+	@scripts/ensure-deps.sh chaos
 	@scripts/ensure-deps.sh postgres
 	@test -s .build/load/corpus.jsonl || python3 scripts/fortunes-jsonl.py 5000 .build/load/corpus.jsonl --no-cycle
 	@if [ "$(SOMA_STACK)" = compose ]; then scripts/docker-engine.sh ensure; fi

@@ -9,6 +9,7 @@
 #            prometheus-alertmanager, openssl (the self-signed certificate); wrk for stack-check
 #   deploy – the static checks of deploy/: promtool and amtool (their packages)
 #   load   – soma-load's corpus (fortunes) and plot (gnuplot)
+#   chaos  – nft (nftables): the partition scenario blackholes loopback ports with a table of its own
 # Packages are installed with a policy-rc.d that forbids starting services: a postinst must not
 # leave a stock redis, PostgreSQL or Prometheus running on its default port.
 set -euo pipefail
@@ -51,6 +52,9 @@ case "$phase" in
     want fortunes                 # the load corpus (scripts/fortunes-jsonl.py)
     want python3
     want gnuplot-nox              # soma-load's latency plot (PNG)
+    ;;
+  chaos)
+    want nftables                 # Tests/Chaos/chaos.py: scenario 4 (partition) and the start-up clean-up
     ;;
   deploy)
     want prometheus               # promtool

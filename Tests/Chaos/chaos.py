@@ -32,6 +32,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -511,7 +512,10 @@ NFT_TABLE = "soma_chaos"
 
 
 def nft_delete() -> bool:
-    """Deletes the suite's own table (inet soma_chaos) when it exists; True when one was there."""
+    """Deletes the suite's own table (inet soma_chaos) when it exists; True when one was there.
+    Without nft on the machine no such table can have been made (only nft_blackhole makes it)."""
+    if shutil.which("nft") is None:
+        return False
     listed = subprocess.run(["nft", "list", "table", "inet", NFT_TABLE], capture_output=True, text=True, timeout=10)
     if listed.returncode != 0:
         return False
