@@ -175,6 +175,15 @@ struct TheoryOfMindAnalyzerTests {
         #expect(tom("Most commuters have no idea the line closes in May.").agents.first?.states.first?.type == "knowledge")
         #expect(tom("The night porter noticed a light on the third floor.").agents.first?.agent == "the night porter")
         #expect(tom("Priya's terrified of the exam results.").agents.first?.states.first?.type == "emotion")
+        // Holders named by a modified noun, a quantified group, a possessive phrase or a title,
+        // and "X's" read as "X is" across an adverb.
+        #expect(tom("Our little boy is terrified of the hand dryers.").agents.first?.agent == "our little boy")
+        #expect(tom("Half the office is craving a roast dinner.").agents.first?.agent == "half the office")
+        #expect(tom("Next door's builders are planning to start at seven.").agents.first?.agent == "next door's builders")
+        #expect(tom("On still nights Aunt Flo could hear the sea.").agents.first?.agent == "aunt flo")
+        #expect(tom("Villagers fear the river will flood.").agents.first?.agent == "villagers")
+        let brother = tom("My brother's not going to bother with the reunion.").agents.first
+        #expect(brother?.agent == "my brother")
         // A state word without a holder in a notice is not a state.
         #expect(tom("The meeting room on the left is for the new interns.").agents.isEmpty)
     }
@@ -261,6 +270,20 @@ struct NarrativeAnalyzerTests {
         #expect(r.arc.cognitiveTension.count == 5)
         #expect(r.arc.cognitiveTension.reduce(0, +) > 0)
         #expect(r.characters.contains("he"))
+    }
+
+    @Test func charactersFromRoleNounsModifiersAndPossessives() {
+        // Role nouns with or without a determiner, modified nouns, possessives, titles before names.
+        let r = narrative(
+            "A fisherman pulled a bottle from the sea. The old man fed the pigeons at my aunt's farm. "
+                + "The bride and the mayor argued while thieves robbed the villagers. Daniel's wife laughed. Aunt Flo slept.")
+        #expect(r.characters == ["fisherman", "old man", "my aunt", "bride", "mayor", "thieves", "villagers", "daniel's wife", "aunt flo"])
+        // "a fisherman" and "the fisherman" are one character; compounds stay whole.
+        #expect(narrative("A fisherman waved. Later the fisherman sang. The police officer ran.").characters == ["fisherman", "police officer"])
+        // What is not a character: a verb between the determiner and a role noun after "that", a
+        // modified bare plural that the noun-phrase reading owns, and a plural that is not a person.
+        #expect(narrative("I said that made teachers cry.").characters == ["i"])
+        #expect(narrative("The buses were late again.").characters.isEmpty)
     }
 }
 

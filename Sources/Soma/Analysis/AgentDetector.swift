@@ -91,22 +91,28 @@ struct AgentDetector: Sendable {
         guard t.isWord else { return nil }
         let closed = Self.closed[t]
         if let p = closed?.pronoun {
-            // "my mother": the kin noun makes the agent, not the possessive.
-            if !p.subject, i + 1 < doc.tokens.count, isPersonNoun(doc.tokens[i + 1]) {
-                return Agent(range: i..<(i + 2), name: "\(t.lower) \(doc.tokens[i + 1].lower)", isSelf: false, isSubject: true)
+            // "my mother", "our little boy", "my aunt's farm": the person noun makes the agent, not the possessive.
+            if !p.subject, let phrase = personPhrase(doc, from: i + 1, modifiers: closed?.determiner == true ? 2 : 0) {
+                return Agent(range: i..<phrase.end, name: ([t.lower] + phrase.words).joined(separator: " "), isSelf: false, isSubject: true)
             }
             if t.lower == "her" || t.lower == "his" { return Agent(range: i..<(i + 1), name: p.name, isSelf: false, isSubject: false) }
             return Agent(range: i..<(i + 1), name: p.name, isSelf: p.name == "i" || p.name == "we", isSubject: p.subject)
         }
-        if closed?.determiner == true, i + 1 < doc.tokens.count {
-            var j = i + 1
-            // one adjective may stand between: "my older sister", "the new teacher"
-            if j + 1 < doc.tokens.count, !isPersonNoun(doc.tokens[j]), isPersonNoun(doc.tokens[j + 1]), doc.tokens[j].isWord { j += 1 }
-            if isPersonNoun(doc.tokens[j]) {
-                let name = t.lower == "a" || t.lower == "an" ? doc.tokens[j].lower : "\(t.lower) \(doc.tokens[j].lower)"
-                return Agent(range: i..<(j + 1), name: name, isSelf: false, isSubject: true)
+        if closed?.determiner == true {
+            // "the mayor", "an old man", "the upstairs tenants", "the police officer"; "that" and
+            // "this" open clauses as often as noun phrases, so they take no modifier ("that made men cry").
+            let modifiers = Self.demonstratives.contains(t) ? 0 : 2
+            guard let phrase = personPhrase(doc, from: i + 1, modifiers: modifiers) else { return nil }
+            let article = t.lower == "a" || t.lower == "an"
+            return Agent(range: i..<phrase.end, name: ((article ? [] : [t.lower]) + phrase.words).joined(separator: " "), isSelf: false, isSubject: true)
+        }
+        if t.isCapitalized, let stem = Self.possessiveStem(t), !Self.notNames.contains(stem), model.labelMask(of: stem) & (kinBit | roleBit) == 0,
+            model.labelMask(of: stem) & nameBit != 0 || !t.isAllCaps && i + 1 < doc.tokens.count
+        {
+            // "Daniel's wife": the kin or role noun after a name's possessive is the agent.
+            if let phrase = personPhrase(doc, from: i + 1, modifiers: 2) {
+                return Agent(range: i..<phrase.end, name: ([t.lower] + phrase.words).joined(separator: " "), isSelf: false, isSubject: true)
             }
-            return nil
         }
         if isName(doc, at: i) {
             var end = i + 1
@@ -118,13 +124,92 @@ struct AgentDetector: Sendable {
             return Agent(range: i..<end, name: t.lower, isSelf: false, isSubject: true)
         }
         if t.isCapitalized, has(t, kinBit) {
-            // "Grandad remembers…": a capitalised kinship word without a determiner is used as a name.
+            // "Grandad remembers…": a capitalised kinship word without a determiner is used as a name;
+            // before a name it is a title ("Aunt Flo").
+            if i + 1 < doc.tokens.count, doc.tokens[i + 1].isCapitalized, !Self.notNames.contains(doc.tokens[i + 1]),
+                has(doc.tokens[i + 1], nameBit) || isName(doc, at: i + 1)
+            {
+                return Agent(range: i..<(i + 2), name: "\(t.lower) \(doc.tokens[i + 1].lower)", isSelf: false, isSubject: true)
+            }
             return Agent(range: i..<(i + 1), name: t.lower, isSelf: false, isSubject: true)
         }
         if closed?.collective == true {
             return Agent(range: i..<(i + 1), name: t.lower, isSelf: false, isSubject: true)
         }
+        // "most drivers", "both parents", "every teacher"
+        if Self.quantifiers.contains(t), t.lower != "no", let phrase = personPhrase(doc, from: i + 1, modifiers: 0) {
+            return Agent(range: i..<phrase.end, name: ([t.lower] + phrase.words).joined(separator: " "), isSelf: false, isSubject: true)
+        }
+        // A bare plural of a role or kinship noun: "thieves broke in", "Villagers say", "police
+        // officers". Not after a word that may modify it ("Security staff", "angry villagers"): the
+        // phrase is longer than the noun, and theory of mind's noun-phrase reading finds it.
+        if t.isAlphabetic, isPersonNoun(t), i == 0 || !isModifier(doc.tokens[i - 1]) && Self.possessiveStem(doc.tokens[i - 1]) == nil,
+            let phrase = personPhrase(doc, from: i, modifiers: 0), let last = phrase.words.last, Self.isPlural(last) || Self.massPeople.contains(last)
+        {
+            return Agent(range: i..<phrase.end, name: phrase.words.joined(separator: " "), isSelf: false, isSubject: true)
+        }
         return nil
+    }
+
+    /// Determiners that open clauses as often as noun phrases: no modifier may follow them.
+    static let demonstratives: WordSet = ["this", "that", "one"]
+    /// Role nouns that name a group without a plural ending ("Police said…").
+    static let massPeople: WordSet = ["police", "staff", "crew", "folk", "folks"]
+
+    static func isPlural(_ word: String) -> Bool {
+        (word.hasSuffix("s") && !word.hasSuffix("ss")) || word.hasSuffix("men") || word == "children" || word == "people"
+    }
+
+    /// The word before a possessive "'s" or a plural's "s'" ("mayor's", "villagers'"), if `t` is one.
+    static func possessiveStem(_ t: Token) -> String? {
+        guard !t.isAlphabetic else { return nil }
+        let w = t.lower
+        if w.hasSuffix("'s"), w.unicodeScalars.count > 3 { return String(w.dropLast(2)) }
+        if w.hasSuffix("s'"), w.unicodeScalars.count > 3 { return String(w.dropLast(1)) }
+        return nil
+    }
+
+    /// A person noun phrase from token `j`: at most `modifiers` modifiers, then one or more
+    /// kinship or role nouns ("old man", "upstairs tenants", "woman driver"), the last possibly
+    /// possessive ("my aunt's farm" → "aunt"). Its end and its words, a possessive's "'s" dropped.
+    private func personPhrase(_ doc: Document, from j: Int, modifiers: Int) -> (end: Int, words: [String])? {
+        var k = j
+        var words: [String] = []
+        while k < doc.tokens.count {
+            let tok = doc.tokens[k]
+            if let head = personNoun(tok) {
+                words.append(head.word)
+                var end = k + 1
+                if !head.possessive {
+                    // compounds: "the police officer", "a woman driver"
+                    while end < doc.tokens.count, let more = personNoun(doc.tokens[end]) {
+                        words.append(more.word)
+                        end += 1
+                        if more.possessive { break }
+                    }
+                }
+                return (end, words)
+            }
+            guard words.count < modifiers, isModifier(tok) else { return nil }
+            words.append(tok.lower)
+            k += 1
+        }
+        return nil
+    }
+
+    /// A kinship or role noun, plain or possessive.
+    private func personNoun(_ t: Token) -> (word: String, possessive: Bool)? {
+        guard t.isWord else { return nil }
+        if let stem = Self.possessiveStem(t) {
+            return model.labelMask(of: stem) & (kinBit | roleBit) != 0 ? (stem, true) : nil
+        }
+        return isPersonNoun(t) ? (t.lower, false) : nil
+    }
+
+    /// A word that can stand between a determiner and its person noun ("old", "upstairs", "finance").
+    private func isModifier(_ t: Token) -> Bool {
+        t.isAlphabetic && Self.closed[t] == nil && !Self.sentenceStarters.contains(t) && !Self.verbLike.contains(t)
+            && !Self.notHeads.contains(t)
     }
 
     func isPersonNoun(_ token: Token) -> Bool {
@@ -182,6 +267,8 @@ struct AgentDetector: Sendable {
 
     /// Quantifiers that open a noun phrase as a determiner does ("most drivers", "half the office").
     static let quantifiers: WordSet = ["most", "some", "many", "all", "both", "several", "every", "each", "few", "half", "no"]
+    /// Quantifiers that stand before a determiner ("half the office", "all my friends").
+    static let ofWhole: WordSet = ["half", "all", "both"]
 
     /// A person the name, pronoun and kin/role lists do not know, as the subject before `j`: a common noun with its determiner and at most two
     /// modifiers ("the cat", "the old shepherd", "our little boy", "most drivers", "next door's
@@ -217,9 +304,19 @@ struct AgentDetector: Sendable {
             let t = doc.tokens[k]
             guard t.isWord else { return nil }
             if Self.determiners.contains(t) || Self.quantifiers.contains(t) || t.lower.hasSuffix("'s") {
-                let name = ([t.lower == "a" || t.lower == "an" ? nil : t.lower] + (k + 1...j).map { doc.tokens[$0].lower }).compactMap { $0 }
-                    .joined(separator: " ")
-                return (Agent(range: k..<(j + 1), name: contracted ? String(name.dropLast(2)) : name, isSelf: false, isSubject: true), contracted)
+                var start = k
+                // "half the office"; "next door's builders", "the landlord's daughter"
+                if k > sentence.lowerBound {
+                    let before = doc.tokens[k - 1]
+                    if t.isAlphabetic
+                        ? Self.determiners.contains(t) && Self.ofWhole.contains(before) : before.lower == "next" || Self.determiners.contains(before)
+                    {
+                        start -= 1
+                    }
+                }
+                let words = (start...j).map { doc.tokens[$0].lower }
+                let name = (words[0] == "a" || words[0] == "an" ? words.dropFirst() : words[...]).joined(separator: " ")
+                return (Agent(range: start..<(j + 1), name: contracted ? String(name.dropLast(2)) : name, isSelf: false, isSubject: true), contracted)
             }
             guard t.isAlphabetic, !Self.sentenceStarters.contains(t), !notModifiers.contains(t) else { return nil }
             modifiers += 1

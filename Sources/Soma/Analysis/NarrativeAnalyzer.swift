@@ -406,7 +406,8 @@ public struct NarrativeAnalyzer: Analyzer {
     func characters(_ doc: Document, _ mentions: [AgentDetector.Agent]) -> [String] {
         var seen: [String] = []
         for a in mentions where !doc.quoted[a.range.lowerBound] {
-            let name = a.name == "we" ? "we" : a.name
+            // "the fisherman" and "a fisherman" are one character: the definite article is dropped.
+            let name = a.name.hasPrefix("the ") ? String(a.name.dropFirst(4)) : a.name
             if name == "you" { continue }
             if !seen.contains(name) { seen.append(name) }
         }

@@ -172,8 +172,9 @@ public struct TheoryOfMindAnalyzer: Analyzer {
             let last = doc.tokens[h.range.upperBound - 1].lower
             if Self.beContractions.contains(last) {
                 sawLinking = true
-            } else if h.range.upperBound == start || agentAt[start - 1] != nil, last.hasSuffix("'s"), last.count > 3 {
-                // "Priya's terrified": the name with "is" (a possessive would be followed by its noun).
+            } else if last.hasSuffix("'s"), last.count > 3 {
+                // "Priya's terrified", "my brother's not going": the holder with "is" (reached over
+                // auxiliaries and adverbs only, so not a possessive, which its noun would follow).
                 sawLinking = true
                 if h.name.hasSuffix("'s") { holder?.name.removeLast(2) }
             }

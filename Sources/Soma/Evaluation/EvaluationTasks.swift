@@ -4,7 +4,8 @@
 /// label, counted, no negation, no contrast, no spans.
 extension Evaluator.Task {
     public static let all: [Evaluator.Task] = [
-        emotionValence, emotionDominant, reasoningRelations, valuesTop3, theoryOfMindType, narrativeTense, narrativePerspective, narrativeFirstEvent,
+        emotionValence, emotionDominant, reasoningRelations, valuesTop3, theoryOfMindType, theoryOfMindHolder, narrativeTense, narrativePerspective,
+        narrativeFirstEvent,
     ]
 
     static func words(_ text: String) -> [String] {
@@ -144,6 +145,28 @@ extension Evaluator.Task {
             let counts = Dictionary(found.map { ($0, 1) }, uniquingKeysWith: +)
             guard let top = counts.values.max() else { return ["none"] }
             return [found.first { counts[$0] == top }!]
+        }
+    )
+
+    /// Who holds the first mental state, as the agent detector names it ("i", "my aunt", "the old
+    /// shepherd", "half the office"); "none" for a text without one. Exact match.
+    public static let theoryOfMindHolder = Evaluator.Task(
+        module: .theoryOfMind, name: "theory of mind holder",
+        gold: { item in
+            let agent = item.label("agent").lowercased()
+            return agent.isEmpty ? "none" : agent
+        },
+        predict: { r in [r.theoryOfMind?.agents.first?.agent ?? "none"] },
+        keyword: { text in
+            // The first personal pronoun, in its subject form.
+            let table: [String: String] = ["i": "i", "me": "i", "my": "i", "he": "he", "she": "she", "we": "we", "they": "they", "you": "you"]
+            for w in words(text) { if let a = table[w] { return [a] } }
+            return ["none"]
+        },
+        lexicon: { m in
+            // The first word of the agent lists (pronouns, kinship and role nouns, names), as written.
+            guard let first = m.matches.first(where: { m.model.patterns[$0.pattern].label.hasPrefix("agent.") }) else { return ["none"] }
+            return [m.document.tokens[first.range.lowerBound].lower]
         }
     )
 
