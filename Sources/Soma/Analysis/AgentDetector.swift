@@ -18,6 +18,7 @@ struct AgentDetector: Sendable {
     private let roleBit: UInt64
     private let nameBit: UInt64
     private let anyClass: UInt64
+    private let personBits: UInt64
 
     init(model: ModuleModel) {
         self.model = model
@@ -25,6 +26,7 @@ struct AgentDetector: Sendable {
         roleBit = model.bit(for: "agent.role")
         nameBit = model.bit(for: "agent.name")
         anyClass = model.bit(for: "")
+        personBits = kinBit | roleBit
     }
 
     /// Whether the token's word is a single-word pattern of the class whose bit is `bit`.
@@ -93,7 +95,8 @@ struct AgentDetector: Sendable {
         if let p = closed?.pronoun {
             // "my mother", "our little boy", "my aunt's farm": the person noun makes the agent, not the possessive.
             if !p.subject, let phrase = personPhrase(doc, from: i + 1, modifiers: closed?.determiner == true ? 2 : 0) {
-                return Agent(range: i..<phrase.end, name: ([t.lower] + phrase.words).joined(separator: " "), isSelf: false, isSubject: true)
+                return Agent(
+                    range: i..<phrase.upperBound, name: ([t.lower] + Self.words(of: phrase, in: doc)).joined(separator: " "), isSelf: false, isSubject: true)
             }
             if t.lower == "her" || t.lower == "his" { return Agent(range: i..<(i + 1), name: p.name, isSelf: false, isSubject: false) }
             return Agent(range: i..<(i + 1), name: p.name, isSelf: p.name == "i" || p.name == "we", isSubject: p.subject)
@@ -104,14 +107,17 @@ struct AgentDetector: Sendable {
             let modifiers = Self.demonstratives.contains(t) ? 0 : 2
             guard let phrase = personPhrase(doc, from: i + 1, modifiers: modifiers) else { return nil }
             let article = t.lower == "a" || t.lower == "an"
-            return Agent(range: i..<phrase.end, name: ((article ? [] : [t.lower]) + phrase.words).joined(separator: " "), isSelf: false, isSubject: true)
+            return Agent(
+                range: i..<phrase.upperBound, name: ((article ? [] : [t.lower]) + Self.words(of: phrase, in: doc)).joined(separator: " "), isSelf: false,
+                isSubject: true)
         }
         if t.isCapitalized, let stem = Self.possessiveStem(t), !Self.notNames.contains(stem), model.labelMask(of: stem) & (kinBit | roleBit) == 0,
             model.labelMask(of: stem) & nameBit != 0 || !t.isAllCaps && i + 1 < doc.tokens.count
         {
             // "Daniel's wife": the kin or role noun after a name's possessive is the agent.
             if let phrase = personPhrase(doc, from: i + 1, modifiers: 2) {
-                return Agent(range: i..<phrase.end, name: ([t.lower] + phrase.words).joined(separator: " "), isSelf: false, isSubject: true)
+                return Agent(
+                    range: i..<phrase.upperBound, name: ([t.lower] + Self.words(of: phrase, in: doc)).joined(separator: " "), isSelf: false, isSubject: true)
             }
         }
         if isName(doc, at: i) {
@@ -138,15 +144,18 @@ struct AgentDetector: Sendable {
         }
         // "most drivers", "both parents", "every teacher"
         if Self.quantifiers.contains(t), t.lower != "no", let phrase = personPhrase(doc, from: i + 1, modifiers: 0) {
-            return Agent(range: i..<phrase.end, name: ([t.lower] + phrase.words).joined(separator: " "), isSelf: false, isSubject: true)
+            return Agent(
+                range: i..<phrase.upperBound, name: ([t.lower] + Self.words(of: phrase, in: doc)).joined(separator: " "), isSelf: false, isSubject: true)
         }
         // A bare plural of a role or kinship noun: "thieves broke in", "Villagers say", "police
         // officers". Not after a word that may modify it ("Security staff", "angry villagers"): the
         // phrase is longer than the noun, and theory of mind's noun-phrase reading finds it.
         if t.isAlphabetic, isPersonNoun(t), i == 0 || !isModifier(doc.tokens[i - 1]) && Self.possessiveStem(doc.tokens[i - 1]) == nil,
-            let phrase = personPhrase(doc, from: i, modifiers: 0), let last = phrase.words.last, Self.isPlural(last) || Self.massPeople.contains(last)
+            let phrase = personPhrase(doc, from: i, modifiers: 0)
         {
-            return Agent(range: i..<phrase.end, name: phrase.words.joined(separator: " "), isSelf: false, isSubject: true)
+            let words = Self.words(of: phrase, in: doc)
+            guard let last = words.last, Self.isPlural(last) || Self.massPeople.contains(last) else { return nil }
+            return Agent(range: i..<phrase.upperBound, name: words.joined(separator: " "), isSelf: false, isSubject: true)
         }
         return nil
     }
@@ -171,39 +180,40 @@ struct AgentDetector: Sendable {
 
     /// A person noun phrase from token `j`: at most `modifiers` modifiers, then one or more
     /// kinship or role nouns ("old man", "upstairs tenants", "woman driver"), the last possibly
-    /// possessive ("my aunt's farm" → "aunt"). Its end and its words, a possessive's "'s" dropped.
-    private func personPhrase(_ doc: Document, from j: Int, modifiers: Int) -> (end: Int, words: [String])? {
+    /// possessive ("my aunt's farm" → "aunt"). Its tokens; `words(of:in:)` names them. Builds no
+    /// String unless it meets a possessive: it runs at every determiner of every text.
+    private func personPhrase(_ doc: Document, from j: Int, modifiers: Int) -> Range<Int>? {
         var k = j
-        var words: [String] = []
         while k < doc.tokens.count {
             let tok = doc.tokens[k]
-            if let head = personNoun(tok) {
-                words.append(head.word)
+            if let possessive = personNoun(tok) {
                 var end = k + 1
-                if !head.possessive {
+                if !possessive {
                     // compounds: "the police officer", "a woman driver"
                     while end < doc.tokens.count, let more = personNoun(doc.tokens[end]) {
-                        words.append(more.word)
                         end += 1
-                        if more.possessive { break }
+                        if more { break }
                     }
                 }
-                return (end, words)
+                return j..<end
             }
-            guard words.count < modifiers, isModifier(tok) else { return nil }
-            words.append(tok.lower)
+            guard k - j < modifiers, isModifier(tok) else { return nil }
             k += 1
         }
         return nil
     }
 
-    /// A kinship or role noun, plain or possessive.
-    private func personNoun(_ t: Token) -> (word: String, possessive: Bool)? {
+    /// The words of a phrase from `personPhrase`, a possessive's "'s" dropped.
+    private static func words(of range: Range<Int>, in doc: Document) -> [String] {
+        range.map { Self.possessiveStem(doc.tokens[$0]) ?? doc.tokens[$0].lower }
+    }
+
+    /// Whether `t` is a kinship or role noun: nil if not, true if possessive ("aunt's"), false if plain.
+    private func personNoun(_ t: Token) -> Bool? {
         guard t.isWord else { return nil }
-        if let stem = Self.possessiveStem(t) {
-            return model.labelMask(of: stem) & (kinBit | roleBit) != 0 ? (stem, true) : nil
-        }
-        return isPersonNoun(t) ? (t.lower, false) : nil
+        if t.isAlphabetic { return isPersonNoun(t) ? false : nil }
+        if let stem = Self.possessiveStem(t) { return model.labelMask(of: stem) & personBits != 0 ? true : nil }
+        return isPersonNoun(t) ? false : nil
     }
 
     /// A word that can stand between a determiner and its person noun ("old", "upstairs", "finance").
@@ -212,9 +222,7 @@ struct AgentDetector: Sendable {
             && !Self.notHeads.contains(t)
     }
 
-    func isPersonNoun(_ token: Token) -> Bool {
-        has(token, kinBit) || has(token, roleBit)
-    }
+    func isPersonNoun(_ token: Token) -> Bool { has(token, personBits) }
 
     func isName(_ doc: Document, at i: Int) -> Bool {
         let t = doc.tokens[i]
