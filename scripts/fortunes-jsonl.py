@@ -35,6 +35,7 @@ def main() -> int:
         sys.exit(f"no fortunes under {ROOT}: run scripts/ensure-deps.sh corpus")
     if "--no-cycle" in sys.argv and len(texts) < count:
         sys.exit(f"only {len(texts)} fortunes found, need {count}")
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
         for i in range(count):
             name, text = texts[i % len(texts)]
