@@ -263,6 +263,37 @@ struct NarrativeAnalyzerTests {
         #expect(r.events.map(\.index).sorted() == Array(0..<r.events.count))
     }
 
+    @Test func subordinatorsOrderClausesWithinTheirSentence() {
+        func story(_ text: String) -> [String] { narrative(text).events.map(\.verb) }
+        // "before" opening a clause puts that clause after the rest of its sentence, not the
+        // sentence before the others; "after" puts its clause first.
+        #expect(
+            story("A fox slipped through the fence. It grabbed a crust and vanished before the dog noticed.") == ["slipped", "grabbed", "vanished", "noticed"])
+        #expect(story("Before I left, I locked the door.") == ["locked", "left"])
+        #expect(story("I washed up after we ate.") == ["ate", "washed"])
+        // "before that" still moves its sentence back.
+        #expect(story("We arrived at noon. Before that, we stopped for coffee.").first == "stopped")
+        // "by" and a time keeps a past perfect in story order; "by the time" and a clause does not.
+        #expect(story("The bakery opened at six. By nine every croissant had gone.") == ["opened", "gone"])
+        #expect(story("We ran to the cinema. By the time we arrived, the film had started.").first == "started")
+    }
+
+    @Test func wordsThatLookLikeVerbsAreNotEvents() {
+        func verbs(_ text: String) -> [String] { narrative(text).events.map(\.verb) }
+        // numbers and what they count; a plural after a quantifier; a past form after a verb;
+        // a bare form after an object; a word floating between an auxiliary and its verb.
+        #expect(verbs("Two hundred years ago a boat drifted ashore.") == ["drifted"])
+        #expect(verbs("Most nights I read to my son.") == ["read"])
+        #expect(verbs("On Monday we will eat grilled sardines.") == ["eat"])
+        #expect(verbs("We will get married in June.") == ["get"])
+        #expect(verbs("I will try not to look lost.") == ["try"])
+        #expect(verbs("We'll both take dance lessons.") == ["take"])
+        #expect(verbs("For years we had only nodded at each other.") == ["nodded"])
+        // what stays an event: a past form after a bare auxiliary, a plural verb after a subject.
+        #expect(verbs("The dog must have got out again.").contains("got"))
+        #expect(verbs("Her grandson manages the farm.") == ["manages"])
+    }
+
     @Test func arcHasFiveSegments() {
         let r = narrative("The old man walked into the village at dawn. He thought about his son. Then he suddenly realized why the bells were ringing.")
         #expect(r.arc.staging.count == 5)

@@ -89,6 +89,12 @@ public struct NarrativeAnalyzer: Analyzer {
         static let doPast = Closed(rawValue: 1 << 6)
         static let doPresent = Closed(rawValue: 1 << 7)
         static let negation = Closed(rawValue: 1 << 8)
+        /// A number word or a number ("hundred", "40"): neither it nor the word it counts is a verb.
+        static let number = Closed(rawValue: 1 << 9)
+        static let floating = Closed(rawValue: 1 << 10)
+        static let preposition = Closed(rawValue: 1 << 11)
+        static let object = Closed(rawValue: 1 << 12)
+        static let quantifier = Closed(rawValue: 1 << 13)
     }
 
     static let closed: WordTable<Closed> = {
@@ -99,6 +105,8 @@ public struct NarrativeAnalyzer: Analyzer {
         add(subjects, .subject); add(blockers, .blocker); add(pastBe, .pastBe); add(presentBe, .presentBe)
         add(perfectPast, .perfectPast); add(perfectPresent, .perfectPresent); add(doPast, .doPast); add(doPresent, .doPresent)
         add(Scope.negators.words + ["also", "just", "already"], .negation)
+        add(numbers.words, .number); add(floating.words, .floating); add(prepositions.words, .preposition); add(objects, .object)
+        add(AgentDetector.quantifiers.words, .quantifier)
         return table
     }()
 
@@ -115,7 +123,24 @@ public struct NarrativeAnalyzer: Analyzer {
 
     /// Words opening a clause whose present tense follows the main clause's future ("I'll call when
     /// I get home", "If it rains tomorrow, we'll stay in").
+    /// Where a clause opened by the subordinator goes in its sentence's story order.
+    static let subordinatorStep: [String: Int] = ["before": 1, "after": -1, "once": -1]
     static let futureSubordinators: WordSet = ["when", "after", "before", "until", "once", "if", "unless", "while", "as"]
+
+    /// Words that float between an auxiliary and its verb ("we'll both take", "had only nodded").
+    static let floating: WordSet = ["both", "all", "each", "only", "just", "also", "already", "still", "ever", "even"]
+    static let prepositions: WordSet = [
+        "of", "in", "on", "at", "for", "with", "to", "from", "by", "into", "onto", "about", "under", "over", "near", "across", "through",
+        "around", "behind", "past", "after", "before", "during", "without",
+    ]
+    static let auxiliaries: Set<String> = ["have", "has", "had", "be", "been", "being", "do", "did", "is", "am", "are", "was", "were"]
+    /// Object pronouns: a bare form after one is an infinitive ("let him beat me", "made us wait").
+    static let objects: [String] = ["him", "them", "me", "us"]
+    /// Number words (a verb's ending may fit them: "hundred").
+    static let numbers: WordSet = [
+        "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "twenty", "thirty", "forty",
+        "fifty", "hundred", "hundreds", "thousand", "thousands", "million", "millions", "dozen", "dozens",
+    ]
 
     /// Per-token lookups done once per document.
     struct Lookup {
@@ -124,7 +149,12 @@ public struct NarrativeAnalyzer: Analyzer {
     }
 
     func lookup(_ doc: Document) -> Lookup {
-        Lookup(masks: doc.tokens.map { model.labelMask(of: $0) }, closed: doc.tokens.map { Self.closed[$0] ?? [] })
+        Lookup(
+            masks: doc.tokens.map { model.labelMask(of: $0) },
+            closed: doc.tokens.map { t -> Closed in
+                let flags = Self.closed[t] ?? []
+                return t.kind == .number ? flags.union(.number) : flags
+            })
     }
 
     struct Found {
@@ -134,6 +164,9 @@ public struct NarrativeAnalyzer: Analyzer {
         var tense: String
         var layer: Float
         var time: String?
+        /// The sentence's first token, and the clause's place in it (-1 ahead, 1 after).
+        var sentence: Int
+        var step: Int
     }
 
     /// A verb form by the lexicon, or — for a word the model does not know at all — by its ending:
@@ -178,14 +211,34 @@ public struct NarrativeAnalyzer: Analyzer {
                 in: doc, ids: ids, range: sentence, isAgent: { agentStart[$0] }, accept: { model.patterns[$0].label == "temporal" }
             )
             .filter { !doc.quoted[$0.range.lowerBound] }
+            let clauses = doc.clauses(in: sentence).flatMap { subclauses(doc, $0) }
+            // "before", "after" or "once" opening a clause is a subordinator ("… and vanished before
+            // the dog noticed", "Before I dial, I stop …"): it orders the sentence's clauses — its own
+            // clause after (before) or ahead of (after, once) the rest — not the sentence against the
+            // others, as "before that" or "years ago" do.
+            var clauseStep: [Int: Int] = [:]
             var sentenceLayer = 0
-            for t in temporal where model.weight(t.pattern, "order") < 0 { sentenceLayer = -1 }
+            for t in temporal {
+                let k = t.range.lowerBound
+                if t.range.count == 1, clauses.contains(where: { $0.lowerBound == k }), k + 1 < sentence.upperBound, doc.tokens[k + 1].isWord,
+                    let step = Self.subordinatorStep[doc.tokens[k].lower]
+                {
+                    clauseStep[k] = step
+                } else if model.weight(t.pattern, "order") < 0 {
+                    sentenceLayer = -1
+                }
+            }
+            // "By nine every croissant had gone": a past perfect measured against a time of the story
+            // ("by" and a time, not "by the time" and a clause) keeps its place in the story.
+            let byTime =
+                doc.tokens[sentence.lowerBound].lower == "by" && sentence.count > 2 && doc.tokens[sentence.lowerBound + 1].lower != "the"
             // "We leave tomorrow", "next week I'm starting": a present tense under a future frame is a plan.
             let planned = temporal.contains { futureFrame[$0.pattern] }
             let sentenceEvents = events.count
-            let clauses = doc.clauses(in: sentence).flatMap { subclauses(doc, $0) }
             for clause in clauses {
                 var i = clause.lowerBound
+                // The token after the clause's last verb group: a past form there is an adjective.
+                var afterVerb = -1
                 while i < clause.upperBound {
                     defer { i += 1 }
                     let token = doc.tokens[i]
@@ -194,12 +247,14 @@ public struct NarrativeAnalyzer: Analyzer {
                     if mask & bits.first != 0 { first += 1 }
                     if mask & bits.second != 0 { second += 1 }
                     if mask & bits.third != 0 { third += 1 }
-                    guard let (verb, finiteTense, consumed) = finiteVerb(doc, at: i, clause: clause, look) else { continue }
+                    guard let (verb, finiteTense, consumed) = finiteVerb(doc, at: i, clause: clause, look, afterVerb: afterVerb == i) else { continue }
+                    // (not after a bare auxiliary: "must have got out")
+                    afterVerb = Self.auxiliaries.contains(verb) ? -1 : i + consumed
                     var tense = finiteTense
                     if planned && tense == "present" { tense = "future" }
                     // Story time: past perfect before the narrative's now, the future after it; a
                     // "before that" / "earlier" / "years ago" cue moves its sentence half a step back.
-                    var layer: Float = tense == "past_perfect" ? -1 : (tense == "future" ? 1 : 0)
+                    var layer: Float = tense == "past_perfect" && !byTime ? -1 : (tense == "future" ? 1 : 0)
                     if sentenceLayer < 0 && tense != "past_perfect" { layer -= 0.5 }
                     let marker =
                         temporal.first { clause.contains($0.range.lowerBound) }
@@ -210,7 +265,8 @@ public struct NarrativeAnalyzer: Analyzer {
                     events.append(
                         Found(
                             index: events.count, verb: verb, clause: clause, tense: tense, layer: layer,
-                            time: marker.map { doc.text(of: $0.range).lowercased() }))
+                            time: marker.map { doc.text(of: $0.range).lowercased() }, sentence: sentence.lowerBound,
+                            step: clauseStep[clause.lowerBound] ?? 0))
                     i += consumed - 1
                 }
             }
@@ -227,7 +283,7 @@ public struct NarrativeAnalyzer: Analyzer {
         for a in mentions where !a.isSelf && !doc.quoted[a.range.lowerBound] && AgentDetector.pronouns[doc.tokens[a.range.lowerBound]] == nil {
             third += 1
         }
-        let ordered = events.sorted { ($0.layer, $0.index) < ($1.layer, $1.index) }
+        let ordered = events.sorted { ($0.layer, $0.sentence, $0.step, $0.index) < ($1.layer, $1.sentence, $1.step, $1.index) }
         var rank: [Int: Int] = [:]
         for (r, e) in ordered.enumerated() { rank[e.index] = r }
         let outEvents = ordered.map { e in
@@ -249,7 +305,8 @@ public struct NarrativeAnalyzer: Analyzer {
     }
 
     /// The finite verb group starting at `i`: (main verb, tense, tokens consumed).
-    func finiteVerb(_ doc: Document, at i: Int, clause: Range<Int>, _ look: Lookup) -> (String, String, Int)? {
+    /// `afterVerb`: the token right after a verb group of the same clause.
+    func finiteVerb(_ doc: Document, at i: Int, clause: Range<Int>, _ look: Lookup, afterVerb: Bool = false) -> (String, String, Int)? {
         let w = doc.tokens[i].lower
         let c = look.closed[i]
         let hasPrevious = i > clause.lowerBound
@@ -261,6 +318,11 @@ public struct NarrativeAnalyzer: Analyzer {
         func main(after k: Int, _ bit: UInt64) -> (String, Int)? {
             var j = k + 1
             while j < clause.upperBound, j <= k + 3 {
+                if look.closed[j].contains(.number) { return nil }
+                if look.closed[j].contains(.floating) {
+                    j += 1
+                    continue
+                }
                 if isVerb(doc, j, bit, look) {
                     // "have been married", "will be amused": the participle after "been" or "be" is the main
                     // verb (a regular participle may be listed only as a past form: "amused").
@@ -272,6 +334,8 @@ public struct NarrativeAnalyzer: Analyzer {
                     }
                     return (doc.tokens[j].lower, j - i + 1)
                 }
+                // "had only nodded": a regular past form stands for its participle ("nodded" may be listed as past only).
+                if bit == bits.verbPP, isVerb(doc, j, bits.verbPast, look), doc.tokens[j].lower.hasSuffix("ed") { return (doc.tokens[j].lower, j - i + 1) }
                 if look.masks[j] & bits.adverb != 0 || look.closed[j].contains(.negation) || (doc.tokens[j].lower == "been" && bit == bits.verbPP) {
                     j += 1
                     continue
@@ -336,23 +400,38 @@ public struct NarrativeAnalyzer: Analyzer {
             return nil
         }
         if pc.contains(.blocker) || previous == "to" { return nil }
+        // Numbers and what they count are not verbs: "two hundred", "six years ago".
+        if c.contains(.number) || pc.contains(.number) { return nil }
         let isPast = isVerb(doc, i, bits.verbPast, look)
         let isBase = look.masks[i] & bits.verbBase != 0
         let is3sg = isVerb(doc, i, bits.verb3sg, look)
         let previousCapitalized = hasPrevious && doc.tokens[i - 1].isCapitalized
         let subjectBefore = pc.contains(.subject) || pm & (bits.first | bits.third | bits.adverb) != 0 || previousCapitalized
         if isPast && !(isBase && !subjectBefore) {
+            // "get married", "look lost", "eat grilled sardines": a past form right after a verb is an adjective.
+            if !isBase && (afterVerb || i >= clause.lowerBound + 2 && doc.tokens[i - 2].lower == "to" && pm & bits.verbBase != 0) { return nil }
             if isBase {
                 // "read", "put": past unless a subject that takes the base form in the present.
                 if previous == "he" || previous == "she" || previous == "it" || previousCapitalized { return (w, "past", 1) }
+                // "let him beat me": after an object, the bare form.
+                if pc.contains(.object) { return nil }
                 return (w, "ambiguous", 1)
             }
             return (w, "past", 1)
         }
-        // "her grandson manages": a determiner + noun subject right before a third-person form.
-        let nounSubject = i >= clause.lowerBound + 2 && doc.tokens[i - 1].isWord && AgentDetector.determiners.contains(doc.tokens[i - 2])
+        // "her grandson manages": a determiner + noun subject right before a third-person form; not
+        // after a preposition ("at the park gates", "about the job cuts").
+        let nounSubject =
+            i >= clause.lowerBound + 2 && doc.tokens[i - 1].isWord && AgentDetector.determiners.contains(doc.tokens[i - 2])
+            && (i - 2 == clause.lowerBound || !look.closed[i - 3].contains(.preposition))
+        // "Most nights I read": a plural after a quantifier is a noun.
+        if is3sg && pc.contains(.quantifier) { return nil }
         if is3sg && (subjectBefore || nounSubject) { return (w, "present", 1) }
-        if isBase && subjectBefore && (previous == "i" || previous == "you" || previous == "we" || previous == "they") { return (w, "present", 1) }
+        // "we always walk": the subject before the adverbs.
+        var s = i - 1
+        while s > clause.lowerBound, look.masks[s] & bits.adverb != 0 { s -= 1 }
+        let subject = s >= clause.lowerBound ? doc.tokens[s].lower : ""
+        if isBase && subjectBefore && (subject == "i" || subject == "you" || subject == "we" || subject == "they") { return (w, "present", 1) }
         return nil
     }
 
