@@ -77,6 +77,7 @@ struct AgentDetector: Sendable {
         var pronoun: Pronoun?
         var determiner = false
         var collective = false
+        var quantifier = false
     }
 
     static let closed: WordTable<ClosedWord> = {
@@ -84,6 +85,7 @@ struct AgentDetector: Sendable {
         for (w, p) in pronouns.entries { table.insert(w, ClosedWord(pronoun: p)) }
         for w in determiners.words { table.update(w, default: ClosedWord()) { $0.determiner = true } }
         for w in collective.words { table.update(w, default: ClosedWord()) { $0.collective = true } }
+        for w in quantifiers.words { table.update(w, default: ClosedWord()) { $0.quantifier = true } }
         return table
     }()
 
@@ -143,7 +145,7 @@ struct AgentDetector: Sendable {
             return Agent(range: i..<(i + 1), name: t.lower, isSelf: false, isSubject: true)
         }
         // "most drivers", "both parents", "every teacher"
-        if Self.quantifiers.contains(t), t.lower != "no", let phrase = personPhrase(doc, from: i + 1, modifiers: 0) {
+        if closed?.quantifier == true, t.lower != "no", let phrase = personPhrase(doc, from: i + 1, modifiers: 0) {
             return Agent(
                 range: i..<phrase.upperBound, name: ([t.lower] + Self.words(of: phrase, in: doc)).joined(separator: " "), isSelf: false, isSubject: true)
         }
@@ -262,8 +264,14 @@ struct AgentDetector: Sendable {
     func agents(in doc: Document) -> [Agent] {
         var result: [Agent] = []
         var i = 0
-        while i < doc.tokens.count {
-            if let a = agent(in: doc, at: i) {
+        let count = doc.tokens.count
+        while i < count {
+            // Only a closed-class word, a capitalised word or a person noun can start an agent:
+            // the test reads the token in place (no copy of its Strings) and skips most words.
+            let candidate = doc.tokens.withUnsafeBufferPointer { tokens in
+                tokens[i].isWord && (tokens[i].isCapitalized || Self.closed[tokens[i]] != nil || has(tokens[i], personBits))
+            }
+            if candidate, let a = agent(in: doc, at: i) {
                 result.append(a)
                 i = a.range.upperBound
             } else {
