@@ -3,7 +3,7 @@
 
     scripts/engine-gate.py record [--runs 5] [--tolerance 0.2]   # Benchmarks/engine-gate.json
     scripts/engine-gate.py noise  [--runs 5]                      # unchanged runs against it
-    scripts/engine-gate.py e2e    [--record] [--expect-fail] [--count 40000] [--runs 5]
+    scripts/engine-gate.py e2e    [--record [--tolerance 0.15]] [--expect-fail] [--count 40000] [--runs 5]
 
 `record` runs EngineGate --runs times (separate processes: what one process's rounds cannot
 average out, such as its memory layout, differs between runs) and commits each workload's median
@@ -14,8 +14,8 @@ tolerance must stay well above (docs/PERFORMANCE.md, "The engine gate").
 `e2e` is the end-to-end gate: `soma analyze --jsonl` (release, compiled models, five modules)
 over a fixed corpus of COUNT real short texts (Debian's fortunes, repeated), its process's CPU
 (user + system) per text as a ratio to a reference process's CPU per run (`EngineGate
---reference-runs`, the gate's reference workload, no models), the two interleaved RUNS times, the
-median. Red above the committed ratio x (1 + tolerance) (`end_to_end` in engine-gate.json;
+--reference-runs`, the gate's reference workload, no models), the two interleaved RUNS times and
+pinned to one CPU (SOMA_GATE_CPU, default 0), the lowest pair's ratio. Red above the committed ratio x (1 + tolerance) (`end_to_end` in engine-gate.json;
 --record writes it); --expect-fail inverts the verdict (make bench-slowdown).
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 GATE = REPO / "Benchmarks/.build/release/EngineGate"
 BASELINE = REPO / "Benchmarks/engine-gate.json"
+PIN_CPU = os.environ.get("SOMA_GATE_CPU", "0")
 
 
 def run(extra: list[str], out: Path) -> dict:
@@ -43,7 +45,11 @@ def run(extra: list[str], out: Path) -> dict:
 def cpu_of(command: list[str], env: dict) -> float:
     """CPU seconds (user + system) of one run of COMMAND, its output discarded."""
     start = os.times()
-    subprocess.run(command, stdout=subprocess.DEVNULL, check=True, env=env)
+    # Both processes on one CPU: soma's parallel map and the single-threaded reference then meet
+    # the same contention from the rest of the machine (unpinned, soma's ratio moved with the
+    # machine's load: pairs 0.53-0.77 in one run).
+    pin = ["taskset", "-c", PIN_CPU] if shutil.which("taskset") else []
+    subprocess.run(pin + command, stdout=subprocess.DEVNULL, check=True, env=env)
     end = os.times()
     return (end.children_user - start.children_user) + (end.children_system - start.children_system)
 
@@ -71,13 +77,19 @@ def end_to_end(args: argparse.Namespace) -> int:
             ref.append(cpu_of([str(GATE), "--reference-runs", str(reference_runs)], env) / reference_runs * 1e6)
             soma.append(cpu_of([str(binary), "analyze", "--jsonl", "--model-dir", str(models), str(corpus)], soma_env) / texts * 1e6)
     ratios = [s / r for s, r in zip(soma, ref)]
-    ratio = statistics.median(ratios)
+    # The least disturbed pair: other tenants of a shared machine only add CPU, and they add more
+    # to soma (memory-bound: 75 -> 180 µs per text) than to the reference (133 -> 210 µs per run),
+    # so the median of pairs followed the machine's load (0.57 quiet, 0.77 busy, one tree).
+    ratio = min(ratios)
     print(f"engine gate e2e: soma analyze --jsonl, five modules, {texts:,} texts: CPU per text "
           f"{' / '.join(f'{x:.1f}' for x in soma)} µs; reference {' / '.join(f'{x:.1f}' for x in ref)} µs per run; "
-          f"ratio {' / '.join(f'{x:.4f}' for x in ratios)}, median {ratio:.4f}")
+          f"ratio {' / '.join(f'{x:.4f}' for x in ratios)}, lowest {ratio:.4f}")
     baseline = json.loads(BASELINE.read_text())
     if args.record:
-        baseline["end_to_end"] = {"ratio": round(ratio, 4), "texts": texts, "tolerance": args.tolerance}
+        # 15 %: the unchanged tree's lowest pair ran 0.570-0.619 (a busy host included), a 1.5x
+        # slowdown of every module 0.728 (the modules are about half of the process's CPU).
+        tolerance = args.tolerance if args.tolerance is not None else 0.15
+        baseline["end_to_end"] = {"ratio": round(ratio, 4), "texts": texts, "tolerance": tolerance}
         BASELINE.write_text(json.dumps(baseline, indent=2, sort_keys=True) + "\n")
         print(f"engine gate e2e: recorded ratio {ratio:.4f} in {BASELINE}")
         return 0
@@ -99,7 +111,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("record", "noise", "e2e"))
     parser.add_argument("--runs", type=int, help="record, noise, e2e: 5")
-    parser.add_argument("--tolerance", type=float, default=0.2)
+    parser.add_argument("--tolerance", type=float, default=None, help="record: 0.2 for the workloads, 0.15 for e2e")
     parser.add_argument("--count", type=int, default=40_000, help="e2e: texts")
     parser.add_argument("--record", action="store_true", help="e2e: record the ratio")
     parser.add_argument("--expect-fail", action="store_true", help="e2e: SOMA_SLOWDOWN is set; red is the pass")
@@ -122,7 +134,7 @@ def main() -> int:
                             "reference's, the median of " + str(args.runs) + " runs (scripts/engine-gate.py record). "
                             "A workload fails above ratio x (1 + tolerance); the noise that chose the tolerance is in "
                             "docs/PERFORMANCE.md.",
-                "tolerance": args.tolerance, "ratios": ratios}, indent=2, sort_keys=True) + "\n")
+                "tolerance": args.tolerance if args.tolerance is not None else 0.2, "ratios": ratios}, indent=2, sort_keys=True) + "\n")
             print(f"engine gate: recorded {len(ratios)} ratios (median of {args.runs} runs) in {BASELINE}")
             return 0
         committed = json.loads(BASELINE.read_text())
