@@ -105,8 +105,10 @@ engine-gate-build: models
 	cd Benchmarks && env -u SOMA_SLOWDOWN -u SOMA_SLOWDOWN_HOLD_MS $(SWIFT) build -c release --product EngineGate
 
 bench: models engine-gate-build
-	env -u SOMA_SLOWDOWN $(ENGINE_GATE) --check Benchmarks/engine-gate.json --out .build/engine-gate.json
-	env -u SOMA_SLOWDOWN scripts/engine-gate.py e2e
+	@# Red only when red three times running: a regression is red every time, a burst of load from
+	@# other tenants of the host is not (docs/PERFORMANCE.md, "The engine gate").
+	env -u SOMA_SLOWDOWN scripts/engine-gate.py check --attempts 3 --out .build/engine-gate.json
+	env -u SOMA_SLOWDOWN scripts/engine-gate.py e2e --attempts 3
 	rm -rf Benchmarks/.build/bench-results
 	$(BENCH) --path .build/bench-results
 	python3 scripts/bench-gate.py Benchmarks/.build/bench-results

@@ -6,8 +6,12 @@ import Soma
 // measured in the same process, interleaved round by round, so what the shared machine does to
 // both (other processes, frequency, cache) cancels out. Each sample is this thread's CPU time
 // (CLOCK_THREAD_CPUTIME_ID), so time spent preempted counts for neither. The gate compares each
-// workload's median ratio with the committed one (Benchmarks/engine-gate.json) and fails above
-// (1 + tolerance) times it.
+// workload's low ratio — its 10th-percentile CPU per run over the reference's — with the committed
+// one (Benchmarks/engine-gate.json) and fails above (1 + tolerance) times it. Not the median of
+// the rounds' ratios, which it was until 2026-12-07: other tenants of a shared host only ever add
+// CPU, and they add more to the memory-bound engine than to the reference, so on a busy host the
+// median ratio of "all modules medium" rose 20 % with no change to the code; the least disturbed
+// samples of each do not.
 //
 //   EngineGate [--rounds N] [--out report.json] [--check engine-gate.json] [--record engine-gate.json]
 //              [--expect-fail]
@@ -128,18 +132,21 @@ var report: [String: Any] = [
 ]
 var figures: [String: [String: Double]] = [:]
 print(
-    String(format: "%-28@ %12@ %10@ %10@ %10@", "workload" as NSString, "CPU us/run" as NSString, "ratio p50" as NSString, "p10" as NSString, "p90" as NSString)
+    String(
+        format: "%-28@ %12@ %10@ %10@ %10@ %10@", "workload" as NSString, "CPU us/run" as NSString, "ratio low" as NSString, "ratio p50" as NSString,
+        "p10" as NSString, "p90" as NSString)
 )
 for (i, w) in workloads.enumerated() {
     let f = [
-        "cpu_us_p50": percentile(costs[i], 0.5), "ratio_p50": percentile(ratios[i], 0.5), "ratio_p10": percentile(ratios[i], 0.1),
-        "ratio_p90": percentile(ratios[i], 0.9),
+        "cpu_us_p50": percentile(costs[i], 0.5), "cpu_us_p10": percentile(costs[i], 0.1), "ratio_p50": percentile(ratios[i], 0.5),
+        "ratio_p10": percentile(ratios[i], 0.1), "ratio_p90": percentile(ratios[i], 0.9),
+        "ratio_low": percentile(costs[i], 0.1) / percentile(costs[0], 0.1),
     ]
     figures[w.name] = f
     print(
         String(
-            format: "%@ %12.2f %10.4f %10.4f %10.4f", w.name.padding(toLength: 26, withPad: " ", startingAt: 0) as NSString, f["cpu_us_p50"]!, f["ratio_p50"]!,
-            f["ratio_p10"]!, f["ratio_p90"]!))
+            format: "%@ %12.2f %10.4f %10.4f %10.4f %10.4f", w.name.padding(toLength: 26, withPad: " ", startingAt: 0) as NSString, f["cpu_us_p50"]!,
+            f["ratio_low"]!, f["ratio_p50"]!, f["ratio_p10"]!, f["ratio_p90"]!))
 }
 report["workloads"] = figures
 if sink == 42 { print("") }  // keeps the work observable
@@ -149,9 +156,9 @@ if let path = option("--record") {
     let tolerance = Double(option("--tolerance") ?? "0.2") ?? 0.2
     let baseline: [String: Any] = [
         "_comment":
-            "The engine gate's committed ratios (median CPU per run over the same-run reference's) and its tolerance: a workload fails above ratio x (1 + tolerance). Recorded with `make bench-gate-record`; the noise that chose the tolerance is in docs/PERFORMANCE.md.",
+            "The engine gate's committed ratios (10th-percentile CPU per run over the same-run reference's) and its tolerance: a workload fails above ratio x (1 + tolerance). Recorded with `make bench-gate-record`; the noise that chose the tolerance is in docs/PERFORMANCE.md.",
         "tolerance": tolerance,
-        "ratios": figures.filter { $0.key != "reference" }.mapValues { ($0["ratio_p50"]! * 10_000).rounded() / 10_000 },
+        "ratios": figures.filter { $0.key != "reference" }.mapValues { ($0["ratio_low"]! * 10_000).rounded() / 10_000 },
     ]
     let data = try JSONSerialization.data(withJSONObject: baseline, options: [.prettyPrinted, .sortedKeys])
     try data.write(to: URL(fileURLWithPath: path))
@@ -168,7 +175,7 @@ if let path = option("--check") {
     var breaches: [String] = []
     var checks: [[String: Any]] = []
     for (name, ratio) in committed.sorted(by: { $0.key < $1.key }) {
-        guard let measured = figures[name]?["ratio_p50"] else {
+        guard let measured = figures[name]?["ratio_low"] else {
             breaches.append("\(name): not measured")
             continue
         }
