@@ -315,6 +315,8 @@ struct NarrativeAnalyzerTests {
         // modified bare plural that the noun-phrase reading owns, and a plural that is not a person.
         #expect(narrative("I said that made teachers cry.").characters == ["i"])
         #expect(narrative("The buses were late again.").characters.isEmpty)
+        // A contraction opening a sentence is not a name's possessive ("It's old men who …").
+        #expect(!narrative("It's old men who fish here.").characters.contains { $0.hasPrefix("it") })
     }
 }
 

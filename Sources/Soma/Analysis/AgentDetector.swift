@@ -113,7 +113,8 @@ struct AgentDetector: Sendable {
                 range: i..<phrase.upperBound, name: ((article ? [] : [t.lower]) + Self.words(of: phrase, in: doc)).joined(separator: " "), isSelf: false,
                 isSubject: true)
         }
-        if t.isCapitalized, let stem = Self.possessiveStem(t), !Self.notNames.contains(stem), model.labelMask(of: stem) & (kinBit | roleBit) == 0,
+        if t.isCapitalized, let stem = Self.possessiveStem(t), !Self.notNames.contains(stem), !Self.sentenceStarters.contains(stem),
+            model.labelMask(of: stem) & (kinBit | roleBit) == 0,
             model.labelMask(of: stem) & nameBit != 0 || !t.isAllCaps && i + 1 < doc.tokens.count
         {
             // "Daniel's wife": the kin or role noun after a name's possessive is the agent.
