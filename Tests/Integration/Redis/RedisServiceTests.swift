@@ -148,7 +148,10 @@ struct RedisServiceTests {
         }
         statuses += try await burst(40, from: 20)
         for instance in [stack.a, stack.b] {
-            #expect(try await instance.metric(#"soma_circuit_state{dependency="redis"}"#) == 2, "the breaker opened")
+            // Open, or half-open with a trial call on the wire: after the 500 ms wait a request may be
+            // probing the server when the gauge is read (seen on a loaded 2-core machine).
+            #expect((try await instance.metric(#"soma_circuit_state{dependency="redis"}"#) ?? 0) >= 1, "the breaker is not closed")
+            #expect((try await instance.metric(#"soma_circuit_transitions_total{dependency="redis",to="open"}"#) ?? 0) >= 1, "the breaker opened")
             let fallbackLookups =
                 (try await instance.metric(#"soma_cache_requests_total{layer="fallback",result="hit"}"#) ?? 0)
                 + (try await instance.metric(#"soma_cache_requests_total{layer="fallback",result="miss"}"#) ?? 0)

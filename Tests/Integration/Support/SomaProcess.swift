@@ -13,6 +13,7 @@ import Synchronization
 /// signal from other tasks; `Process` gives that handle (SIGTERM and a wait in `stop()`,
 /// SIGKILL in `deinit`).
 final class SomaProcess: Sendable {
+    let instance: String
     let port: Int
     let stateDirectory: URL
     private let process: Process
@@ -82,7 +83,7 @@ final class SomaProcess: Sendable {
             }
             if port == nil { try await Task.sleep(for: .milliseconds(20)) }
         }
-        let started = SomaProcess(port: port!, stateDirectory: state, process: process, log: log)
+        let started = SomaProcess(instance: instance, port: port!, stateDirectory: state, process: process, log: log)
         for _ in 0..<500 {
             if (try? await started.request("GET", "/ready").status) == .ok { return started }
             try await Task.sleep(for: .milliseconds(20))
@@ -90,7 +91,8 @@ final class SomaProcess: Sendable {
         throw ProcessFailure("soma \(instance) never became ready:\n\(started.logText)")
     }
 
-    private init(port: Int, stateDirectory: URL, process: Process, log: URL) {
+    private init(instance: String, port: Int, stateDirectory: URL, process: Process, log: URL) {
+        self.instance = instance
         self.port = port
         self.stateDirectory = stateDirectory
         self.process = process
@@ -116,6 +118,13 @@ final class SomaProcess: Sendable {
             if process.isRunning { process.terminate() }
         }
         let status = process.isRunning ? -1 : process.terminationStatus
+        if status != 0 {
+            // The test's expectation says only that the status was wrong; the log says why.
+            let reason =
+                process.isRunning ? "still running 10 s after SIGTERM" : process.terminationReason == .uncaughtSignal ? "signal \(status)" : "status \(status)"
+            let tail = logText.split(separator: "\n", omittingEmptySubsequences: false).suffix(60).joined(separator: "\n")
+            FileHandle.standardError.write(Data("soma \(instance) on port \(port): \(reason); the last lines of its log:\n\(tail)\n".utf8))
+        }
         if !keepingState { try? FileManager.default.removeItem(at: stateDirectory) }
         return status
     }
