@@ -320,7 +320,8 @@ struct AgentDetector: Sendable {
         while k >= sentence.lowerBound, modifiers <= 2 {
             let t = doc.tokens[k]
             guard t.isWord else { return nil }
-            if Self.determiners.contains(t) || Self.quantifiers.contains(t) || t.lower.hasSuffix("'s") {
+            let closed = Self.closed[t]
+            if closed?.determiner == true || closed?.quantifier == true || t.lower.hasSuffix("'s") {
                 var start = k
                 // "half the office"; "next door's builders", "the landlord's daughter"
                 if k > sentence.lowerBound {
