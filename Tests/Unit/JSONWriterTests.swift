@@ -34,4 +34,37 @@ struct JSONWriterTests {
         w.endObject()
         #expect(String(decoding: w.bytes, as: UTF8.self) == #"{"a":"x\"y\\z\n\u001f","b":[1,0.25,true,null],"c":{}}"#)
     }
+
+    /// Integers are written digit by digit, both ends of the range and negative zero included.
+    @Test func integers() {
+        var w = JSONWriter()
+        w.beginArray()
+        for x in [Int.min, -42, 0, 7, Int.max] { w.number(x) }
+        for x in [-0.0, 1e14, -3.0, 0.5] { w.number(x) }
+        w.endArray()
+        #expect(String(decoding: w.bytes, as: UTF8.self) == "[-9223372036854775808,-42,0,7,9223372036854775807,0,100000000000000,-3,0.5]")
+    }
+
+    /// Commas are tracked per container: past 64 levels too, and for siblings after a deep one.
+    @Test func nestingDeeperThanSixtyFourLevels() throws {
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("deep")
+        w.beginArray()
+        for _ in 0..<70 {
+            w.beginArray()
+            w.number(1)
+        }
+        for _ in 0..<70 {
+            w.endArray()
+            w.number(2)
+        }
+        w.endArray()
+        w.field("next"); w.bool(false)
+        w.endObject()
+        let text = String(decoding: w.bytes, as: UTF8.self)
+        let expected = #"{"deep":["# + String(repeating: "[1,", count: 70).dropLast() + String(repeating: "],2", count: 70) + #"],"next":false}"#
+        #expect(text == expected)
+        #expect(try JSONSerialization.jsonObject(with: Data(w.bytes)) is NSDictionary)
+    }
 }

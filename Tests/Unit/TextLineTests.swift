@@ -82,6 +82,9 @@ struct TextLineTests {
         #expect(parsed.text == generalText(line))
         let results = Array(#"{"emotion":{}}"#.utf8)
         #expect(parsed.output(results: results) == (try generalOutput(line, results: results)))
+        // The results written straight into the line are the line built around their bytes.
+        let analysis = Fixtures.engine.analyze(parsed.text)
+        #expect(parsed.output(analysis) == parsed.output(results: analysis.json()))
     }
 
     @Test(arguments: refused)

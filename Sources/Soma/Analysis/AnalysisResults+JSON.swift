@@ -2,18 +2,19 @@ extension AnalysisResults {
     /// The results as JSON bytes, keys sorted: the same document `JSONEncoder` with `.sortedKeys`
     /// produces (tested), at a fraction of the cost.
     public func json() -> [UInt8] {
-        var w = JSONWriter()
+        // Room for a short text's results (about 1 KB with every module) without growing.
+        var w = JSONWriter(capacity: 2048)
         write(to: &w)
         return w.bytes
     }
 
     public func write(to w: inout JSONWriter) {
         w.beginObject()
-        if let emotion { w.key("emotion"); emotion.write(to: &w) }
-        if let narrative { w.key("narrative"); narrative.write(to: &w) }
-        if let reasoning { w.key("reasoning"); reasoning.write(to: &w) }
-        if let theoryOfMind { w.key("theory_of_mind"); theoryOfMind.write(to: &w) }
-        if let values { w.key("values"); values.write(to: &w) }
+        if let emotion { w.field("emotion"); emotion.write(to: &w) }
+        if let narrative { w.field("narrative"); narrative.write(to: &w) }
+        if let reasoning { w.field("reasoning"); reasoning.write(to: &w) }
+        if let theoryOfMind { w.field("theory_of_mind"); theoryOfMind.write(to: &w) }
+        if let values { w.field("values"); values.write(to: &w) }
         w.endObject()
     }
 }
@@ -41,19 +42,19 @@ extension JSONWriter {
 extension EmotionResult {
     func write(to w: inout JSONWriter) {
         w.beginObject()
-        w.key("arousal"); w.number(arousal)
-        w.key("dominant"); w.string(dominant)
-        w.key("emotions"); w.sortedNumbers(emotions)
-        w.key("sentences"); w.beginArray()
+        w.field("arousal"); w.number(arousal)
+        w.field("dominant"); w.string(dominant)
+        w.field("emotions"); w.sortedNumbers(emotions)
+        w.field("sentences"); w.beginArray()
         for s in sentences {
             w.beginObject()
-            w.key("dominant"); w.string(s.dominant)
-            w.key("text"); w.string(s.text)
-            w.key("valence"); w.number(s.valence)
+            w.field("dominant"); w.string(s.dominant)
+            w.field("text"); w.string(s.text)
+            w.field("valence"); w.number(s.valence)
             w.endObject()
         }
         w.endArray()
-        w.key("valence"); w.number(valence)
+        w.field("valence"); w.number(valence)
         w.endObject()
     }
 }
@@ -61,22 +62,22 @@ extension EmotionResult {
 extension ReasoningResult {
     func write(to w: inout JSONWriter) {
         w.beginObject()
-        w.key("chains"); w.beginArray()
+        w.field("chains"); w.beginArray()
         for c in chains {
             w.beginObject()
-            w.key("conclusion"); w.string(c.conclusion)
-            w.key("confidence"); w.number(c.confidence)
-            w.key("marker"); w.string(c.marker)
-            w.key("premises"); w.strings(c.premises)
-            w.key("relation"); w.string(c.relation)
+            w.field("conclusion"); w.string(c.conclusion)
+            w.field("confidence"); w.number(c.confidence)
+            w.field("marker"); w.string(c.marker)
+            w.field("premises"); w.strings(c.premises)
+            w.field("relation"); w.string(c.relation)
             w.endObject()
         }
         w.endArray()
-        w.key("depth"); w.number(depth)
-        w.key("patterns"); w.beginObject()
+        w.field("depth"); w.number(depth)
+        w.field("patterns"); w.beginObject()
         for (k, v) in patterns.sorted(by: { $0.key < $1.key }) { w.key(k); w.number(v) }
         w.endObject()
-        w.key("style"); w.string(style)
+        w.field("style"); w.string(style)
         w.endObject()
     }
 }
@@ -84,13 +85,13 @@ extension ReasoningResult {
 extension ValuesResult {
     func write(to w: inout JSONWriter) {
         w.beginObject()
-        w.key("dimensions"); w.sortedNumbers(dimensions)
-        w.key("hierarchy"); w.beginArray()
+        w.field("dimensions"); w.sortedNumbers(dimensions)
+        w.field("hierarchy"); w.beginArray()
         for e in hierarchy {
             w.beginObject()
-            w.key("evidence"); w.strings(e.evidence)
-            w.key("score"); w.number(e.score)
-            w.key("value"); w.string(e.value)
+            w.field("evidence"); w.strings(e.evidence)
+            w.field("score"); w.number(e.score)
+            w.field("value"); w.string(e.value)
             w.endObject()
         }
         w.endArray()
@@ -101,26 +102,26 @@ extension ValuesResult {
 extension TheoryOfMindResult {
     func write(to w: inout JSONWriter) {
         w.beginObject()
-        w.key("agents"); w.beginArray()
+        w.field("agents"); w.beginArray()
         for a in agents {
             w.beginObject()
-            w.key("agent"); w.string(a.agent)
-            w.key("states"); w.beginArray()
+            w.field("agent"); w.string(a.agent)
+            w.field("states"); w.beginArray()
             for s in a.states {
                 w.beginObject()
-                w.key("content"); w.string(s.content)
-                w.key("negated"); w.bool(s.negated)
-                w.key("type"); w.string(s.type)
-                w.key("verb"); w.string(s.verb)
+                w.field("content"); w.string(s.content)
+                w.field("negated"); w.bool(s.negated)
+                w.field("type"); w.string(s.type)
+                w.field("verb"); w.string(s.verb)
                 w.endObject()
             }
             w.endArray()
             w.endObject()
         }
         w.endArray()
-        w.key("other_references"); w.number(otherReferences)
-        w.key("perspective_taking"); w.number(perspectiveTaking)
-        w.key("self_references"); w.number(selfReferences)
+        w.field("other_references"); w.number(otherReferences)
+        w.field("perspective_taking"); w.number(perspectiveTaking)
+        w.field("self_references"); w.number(selfReferences)
         w.endObject()
     }
 }
@@ -128,26 +129,26 @@ extension TheoryOfMindResult {
 extension NarrativeResult {
     func write(to w: inout JSONWriter) {
         w.beginObject()
-        w.key("arc"); w.beginObject()
-        w.key("cognitive_tension"); w.numbers(arc.cognitiveTension)
-        w.key("plot_progression"); w.numbers(arc.plotProgression)
-        w.key("staging"); w.numbers(arc.staging)
+        w.field("arc"); w.beginObject()
+        w.field("cognitive_tension"); w.numbers(arc.cognitiveTension)
+        w.field("plot_progression"); w.numbers(arc.plotProgression)
+        w.field("staging"); w.numbers(arc.staging)
         w.endObject()
-        w.key("characters"); w.strings(characters)
-        w.key("events"); w.beginArray()
+        w.field("characters"); w.strings(characters)
+        w.field("events"); w.beginArray()
         for e in events {
             w.beginObject()
-            w.key("index"); w.number(e.index)
-            w.key("order"); w.number(e.order)
-            w.key("tense"); w.string(e.tense)
-            w.key("text"); w.string(e.text)
-            if let time = e.time { w.key("time"); w.string(time) }
-            w.key("verb"); w.string(e.verb)
+            w.field("index"); w.number(e.index)
+            w.field("order"); w.number(e.order)
+            w.field("tense"); w.string(e.tense)
+            w.field("text"); w.string(e.text)
+            if let time = e.time { w.field("time"); w.string(time) }
+            w.field("verb"); w.string(e.verb)
             w.endObject()
         }
         w.endArray()
-        w.key("perspective"); w.string(perspective)
-        w.key("tense"); w.string(tense)
+        w.field("perspective"); w.string(perspective)
+        w.field("tense"); w.string(tense)
         w.endObject()
     }
 }

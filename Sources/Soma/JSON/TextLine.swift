@@ -32,6 +32,17 @@ public struct TextLine: Equatable, Sendable {
         return out
     }
 
+    /// The same line with the results written straight into it (one buffer, no copy of the
+    /// results' bytes): what `soma analyze --jsonl` writes.
+    public func output(_ results: AnalysisResults) -> [UInt8] {
+        var w = JSONWriter(capacity: 2048 + idJSON.count)
+        w.beginObject()
+        w.field("id"); w.raw(idJSON)
+        w.field("results"); results.write(to: &w)
+        w.endObject()
+        return w.bytes
+    }
+
     private struct Scanner {
         let bytes: UnsafeBufferPointer<UInt8>
         var i = 0
