@@ -4,8 +4,15 @@
 /// Foundation's `JSONEncoder` costs about as much as an analysis on Linux; the results types write
 /// themselves through this instead (`AnalysisResults.json()`), with keys sorted as
 /// `JSONEncoder`'s `.sortedKeys` would.
-public struct JSONWriter {
-    public private(set) var bytes: [UInt8] = []
+///
+/// The bytes go into memory the writer owns (it is `~Copyable`, so no copy can share it): an
+/// append is a bounds check and a store. Over an `[UInt8]` every append also asked the runtime
+/// whether the array was uniquely referenced, and writing JSON was a third of a short text's cost.
+public struct JSONWriter: ~Copyable {
+    private var base: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    /// Bytes written so far.
+    public private(set) var count = 0
     /// Whether each open container already has a member (a comma goes before the next one), as
     /// bits: bit d for the container at depth d. No array to grow or check for uniqueness on every
     /// value (the per-container `[Bool]` stack was 3 % of a short text's analysis); containers
@@ -15,22 +22,67 @@ public struct JSONWriter {
     private var deeper: [Bool] = []
     private var pendingValueAfterKey = false
 
-    public init(capacity: Int = 1024) { bytes.reserveCapacity(capacity) }
+    public init(capacity: Int = 1024) {
+        self.capacity = max(capacity, 16)
+        base = .allocate(capacity: self.capacity)
+    }
+
+    deinit { base.deallocate() }
+
+    /// The bytes written so far (a copy).
+    public var bytes: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
+
+    // MARK: - Appending
+
+    @inline(__always)
+    private mutating func put(_ byte: UInt8) {
+        if count == capacity { grow(to: count + 1) }
+        base[count] = byte
+        count += 1
+    }
+
+    private mutating func put(_ buffer: UnsafeBufferPointer<UInt8>) {
+        guard let source = buffer.baseAddress, !buffer.isEmpty else { return }
+        if count + buffer.count > capacity { grow(to: count + buffer.count) }
+        (base + count).initialize(from: source, count: buffer.count)
+        count += buffer.count
+    }
+
+    private mutating func put(_ bytes: some Collection<UInt8>) {
+        let done = bytes.withContiguousStorageIfAvailable { put($0) }
+        if done == nil { for b in bytes { put(b) } }
+    }
+
+    private mutating func put(_ text: StaticString) {
+        text.withUTF8Buffer { put($0) }
+    }
+
+    private mutating func grow(to needed: Int) {
+        var newCapacity = capacity * 2
+        while newCapacity < needed { newCapacity *= 2 }
+        let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+        grown.initialize(from: base, count: count)
+        base.deallocate()
+        base = grown
+        capacity = newCapacity
+    }
+
+    // MARK: - Structure
 
     private mutating func separator() {
         guard depth > 0 else { return }
         let d = depth - 1
         if d < 64 {
             let bit: UInt64 = 1 << UInt64(d)
-            if hasMember & bit != 0 { bytes.append(UInt8(ascii: ",")) } else { hasMember |= bit }
+            if hasMember & bit != 0 { put(UInt8(ascii: ",")) } else { hasMember |= bit }
         } else {
-            if deeper[d - 64] { bytes.append(UInt8(ascii: ",")) } else { deeper[d - 64] = true }
+            if deeper[d - 64] { put(UInt8(ascii: ",")) } else { deeper[d - 64] = true }
         }
     }
 
     private mutating func open(_ bracket: UInt8) {
         valueSeparator()
-        bytes.append(bracket)
+        put(bracket)
         if depth < 64 { hasMember &= ~(1 << UInt64(depth)) } else { deeper.append(false) }
         depth += 1
     }
@@ -39,7 +91,7 @@ public struct JSONWriter {
         precondition(depth > 0, "JSONWriter: a container closed that was never opened")
         depth -= 1
         if depth >= 64 { deeper.removeLast() }
-        bytes.append(bracket)
+        put(bracket)
     }
 
     public mutating func beginObject() { open(UInt8(ascii: "{")) }
@@ -51,7 +103,7 @@ public struct JSONWriter {
     public mutating func key(_ name: String) {
         separator()
         writeString(name)
-        bytes.append(UInt8(ascii: ":"))
+        put(UInt8(ascii: ":"))
         pendingValueAfterKey = true
     }
 
@@ -59,13 +111,13 @@ public struct JSONWriter {
     /// Only for names that need no escaping (checked in debug builds).
     public mutating func field(_ name: StaticString) {
         separator()
-        bytes.append(UInt8(ascii: "\""))
+        put(UInt8(ascii: "\""))
         name.withUTF8Buffer { utf8 in
             assert(!utf8.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }, "\(name) needs escaping")
-            bytes.append(contentsOf: utf8)
+            put(utf8)
         }
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(UInt8(ascii: ":"))
+        put(UInt8(ascii: "\""))
+        put(UInt8(ascii: ":"))
         pendingValueAfterKey = true
     }
 
@@ -88,10 +140,11 @@ public struct JSONWriter {
             if x == x.rounded(), abs(x) < 1e15 {
                 writeInteger(Int64(x))
             } else {
-                bytes.append(contentsOf: x.description.utf8)
+                var text = x.description
+                text.withUTF8 { put($0) }
             }
         } else {
-            bytes.append(contentsOf: "null".utf8)
+            put("null" as StaticString)
         }
     }
 
@@ -102,8 +155,8 @@ public struct JSONWriter {
 
     /// Decimal digits straight into the buffer (no String made for them).
     private mutating func writeInteger(_ value: Int64) {
-        guard value != 0 else { return bytes.append(UInt8(ascii: "0")) }
-        if value < 0 { bytes.append(UInt8(ascii: "-")) }
+        guard value != 0 else { return put(UInt8(ascii: "0")) }
+        if value < 0 { put(UInt8(ascii: "-")) }
         var magnitude = value.magnitude
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
             var start = 20
@@ -112,23 +165,23 @@ public struct JSONWriter {
                 digits[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
                 magnitude /= 10
             }
-            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: digits[start..<20]))
+            put(UnsafeBufferPointer(rebasing: digits[start..<20]))
         }
     }
 
     public mutating func bool(_ b: Bool) {
         valueSeparator()
-        bytes.append(contentsOf: (b ? "true" : "false").utf8)
+        if b { put("true" as StaticString) } else { put("false" as StaticString) }
     }
 
     public mutating func null() {
         valueSeparator()
-        bytes.append(contentsOf: "null".utf8)
+        put("null" as StaticString)
     }
 
     public mutating func raw(_ json: [UInt8]) {
         valueSeparator()
-        bytes.append(contentsOf: json)
+        put(json)
     }
 
     /// Splices the members of another JSON object (its bytes without the braces) into the object
@@ -136,39 +189,43 @@ public struct JSONWriter {
     public mutating func rawMembers(_ members: some Collection<UInt8>) {
         guard !members.isEmpty else { return }
         separator()
-        bytes.append(contentsOf: members)
+        put(members)
     }
 
     /// Runs of bytes that need no escape are copied whole (per-byte appends were the writer's cost).
     private mutating func writeString(_ s: String) {
-        bytes.append(UInt8(ascii: "\""))
+        put(UInt8(ascii: "\""))
         var s = s
         s.withUTF8 { utf8 in
             var run = 0
             for k in 0..<utf8.count {
                 let b = utf8[k]
                 guard b < 0x20 || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") else { continue }
-                if run < k { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[run..<k])) }
+                if run < k { put(UnsafeBufferPointer(rebasing: utf8[run..<k])) }
                 escape(b)
                 run = k + 1
             }
-            if run < utf8.count { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[run...])) }
+            if run < utf8.count { put(UnsafeBufferPointer(rebasing: utf8[run...])) }
         }
-        bytes.append(UInt8(ascii: "\""))
+        put(UInt8(ascii: "\""))
     }
 
     private mutating func escape(_ b: UInt8) {
-        bytes.append(0x5C)
+        put(0x5C)
         switch b {
-        case UInt8(ascii: "\""), UInt8(ascii: "\\"): bytes.append(b)
-        case 0x0A: bytes.append(UInt8(ascii: "n"))
-        case 0x0D: bytes.append(UInt8(ascii: "r"))
-        case 0x09: bytes.append(UInt8(ascii: "t"))
-        case 0x08: bytes.append(UInt8(ascii: "b"))
-        case 0x0C: bytes.append(UInt8(ascii: "f"))
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"): put(b)
+        case 0x0A: put(UInt8(ascii: "n"))
+        case 0x0D: put(UInt8(ascii: "r"))
+        case 0x09: put(UInt8(ascii: "t"))
+        case 0x08: put(UInt8(ascii: "b"))
+        case 0x0C: put(UInt8(ascii: "f"))
         default:
-            let hex = Array("0123456789abcdef".utf8)
-            bytes.append(contentsOf: [UInt8(ascii: "u"), 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xF)]])
+            let hex: StaticString = "0123456789abcdef"
+            put("u00" as StaticString)
+            hex.withUTF8Buffer { digits in
+                put(digits[Int(b >> 4)])
+                put(digits[Int(b & 0xF)])
+            }
         }
     }
 }
