@@ -34,19 +34,33 @@ struct JSONLinesRunner {
             firstLine += chunk.count
             chunk.removeAll(keepingCapacity: true)
         }
+        // Lines are found with memchr over the bytes read, not by walking a `Data` slice: that
+        // loop runs on one thread while the others wait, and its per-byte accesses to a captured
+        // variable (each an exclusivity check) were 3 % of the whole run's CPU.
         while true {
             let read = input.readData(ofLength: 1 << 16)
             if read.isEmpty { break }
             pending.append(read)
-            var start = pending.startIndex
-            while let newline = pending[start...].firstIndex(of: 0x0A) {
-                var line = Data(pending[start..<newline])
-                if line.last == 0x0D { line.removeLast() }
-                chunk.append(line)
-                if chunk.count == chunkLines { flush() }
-                start = pending.index(after: newline)
+            let consumed = pending.withUnsafeBytes { raw -> Int in
+                guard let base = raw.baseAddress else { return 0 }
+                var start = 0
+                while start < raw.count, let hit = memchr(base + start, 0x0A, raw.count - start) {
+                    let newline = base.distance(to: UnsafeRawPointer(hit))
+                    var end = newline
+                    if end > start && raw[end - 1] == 0x0D { end -= 1 }
+                    chunk.append(Data(bytes: base + start, count: end - start))
+                    start = newline + 1
+                }
+                return start
             }
-            pending = Data(pending[start...])
+            pending.removeSubrange(pending.startIndex..<(pending.startIndex + consumed))
+            // (A chunk is flushed once it is full: at most one read's lines over `chunkLines`.)
+            while chunk.count >= chunkLines {
+                let rest = Array(chunk[chunkLines...])
+                chunk.removeSubrange(chunkLines...)
+                flush()
+                chunk = rest
+            }
         }
         if !pending.isEmpty {
             if pending.last == 0x0D { pending.removeLast() }

@@ -62,12 +62,15 @@ public struct NarrativeAnalyzer: Analyzer {
     let bits: Bits
     /// Per pattern: a temporal frame always ahead of the writer's now (flag `future` in the model).
     let futureFrame: [Bool]
+    /// The trie over the temporal patterns only: the scan for time markers walks it alone.
+    let temporalMatcher: PatternMatcher
 
     public init(model: ModuleModel) {
         self.model = model
         agents = AgentDetector(model: model)
         bits = Bits(model)
         futureFrame = model.patterns.map { $0.label == "temporal" && $0.flags.contains("future") }
+        temporalMatcher = PatternMatcher(patterns: model.patterns, where: { $0.label == "temporal" })
     }
 
     /// Where a clause opened by the subordinator goes in its sentence's story order.
@@ -89,7 +92,7 @@ public struct NarrativeAnalyzer: Analyzer {
     }
 
     public func analyze(_ doc: Document) -> NarrativeResult {
-        let ids = model.matcher.tokenIDs(doc)
+        let ids = temporalMatcher.tokenIDs(doc)
         let look = lookup(doc)
         let mentions = agents.agents(in: doc)
         var agentStart = [Bool](repeating: false, count: doc.tokens.count)
@@ -99,10 +102,8 @@ public struct NarrativeAnalyzer: Analyzer {
         var second = 0
         var third = 0
         for sentence in doc.sentences {
-            let temporal = model.matcher.longestMatches(
-                in: doc, ids: ids, range: sentence, isAgent: { agentStart[$0] }, accept: { model.patterns[$0].label == "temporal" }
-            )
-            .filter { !doc.quoted[$0.range.lowerBound] }
+            let temporal = temporalMatcher.longestMatches(in: doc, ids: ids, range: sentence, isAgent: { agentStart[$0] })
+                .filter { !doc.quoted[$0.range.lowerBound] }
             let clauses = doc.clauses(in: sentence).flatMap { subclauses(doc, $0) }
             // "before", "after" or "once" opening a clause is a subordinator ("… and vanished before
             // the dog noticed", "Before I dial, I stop …"): it orders the sentence's clauses — its own

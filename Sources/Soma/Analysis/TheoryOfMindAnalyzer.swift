@@ -67,6 +67,8 @@ public struct TheoryOfMindAnalyzer: Analyzer {
     /// Mental-state patterns: their type and parts of speech ("verb", "adj", "noun").
     /// Per pattern (nil for patterns that are not mental states).
     private let stateIndex: [(type: MentalStateType, pos: Set<String>)?]
+    /// The trie over the mental-state patterns only (not the agent words the model also holds).
+    private let stateMatcher: PatternMatcher
 
     public init(model: ModuleModel) {
         self.model = model
@@ -79,6 +81,7 @@ public struct TheoryOfMindAnalyzer: Analyzer {
             index[i] = (type, pos)
         }
         stateIndex = index
+        stateMatcher = PatternMatcher(patterns: model.patterns, where: { MentalStateType(rawValue: $0.label) != nil })
     }
 
     struct Found {
@@ -90,7 +93,7 @@ public struct TheoryOfMindAnalyzer: Analyzer {
     }
 
     public func analyze(_ doc: Document) -> TheoryOfMindResult {
-        let ids = model.matcher.tokenIDs(doc)
+        let ids = stateMatcher.tokenIDs(doc)
         let negated = Scope.negationMask(doc)
         let mentions = agents.agents(in: doc)
         var agentAt = [AgentDetector.Agent?](repeating: nil, count: doc.tokens.count)
@@ -104,7 +107,7 @@ public struct TheoryOfMindAnalyzer: Analyzer {
             // The earliest end of a state seen so far in the sentence: a state starting at or
             // after it is nested in one (linear, however many states a sentence holds).
             var firstStateEnd = Int.max
-            let hits = model.matcher.longestMatches(in: doc, ids: ids, range: sentence, isAgent: { agentAt[$0] != nil }, accept: { stateIndex[$0] != nil })
+            let hits = stateMatcher.longestMatches(in: doc, ids: ids, range: sentence, isAgent: { agentAt[$0] != nil })
             var readings: [Range<Int>: [PatternMatcher.Match]] = [:]
             for hit in hits { readings[hit.range, default: []].append(hit) }
             var taken: Set<Int> = []
