@@ -74,12 +74,17 @@ extension NarrativeAnalyzer {
     }
 
     func lookup(_ doc: Document) -> Lookup {
-        Lookup(
-            masks: doc.tokens.map { model.labelMask(of: $0) },
-            closed: doc.tokens.map { t -> Closed in
-                let flags = Self.closed[t] ?? []
-                return t.kind == .number ? flags.union(.number) : flags
-            })
+        // Tokens read in place (see `PatternMatcher.tokenIDs`).
+        doc.tokens.withUnsafeBufferPointer { tokens in
+            var masks = [UInt64](repeating: 0, count: tokens.count)
+            var closed = [Closed](repeating: [], count: tokens.count)
+            for i in tokens.indices {
+                masks[i] = model.labelMask(of: tokens[i])
+                let flags = Self.closed[tokens[i]] ?? []
+                closed[i] = tokens[i].kind == .number ? flags.union(.number) : flags
+            }
+            return Lookup(masks: masks, closed: closed)
+        }
     }
 
     /// A verb form by the lexicon, or — for a word the model does not know at all — by its ending:

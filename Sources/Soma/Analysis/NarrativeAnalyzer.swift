@@ -256,7 +256,7 @@ public struct NarrativeAnalyzer: Analyzer {
     }
 
     func arc(_ doc: Document, _ look: Lookup) -> NarrativeResult.Arc {
-        let words = doc.tokens.indices.filter { doc.tokens[$0].isWord }
+        let words = doc.tokens.withUnsafeBufferPointer { t in t.indices.filter { t[$0].isWord } }
         var staging = [Double](repeating: 0, count: Self.segments)
         var plot = staging
         var tension = staging

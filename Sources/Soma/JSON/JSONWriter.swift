@@ -49,7 +49,7 @@ public struct JSONWriter: ~Copyable {
     }
 
     private mutating func put(_ bytes: some Collection<UInt8>) {
-        let done = bytes.withContiguousStorageIfAvailable { put($0) }
+        let done: Void? = bytes.withContiguousStorageIfAvailable { put($0) }
         if done == nil { for b in bytes { put(b) } }
     }
 

@@ -13,10 +13,26 @@ public struct PatternMatcher: Sendable {
 
     private var vocabulary = WordTable<Int32>()
     private var edges = EdgeTable()
-    /// Per node, its slot edges (most nodes have none).
-    private var slotEdges: [[(slot: Slot, node: Int32)]] = [[]]
-    private var terminals: [[Int32]] = [[]]
+    /// Node `n`'s slot edges are `slotEdges[slotStart[n]..<slotStart[n + 1]]`, and the patterns
+    /// ending at it `terminals[terminalStart[n]..<terminalStart[n + 1]]`: flat arrays, so a step of
+    /// the walk reads two integers instead of retaining a per-node array (most nodes have none).
+    private var slotStart: [Int32] = []
+    private var slotEdges: [(slot: Slot, node: Int32)] = []
+    private var terminalStart: [Int32] = []
+    private var terminals: [Int32] = []
     public private(set) var longestPattern = 0
+
+    /// The trie while it is built: per node, its slot edges and terminals.
+    private struct Building {
+        var slotEdges: [[(slot: Slot, node: Int32)]] = [[]]
+        var terminals: [[Int32]] = [[]]
+
+        mutating func newNode() -> Int32 {
+            terminals.append([])
+            slotEdges.append([])
+            return Int32(terminals.count - 1)
+        }
+    }
 
     public init(patterns: [Pattern]) {
         self.init(patterns: patterns, where: { _ in true })
@@ -27,8 +43,17 @@ public struct PatternMatcher: Sendable {
     /// walks this smaller trie instead of every pattern and filtering: most tokens then start no
     /// walk at all.
     public init(patterns: [Pattern], where keep: (Pattern) -> Bool) {
+        var building = Building()
         for (index, pattern) in patterns.enumerated() where keep(pattern) {
-            insert(pattern.tokens, index: Int32(index))
+            insert(pattern.tokens, index: Int32(index), into: &building)
+        }
+        slotStart = [0]
+        terminalStart = [0]
+        for node in building.terminals.indices {
+            slotEdges += building.slotEdges[node]
+            slotStart.append(Int32(slotEdges.count))
+            terminals += building.terminals[node]
+            terminalStart.append(Int32(terminals.count))
         }
     }
 
@@ -36,21 +61,15 @@ public struct PatternMatcher: Sendable {
         UInt64(UInt32(bitPattern: node)) << 32 | UInt64(UInt32(bitPattern: token))
     }
 
-    private mutating func newNode() -> Int32 {
-        terminals.append([])
-        slotEdges.append([])
-        return Int32(terminals.count - 1)
-    }
-
-    private mutating func insert(_ tokens: [String], index: Int32) {
+    private mutating func insert(_ tokens: [String], index: Int32, into building: inout Building) {
         var node: Int32 = 0
         for token in tokens {
             if let slot = Slot(rawValue: token) {
-                if let existing = slotEdges[Int(node)].first(where: { $0.slot == slot }) {
+                if let existing = building.slotEdges[Int(node)].first(where: { $0.slot == slot }) {
                     node = existing.node
                 } else {
-                    let next = newNode()
-                    slotEdges[Int(node)].append((slot, next))
+                    let next = building.newNode()
+                    building.slotEdges[Int(node)].append((slot, next))
                     node = next
                 }
                 continue
@@ -66,18 +85,24 @@ public struct PatternMatcher: Sendable {
             if let next = edges[k] {
                 node = next
             } else {
-                let next = newNode()
+                let next = building.newNode()
                 edges.insert(k, next)
                 node = next
             }
         }
-        terminals[Int(node)].append(index)
+        building.terminals[Int(node)].append(index)
         longestPattern = max(longestPattern, tokens.count)
     }
 
     /// The interned id of each token of `doc` (-1 when no pattern uses it).
     public func tokenIDs(_ doc: Document) -> [Int32] {
-        doc.tokens.map { vocabulary[$0] ?? -1 }
+        // Read in place: `map` would copy every token (its two Strings retained and released).
+        doc.tokens.withUnsafeBufferPointer { tokens in
+            [Int32](unsafeUninitializedCapacity: tokens.count) { ids, count in
+                for i in tokens.indices { ids.initializeElement(at: i, to: vocabulary[tokens[i]] ?? -1) }
+                count = tokens.count
+            }
+        }
     }
 
     /// Every match that starts at `start`, shortest first.
@@ -110,22 +135,26 @@ public struct PatternMatcher: Sendable {
         node: Int32, position: Int, start: Int, end: Int, doc: Document, ids: [Int32],
         isAgent: (Int) -> Bool, into found: inout [Match]
     ) {
+        let n = Int(node)
         if node != 0 {
-            for p in terminals[Int(node)] { found.append(Match(range: start..<position, pattern: Int(p))) }
+            for t in Int(terminalStart[n])..<Int(terminalStart[n + 1]) {
+                found.append(Match(range: start..<position, pattern: Int(terminals[t])))
+            }
         }
         guard position < end else { return }
         let id = ids[position]
         if id >= 0, let next = edges[Self.key(node, id)] {
             walk(node: next, position: position + 1, start: start, end: end, doc: doc, ids: ids, isAgent: isAgent, into: &found)
         }
-        let slots = slotEdges[Int(node)]
+        let slots = Int(slotStart[n])..<Int(slotStart[n + 1])
         guard !slots.isEmpty else { return }
-        let token = doc.tokens[position]
-        for (slot, next) in slots {
+        let kind = doc.tokens[position].kind
+        for s in slots {
+            let (slot, next) = slotEdges[s]
             let fits: Bool
             switch slot {
-            case .any: fits = token.isWord
-            case .number: fits = token.kind == .number
+            case .any: fits = kind == .word
+            case .number: fits = kind == .number
             case .agent: fits = isAgent(position)
             }
             if fits {
@@ -151,7 +180,7 @@ public struct PatternMatcher: Sendable {
         var i = r.lowerBound
         while i < r.upperBound {
             // No literal edge from the root and no slot edge there: nothing starts here.
-            if ids[i] < 0 && slotEdges[0].isEmpty {
+            if ids[i] < 0 && slotStart[1] == 0 {
                 i += 1
                 continue
             }

@@ -24,6 +24,11 @@ public struct SentenceSplitter: Sendable {
     public init() {}
 
     public func split(_ tokens: [Token]) -> [Range<Int>] {
+        // Tokens read in place: a copy of each would retain and release its two Strings.
+        tokens.withUnsafeBufferPointer { split($0) }
+    }
+
+    private func split(_ tokens: UnsafeBufferPointer<Token>) -> [Range<Int>] {
         var sentences: [Range<Int>] = []
         var start = 0
         var i = 0
@@ -33,13 +38,13 @@ public struct SentenceSplitter: Sendable {
             start = end
         }
         while i < n {
-            let t = tokens[i]
-            if i > start && t.startsParagraph {
+            if i > start && tokens[i].startsParagraph {
                 close(at: i)
             }
-            if t.kind == .word, t.lower.hasSuffix("."), t.lower.count > 2 {
+            // (A word holds a period only as an initialism's, so its last byte tells.)
+            if tokens[i].kind == .word, tokens[i].lower.utf8.last == UInt8(ascii: "."), tokens[i].lower.count > 2 {
                 // Initialism carrying its own final period.
-                if Self.neverTerminal.contains(t.lower) || !nextIsCapitalized(tokens, i + 1) {
+                if Self.neverTerminal.contains(tokens[i].lower) || !nextIsCapitalized(tokens, i + 1) {
                     i += 1
                     continue
                 }
@@ -47,11 +52,11 @@ public struct SentenceSplitter: Sendable {
                 i += 1
                 continue
             }
-            guard t.isTerminal else {
+            guard tokens[i].isTerminal else {
                 i += 1
                 continue
             }
-            if t.lower == "." && i > start && tokens[i - 1].kind == .word {
+            if tokens[i].lower == "." && i > start && tokens[i - 1].kind == .word {
                 let previous = tokens[i - 1].lower
                 if Self.neverTerminal.contains(previous) {
                     i += 1
@@ -69,7 +74,7 @@ public struct SentenceSplitter: Sendable {
                     continue
                 }
             }
-            if (t.lower == "..." || t.lower == "…") && i + 1 < n && !nextIsCapitalized(tokens, i + 1) {
+            if (tokens[i].lower == "..." || tokens[i].lower == "…") && i + 1 < n && !nextIsCapitalized(tokens, i + 1) {
                 i += 1
                 continue
             }
@@ -96,7 +101,7 @@ public struct SentenceSplitter: Sendable {
         return sentences
     }
 
-    private func nextIsCapitalized(_ tokens: [Token], _ index: Int) -> Bool {
+    private func nextIsCapitalized(_ tokens: UnsafeBufferPointer<Token>, _ index: Int) -> Bool {
         var k = index
         while k < tokens.count && tokens[k].isQuote { k += 1 }
         guard k < tokens.count else { return true }

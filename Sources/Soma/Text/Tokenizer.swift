@@ -17,6 +17,13 @@ public struct Tokenizer: Sendable {
     /// `emoticons` grouped by first scalar (ASCII), in the same order: only these can match there.
     static let emoticonsByFirst: [[[Unicode.Scalar]]] = (0..<128).map { c in emoticons.filter { $0[0].value == c } }
 
+    /// The first two scalars (as `first << 8 | second`) of the emoticons that open with two word
+    /// scalars ("xd"): any other word start ("the", "do", "box") is no emoticon, known without
+    /// trying the list.
+    static let wordPairOpenings: [UInt32] = emoticons.filter { $0.count > 1 && isWordScalar($0[0]) && isWordScalar($0[1]) }.map {
+        $0[0].value << 8 | $0[1].value
+    }
+
     public func tokenize(_ text: String) -> [Token] {
         let scalars = Array(text.unicodeScalars)
         let bytes = Array(text.utf8)
@@ -186,6 +193,10 @@ public struct Tokenizer: Sendable {
                 || first == "T" || first == "o" || first == "O"
         else { return nil }
         let lowered = first.value >= 0x41 && first.value <= 0x5A ? first.value | 0x20 : first.value
+        if isWordScalar(first), i + 1 < s.count, s[i + 1].isASCII, isWordScalar(s[i + 1]) {
+            let second = s[i + 1].value >= 0x41 && s[i + 1].value <= 0x5A ? s[i + 1].value | 0x20 : s[i + 1].value
+            guard wordPairOpenings.contains(lowered << 8 | second) else { return nil }
+        }
         outer: for e in emoticonsByFirst[Int(lowered)] {
             guard i + e.count <= s.count else { continue }
             for (k, c) in e.enumerated() {
