@@ -45,6 +45,25 @@ struct JSONWriterTests {
         #expect(String(decoding: w.bytes, as: UTF8.self) == "[-9223372036854775808,-42,0,7,9223372036854775807,0,100000000000000,-3,0.5]")
     }
 
+    /// Numbers of up to four decimals (every rounded score) are written without a String, as
+    /// `description` writes them; any other number falls back to `description`.
+    @Test func decimalsAsDescriptionWritesThem() {
+        var values: [Double] = (-20_000...20_000).map { Double($0) / 10_000 }
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let n = Int64.random(in: -9_999_999_999_999...9_999_999_999_999, using: &generator)
+            values.append(Double(n) / 10_000)  // up to 10⁹, past the fast path's range
+            values.append(Double.random(in: -2...2, using: &generator))  // most have more decimals
+        }
+        values += [1e-4, -1e-4, 5e-5, 0.00015, 999_999_999.9999, 1e9 + 0.5, 0.1 + 0.2, 1.0 / 3, 2.5e-7, .pi]
+        for x in values {
+            var w = JSONWriter()
+            w.number(x)
+            let expected = x == x.rounded() && abs(x) < 1e15 ? String(Int64(x)) : x.description
+            #expect(String(decoding: w.bytes, as: UTF8.self) == expected, "\(x)")
+        }
+    }
+
     /// Commas are tracked per container: past 64 levels too, and for siblings after a deep one.
     @Test func nestingDeeperThanSixtyFourLevels() throws {
         var w = JSONWriter()

@@ -93,7 +93,7 @@ struct AgentDetector: Sendable {
     func agent(in doc: Document, at i: Int) -> Agent? {
         let t = doc.tokens[i]
         guard t.isWord else { return nil }
-        let closed = Self.closed[t]
+        let closed = doc.closed[i].contains(.agentOpener) ? Self.closed[t] : nil
         if let p = closed?.pronoun {
             // "my mother", "our little boy", "my aunt's farm": the person noun makes the agent, not the possessive.
             if !p.subject, let phrase = personPhrase(doc, from: i + 1, modifiers: closed?.determiner == true ? 2 : 0) {
@@ -270,7 +270,7 @@ struct AgentDetector: Sendable {
             // Only a closed-class word, a capitalised word or a person noun can start an agent:
             // the test reads the token in place (no copy of its Strings) and skips most words.
             let candidate = doc.tokens.withUnsafeBufferPointer { tokens in
-                tokens[i].isWord && (tokens[i].isCapitalized || Self.closed[tokens[i]] != nil || has(tokens[i], personBits))
+                tokens[i].isWord && (tokens[i].isCapitalized || doc.closed[i].contains(.agentOpener) || has(tokens[i], personBits))
             }
             if candidate, let a = agent(in: doc, at: i) {
                 result.append(a)

@@ -61,9 +61,7 @@ public struct EmotionAnalyzer: Analyzer {
         let dimensions = model.module.dimensions.count
         feeling = kinds.indices.map { i in kinds[i] == .lex && (0..<dimensions).contains { model.weights[i, $0] != 0 } }
         emotionDims = Emotion.allCases.map { model.dimension($0.rawValue)! }
-        var negators = Scope.negators
-        for p in model.patterns where p.label == "negator" && p.tokens.count == 1 { negators.insert(p.tokens[0]) }
-        self.negators = Scope.Words(negators: negators)
+        negators = Scope.Words(adding: model.patterns.filter { $0.label == "negator" && $0.tokens.count == 1 }.map { $0.tokens[0] })
         valenceDim = model.dimension("valence")!
         arousalDim = model.dimension("arousal")!
         scaleDim = model.dimension("scale")!

@@ -173,7 +173,7 @@ public struct NarrativeAnalyzer: Analyzer {
             }
             // Names and third-person nouns as narrative subjects count toward third person.
         }
-        for a in mentions where !a.isSelf && !doc.quoted[a.range.lowerBound] && AgentDetector.pronouns[doc.tokens[a.range.lowerBound]] == nil {
+        for a in mentions where !a.isSelf && !doc.quoted[a.range.lowerBound] && !doc.closed[a.range.lowerBound].contains(.pronoun) {
             third += 1
         }
         let ordered = events.sorted { ($0.layer, $0.sentence, $0.step, $0.index) < ($1.layer, $1.sentence, $1.step, $1.index) }
@@ -207,7 +207,7 @@ public struct NarrativeAnalyzer: Analyzer {
     func subclauses(_ doc: Document, _ clause: Range<Int>) -> [Range<Int>] {
         var result: [Range<Int>] = []
         var start = clause.lowerBound
-        for i in clause where i > start && Self.clauseOpeners.contains(doc.tokens[i]) {
+        for i in clause where i > start && doc.closed[i].contains(.clauseOpener) {
             result.append(start..<i)
             start = i
         }

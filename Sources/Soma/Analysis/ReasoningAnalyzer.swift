@@ -87,8 +87,7 @@ public struct ReasoningAnalyzer: Analyzer {
         var agentLike = [Bool](repeating: false, count: doc.tokens.count)
         for sentence in doc.sentences {
             for i in sentence {
-                let t = doc.tokens[i]
-                agentLike[i] = AgentDetector.pronouns[t] != nil || (t.isCapitalized && i > sentence.lowerBound)
+                agentLike[i] = doc.closed[i].contains(.pronoun) || (doc.tokens[i].isCapitalized && i > sentence.lowerBound)
             }
         }
         var found: [Found] = []

@@ -139,7 +139,7 @@ public struct JSONWriter: ~Copyable {
         if x.isFinite {
             if x == x.rounded(), abs(x) < 1e15 {
                 writeInteger(Int64(x))
-            } else {
+            } else if !writeFourDecimals(x) {
                 var text = x.description
                 text.withUTF8 { put($0) }
             }
@@ -151,6 +151,40 @@ public struct JSONWriter: ~Copyable {
     public mutating func number(_ x: Int) {
         valueSeparator()
         writeInteger(Int64(x))
+    }
+
+    /// A number with at most four decimals (every score the analysers round, `rounded(_:)`),
+    /// written as `description` writes it without making a String: true if `x` is one.
+    ///
+    /// `x` has at most four decimals when `n / 10_000` rounds to `x` for `n = x × 10_000` rounded;
+    /// the decimal "n / 10⁴" then reads back as `x` (both are `n / 10⁴` correctly rounded), and no
+    /// shorter decimal can, since below 10⁹ the spacing of doubles is far under 10⁻⁴.
+    /// `description` writes such numbers without an exponent (from 10⁻⁴ up to 2⁵³). Tested
+    /// against `description`.
+    private mutating func writeFourDecimals(_ x: Double) -> Bool {
+        guard abs(x) >= 1e-4, abs(x) < 1e9 else { return false }
+        let scaled = (x * 10_000).rounded()
+        guard scaled / 10_000 == x else { return false }
+        var n = Int64(scaled)
+        if n < 0 {
+            put(UInt8(ascii: "-"))
+            n = -n
+        }
+        writeInteger(n / 10_000)
+        var fraction = n % 10_000
+        put(UInt8(ascii: "."))
+        var digits = 4
+        while fraction % 10 == 0 {
+            fraction /= 10
+            digits -= 1
+        }
+        var divisor: Int64 = 1
+        for _ in 1..<digits { divisor *= 10 }
+        while divisor > 0 {
+            put(UInt8(ascii: "0") + UInt8(fraction / divisor % 10))
+            divisor /= 10
+        }
+        return true
     }
 
     /// Decimal digits straight into the buffer (no String made for them).

@@ -9,6 +9,8 @@ public struct Document: Sendable {
     public let sentenceOfToken: [Int]
     /// For each token, whether it stands inside double quotes (direct speech).
     public let quoted: [Bool]
+    /// For each token, the closed-class lists its word is on (`ClosedClass`).
+    public let closed: [ClosedClass]
 
     public init(text: String, tokens: [Token], sentences: [Range<Int>]) {
         self.text = text
@@ -21,15 +23,21 @@ public struct Document: Sendable {
         sentenceOfToken = owner
         var inQuote = false
         var quoted = [Bool](repeating: false, count: tokens.count)
-        for (i, t) in tokens.enumerated() {
-            if t.lower == "\"" {
-                inQuote.toggle()
-                continue
+        var closed = [ClosedClass](repeating: [], count: tokens.count)
+        // Tokens read in place: a copy of each would retain and release its two Strings.
+        tokens.withUnsafeBufferPointer { tokens in
+            for i in tokens.indices {
+                closed[i] = ClosedClass.of(tokens[i])
+                if tokens[i].lower == "\"" {
+                    inQuote.toggle()
+                    continue
+                }
+                if tokens[i].startsParagraph { inQuote = false }
+                quoted[i] = inQuote
             }
-            if t.startsParagraph { inQuote = false }
-            quoted[i] = inQuote
         }
         self.quoted = quoted
+        self.closed = closed
     }
 
     public var isEmpty: Bool { tokens.isEmpty }

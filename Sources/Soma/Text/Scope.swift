@@ -13,18 +13,18 @@ public enum Scope {
     /// Words that end a negation scope early: the clause turns ("I didn't go, but I loved it").
     static let scopeBreakers: WordSet = ["but", "however", "yet", "although", "though", "because", "and", "so", "while", "whereas"]
 
-    /// Negators and scope breakers in one table: one probe per token.
+    /// The words that open and end a negation's scope: `Scope.negators` and the scope breakers,
+    /// which every document marks (`Document.closed`), and the negators a model adds.
     public struct Words: Sendable {
-        fileprivate static let breaker: UInt8 = 1
-        fileprivate static let negator: UInt8 = 2
-        fileprivate var table = WordTable<UInt8>()
+        /// A model's negators that are not in `Scope.negators` (a word here is no scope breaker).
+        fileprivate var extra: WordSet = []
 
         /// `Scope.negators` with the scope breakers.
-        public static let standard = Words(negators: Scope.negators)
+        public static let standard = Words(adding: [])
 
-        public init(negators: WordSet) {
-            for w in negators.words { table.insert(w, Self.negator) }
-            for w in Scope.scopeBreakers.words { table.update(w, default: 0) { $0 |= Self.breaker } }
+        /// The standard words and `negators` besides.
+        public init(adding negators: some Sequence<String>) {
+            for w in negators where !Scope.negators.contains(w) && !Scope.scopeBreakers.contains(w) { extra.insert(w) }
         }
     }
 
@@ -36,21 +36,23 @@ public enum Scope {
         words: Words = .standard
     ) -> [Bool] {
         var mask = [Bool](repeating: false, count: doc.tokens.count)
-        for sentence in doc.sentences {
-            var remaining = 0
-            var i = sentence.lowerBound
-            while i < sentence.upperBound {
-                let t = doc.tokens[i]
-                let role = words.table[t] ?? 0
-                if t.isClauseBreak || t.isTerminal || role & Words.breaker != 0 {
-                    remaining = 0
-                } else if role & Words.negator != 0 && !isIdiom(doc, at: i) {
-                    remaining = window
-                } else if remaining > 0 {
-                    if t.isWord || t.kind == .emoji { mask[i] = true }
-                    remaining -= 1
+        let probeExtra = words.extra.count > 0
+        doc.tokens.withUnsafeBufferPointer { tokens in
+            for sentence in doc.sentences {
+                var remaining = 0
+                var i = sentence.lowerBound
+                while i < sentence.upperBound {
+                    let role = doc.closed[i]
+                    if tokens[i].isClauseBreak || tokens[i].isTerminal || role.contains(.scopeBreaker) {
+                        remaining = 0
+                    } else if (role.contains(.negator) || probeExtra && words.extra.contains(tokens[i])) && !isIdiom(doc, at: i) {
+                        remaining = window
+                    } else if remaining > 0 {
+                        if tokens[i].isWord || tokens[i].kind == .emoji { mask[i] = true }
+                        remaining -= 1
+                    }
+                    i += 1
                 }
-                i += 1
             }
         }
         return mask
