@@ -233,12 +233,13 @@ struct AgentDetector: Sendable {
         if has(t, nameBit) { return true }
         // A capitalised word the model does not know, followed by a verb-like word, reads as a name
         // ("Priya hopes …"): the name list only speeds this up, so pruning rare names costs little.
-        guard t.kind == .word, t.text.unicodeScalars.count >= 3, !known(t),
+        // (`range` counts the token's scalars.)
+        guard t.kind == .word, t.range.count >= 3, !known(t),
             !Self.sentenceStarters.contains(t), i + 1 < doc.tokens.count
         else { return false }
         let next = doc.tokens[i + 1]
         guard next.isWord, !next.isCapitalized else { return false }
-        return known(next) || next.lower.hasSuffix("s") || next.lower.hasSuffix("ed") || Self.verbLike.contains(next)
+        return known(next) || next.lowerEnds(with: "s") || next.lowerEnds(with: "ed") || Self.verbLike.contains(next)
     }
 
     /// Capitalised words that open sentences and are never names.
@@ -282,6 +283,25 @@ struct AgentDetector: Sendable {
         return result
     }
 
+    /// The mention covering each token of a document, if any. A token's entry is the mention's
+    /// number, not a copy of the mention with its name: the table is built for every document.
+    struct MentionIndex {
+        let mentions: [Agent]
+        private let at: [Int32]
+
+        init(_ mentions: [Agent], tokens: Int) {
+            self.mentions = mentions
+            var at = [Int32](repeating: -1, count: tokens)
+            for (n, a) in mentions.enumerated() { for k in a.range { at[k] = Int32(n) } }
+            self.at = at
+        }
+
+        subscript(token: Int) -> Agent? { at[token] < 0 ? nil : mentions[Int(at[token])] }
+
+        /// Whether a mention covers `token`.
+        func covers(_ token: Int) -> Bool { at[token] >= 0 }
+    }
+
     /// Quantifiers that open a noun phrase as a determiner does ("most drivers", "half the office").
     static let quantifiers: WordSet = ["most", "some", "many", "all", "both", "several", "every", "each", "few", "half", "no"]
     /// Quantifiers that stand before a determiner ("half the office", "all my friends").
@@ -321,7 +341,7 @@ struct AgentDetector: Sendable {
             let t = doc.tokens[k]
             guard t.isWord else { return nil }
             let closed = Self.closed[t]
-            if closed?.determiner == true || closed?.quantifier == true || t.lower.hasSuffix("'s") {
+            if closed?.determiner == true || closed?.quantifier == true || t.lowerEnds(with: "'s") {
                 var start = k
                 // "half the office"; "next door's builders", "the landlord's daughter"
                 if k > sentence.lowerBound {

@@ -94,16 +94,8 @@ extension NarrativeAnalyzer {
         guard look.masks[i] & bits.anyClass == 0 else { return false }
         let token = doc.tokens[i]
         guard token.isAlphabetic else { return false }
-        let word = token.lower
-        guard word.unicodeScalars.count >= 4 else { return false }
-        // ASCII words compare their last bytes; others their last Characters, as `hasSuffix` does.
-        func ends(_ suffix: StaticString) -> Bool {
-            guard token.isASCII else { return word.hasSuffix(suffix.description) }
-            let n = suffix.utf8CodeUnitCount
-            let utf8 = word.utf8
-            guard utf8.count >= n else { return false }
-            return suffix.withUTF8Buffer { utf8.suffix(n).elementsEqual($0) }
-        }
+        guard token.lower.unicodeScalars.count >= 4 else { return false }
+        func ends(_ suffix: StaticString) -> Bool { token.lowerEnds(with: suffix) }
         switch bit {
         case bits.verbPast: return ends("ed")
         case bits.verbPP: return ends("ed") || ends("en")
@@ -145,7 +137,7 @@ extension NarrativeAnalyzer {
                     return (doc.tokens[j].lower, j - i + 1)
                 }
                 // "had only nodded": a regular past form stands for its participle ("nodded" may be listed as past only).
-                if bit == bits.verbPP, isVerb(doc, j, bits.verbPast, look), doc.tokens[j].lower.hasSuffix("ed") { return (doc.tokens[j].lower, j - i + 1) }
+                if bit == bits.verbPP, isVerb(doc, j, bits.verbPast, look), doc.tokens[j].lowerEnds(with: "ed") { return (doc.tokens[j].lower, j - i + 1) }
                 if look.masks[j] & bits.adverb != 0 || look.closed[j].contains(.negation) || (doc.tokens[j].lower == "been" && bit == bits.verbPP) {
                     j += 1
                     continue

@@ -129,7 +129,7 @@ public struct ReasoningAnalyzer: Analyzer {
         switch (first, range.count) {
         case ("so", 1):
             // "so tired", "so much": an intensifier, not a consequence.
-            if let next, Self.intensified.contains(next) || next.lower.hasSuffix("ly") { return false }
+            if let next, Self.intensified.contains(next) || next.lowerEnds(with: "ly") { return false }
             if let next, next.lower == "far" || next.lower == "i" && previous == nil { return atStart || next.lower == "i" }
             guard atStart || (next.map { Self.subjectStarts.contains($0) } ?? false) else { return false }
         case ("since", 1):

@@ -96,8 +96,7 @@ public struct TheoryOfMindAnalyzer: Analyzer {
         let ids = stateMatcher.tokenIDs(doc)
         let negated = Scope.negationMask(doc)
         let mentions = agents.agents(in: doc)
-        var agentAt = [AgentDetector.Agent?](repeating: nil, count: doc.tokens.count)
-        for a in mentions { for k in a.range { agentAt[k] = a } }
+        let agentAt = AgentDetector.MentionIndex(mentions, tokens: doc.tokens.count)
         var selfRefs = 0
         var otherRefs = 0
         for a in mentions { if a.isSelf { selfRefs += 1 } else { otherRefs += 1 } }
@@ -107,7 +106,7 @@ public struct TheoryOfMindAnalyzer: Analyzer {
             // The earliest end of a state seen so far in the sentence: a state starting at or
             // after it is nested in one (linear, however many states a sentence holds).
             var firstStateEnd = Int.max
-            let hits = stateMatcher.longestMatches(in: doc, ids: ids, range: sentence, isAgent: { agentAt[$0] != nil })
+            let hits = stateMatcher.longestMatches(in: doc, ids: ids, range: sentence, isAgent: { agentAt.covers($0) })
             var readings: [Range<Int>: [PatternMatcher.Match]] = [:]
             for hit in hits { readings[hit.range, default: []].append(hit) }
             var taken: Set<Int> = []
@@ -149,7 +148,7 @@ public struct TheoryOfMindAnalyzer: Analyzer {
     /// Chooses the reading of a mental-state word and finds who holds it.
     func resolve(
         _ doc: Document, _ candidates: [PatternMatcher.Match], sentence: Range<Int>,
-        agentAt: [AgentDetector.Agent?], negated: [Bool]
+        agentAt: AgentDetector.MentionIndex, negated: [Bool]
     ) -> (MentalStateType, AgentDetector.Agent, Bool)? {
         guard let first = candidates.first else { return nil }
         let start = first.range.lowerBound
@@ -158,7 +157,7 @@ public struct TheoryOfMindAnalyzer: Analyzer {
         var j = start - 1
         var sawLinking = false
         var sawNegation = false
-        while j >= sentence.lowerBound, agentAt[j] == nil {
+        while j >= sentence.lowerBound, !agentAt.covers(j) {
             let w = doc.tokens[j]
             guard Self.between.contains(w) || Scope.negators.contains(w) else { break }
             if Self.linking.contains(w) { sawLinking = true }
@@ -209,7 +208,7 @@ public struct TheoryOfMindAnalyzer: Analyzer {
         guard var type = readings.first(where: { $0.pos.contains(pos) })?.type ?? readings.first?.type else { return nil }
         if Self.feelVerbs.contains(word) {
             let next = first.range.upperBound < sentence.upperBound ? doc.tokens[first.range.upperBound].lower : ""
-            if next == "that" || (next == "like" && first.range.upperBound + 1 < sentence.upperBound && agentAt[first.range.upperBound + 1] != nil) {
+            if next == "that" || (next == "like" && first.range.upperBound + 1 < sentence.upperBound && agentAt.covers(first.range.upperBound + 1)) {
                 type = .belief
             } else if type != .emotion && readings.contains(where: { $0.type == .emotion }) {
                 type = .emotion

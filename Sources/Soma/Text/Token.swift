@@ -50,10 +50,31 @@ public struct Token: Sendable, Hashable {
         self.isAllCaps = isAllCaps
         self.isCapitalized = isCapitalized
         self.startsParagraph = startsParagraph
-        let punctuation = kind == .punctuation
-        isTerminal = punctuation && (lower == "." || lower == "!" || lower == "?" || lower == "..." || lower == "…")
-        isClauseBreak =
-            punctuation && (lower == "," || lower == ";" || lower == ":" || lower == "—" || lower == "–" || lower == "--" || lower == "(" || lower == ")")
+        // Punctuation is one to three bytes: compared as bytes, not as Strings (a String
+        // comparison is a call per literal, and these run for every token of every text).
+        var terminal = false
+        var clauseBreak = false
+        if kind == .punctuation {
+            word.withUTF8 { b in
+                switch b.count {
+                case 1:
+                    terminal = b[0] == UInt8(ascii: ".") || b[0] == UInt8(ascii: "!") || b[0] == UInt8(ascii: "?")
+                    clauseBreak =
+                        b[0] == UInt8(ascii: ",") || b[0] == UInt8(ascii: ";") || b[0] == UInt8(ascii: ":") || b[0] == UInt8(ascii: "(")
+                        || b[0] == UInt8(ascii: ")")
+                case 2:
+                    clauseBreak = b[0] == UInt8(ascii: "-") && b[1] == UInt8(ascii: "-")
+                case 3:
+                    // "...", "…" (E2 80 A6); "—" (E2 80 94) and "–" (E2 80 93)
+                    terminal = b.allSatisfy { $0 == UInt8(ascii: ".") } || (b[0] == 0xE2 && b[1] == 0x80 && b[2] == 0xA6)
+                    clauseBreak = b[0] == 0xE2 && b[1] == 0x80 && (b[2] == 0x94 || b[2] == 0x93)
+                default:
+                    break
+                }
+            }
+        }
+        isTerminal = terminal
+        isClauseBreak = clauseBreak
     }
 
     public var isWord: Bool { kind == .word }
@@ -65,5 +86,16 @@ public struct Token: Sendable, Hashable {
     public let isTerminal: Bool
     /// Punctuation that ends a clause inside a sentence.
     public let isClauseBreak: Bool
+    /// `lower.hasSuffix(suffix)` for an ASCII suffix: an ASCII word compares its last bytes (no
+    /// Character segmentation), any other word its Characters, as `hasSuffix` does.
+    @inline(__always)
+    public func lowerEnds(with suffix: StaticString) -> Bool {
+        guard isASCII else { return lower.hasSuffix(suffix.description) }
+        let n = suffix.utf8CodeUnitCount
+        let utf8 = lower.utf8
+        guard utf8.count >= n else { return false }
+        return suffix.withUTF8Buffer { utf8.suffix(n).elementsEqual($0) }
+    }
+
     public var isQuote: Bool { kind == .punctuation && (lower == "\"" || lower == "'") }
 }

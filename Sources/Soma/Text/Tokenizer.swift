@@ -25,10 +25,19 @@ public struct Tokenizer: Sendable {
     }
 
     public func tokenize(_ text: String) -> [Token] {
-        let scalars = Array(text.unicodeScalars)
+        // Scalars and their UTF-8 offsets in one pass (`Array(text.unicodeScalars)` walks the
+        // text twice: once to count, once to copy).
         let bytes = Array(text.utf8)
-        var utf8Offsets = [Int](repeating: 0, count: scalars.count + 1)
-        for (k, c) in scalars.enumerated() { utf8Offsets[k + 1] = utf8Offsets[k] + UTF8.width(c) }
+        var scalars: [Unicode.Scalar] = []
+        scalars.reserveCapacity(bytes.count)
+        var utf8Offsets: [Int] = [0]
+        utf8Offsets.reserveCapacity(bytes.count + 1)
+        var offset = 0
+        for c in text.unicodeScalars {
+            scalars.append(c)
+            offset += UTF8.width(c)
+            utf8Offsets.append(offset)
+        }
         var tokens: [Token] = []
         tokens.reserveCapacity(scalars.count / 4)
         var i = 0
