@@ -28,6 +28,8 @@ struct JSONLinesRunner {
                 buffer.append(contentsOf: r)
                 buffer.append(0x0A)
             }
+            // Mutable only because `Data(bytesNoCopy:)` takes a mutable pointer: the Data lives
+            // for the write alone and is never changed (no deallocator: the buffer stays ours).
             buffer.withUnsafeMutableBytes { bytes in
                 output.write(Data(bytesNoCopy: bytes.baseAddress!, count: bytes.count, deallocator: .none))
             }

@@ -74,7 +74,7 @@ enum FuzzInput {
             func size(_ write: (inout JSONWriter) -> Void) -> Int {
                 var w = JSONWriter()
                 write(&w)
-                return w.bytes.count
+                return w.count
             }
             let sizes = [
                 "emotion": size { results.emotion?.write(to: &$0) }, "reasoning": size { results.reasoning?.write(to: &$0) },

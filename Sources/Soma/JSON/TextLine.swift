@@ -19,21 +19,8 @@ public struct TextLine: Equatable, Sendable {
         return scanner.line()
     }
 
-    /// The output line for these results: `{"id":…,"results":…}`, keys in the general path's
-    /// (sorted) order.
-    public func output(results: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(results.count + idJSON.count + 20)
-        out.append(contentsOf: #"{"id":"#.utf8)
-        out.append(contentsOf: idJSON)
-        out.append(contentsOf: #","results":"#.utf8)
-        out.append(contentsOf: results)
-        out.append(UInt8(ascii: "}"))
-        return out
-    }
-
-    /// The same line with the results written straight into it (one buffer, no copy of the
-    /// results' bytes): what `soma analyze --jsonl` writes.
+    /// The output line for these results, `{"id":…,"results":…}` (keys in the general path's
+    /// sorted order), the results written straight into it: what `soma analyze --jsonl` writes.
     public func output(_ results: AnalysisResults) -> [UInt8] {
         var w = JSONWriter(capacity: 2048 + idJSON.count)
         w.beginObject()
