@@ -20,6 +20,17 @@ struct EmotionAnalyzerTests {
         #expect(negated < 0)
     }
 
+    @Test func anIntensifyingTailFlipsTheNegationFullyAndCarriesItPastTheTail() {
+        // "not … at all" is more negative than "not …" (VADER's ×−0.74 becomes ×−1).
+        #expect(emotion("I was not happy at all.").valence < emotion("I was not happy.").valence)
+        #expect(emotion("He did not like the food one bit.").valence < emotion("He did not like the food.").valence)
+        // The tail's own words do not use up the negation's three-word reach: "worried" is negated.
+        #expect(emotion("I am not in the slightest worried.").valence > 0)
+        // A tail with no negator before it in its clause negates nothing.
+        #expect(emotion("They kept the happy ending at all costs.").valence > 0)
+        #expect(emotion("I was not there, but the party was happy at all hours.").valence > 0)
+    }
+
     @Test func butShiftsWeightToTheLaterClause() {
         #expect(emotion("The food was great but the service was terrible").valence < 0)
         #expect(emotion("The service was terrible but the food was great").valence > 0)

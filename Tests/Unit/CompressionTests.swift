@@ -94,6 +94,47 @@ import Testing
         }
     }
 
+    /// Everyday text (docs/ACCURACY.md's sets written blind to the lexicons: the hard dev,
+    /// validation and blind held-out sets), which the pruning corpus of quotations never saw:
+    /// the default compressed models give the source models' labels on ≥ 97 % of it, pooled (the
+    /// bar of `defaultPruningAgreesWithUnpruned` on unseen text), and score every task of the
+    /// blind set within two items of them. Aggregate figures only: no set's items are printed.
+    @Test func theDefaultCompressedModelsAgreeOnEverydayText() throws {
+        let o = Self.optimizer
+        let compressed = Engine(models: o.compressed(precision: .fp16, minFrequency: Optimizer.defaultMinFrequency))
+        let source = Engine(models: Fixtures.modelSet)
+        let blind = Fixtures.root.appendingPathComponent("Fixtures/eval-blind")
+        let secondReader = blind.appendingPathComponent("second-reader")
+        for module in Module.allCases {
+            var sets = [("blind", try EvaluationSet.load(module, from: blind, secondReader: secondReader))]
+            for dir in ["Fixtures/eval-dev", "Fixtures/eval-val"] {
+                let url = Fixtures.root.appendingPathComponent(dir)
+                if FileManager.default.fileExists(atPath: url.appendingPathComponent("\(module.rawValue).jsonl").path) {
+                    sets.append((dir, try EvaluationSet.load(module, from: url)))
+                }
+            }
+            var same = 0.0
+            var texts = 0
+            for (name, set) in sets {
+                let agreement = Agreement.compare(module, reference: source, candidate: compressed, texts: set.items.map(\.text))
+                print(
+                    String(
+                        format: "%@, %@: compressed labels agree on %.1f%% of %d texts", name, module.rawValue, agreement.labelAgreement * 100, agreement.texts)
+                )
+                same += agreement.labelAgreement * Double(agreement.texts)
+                texts += agreement.texts
+            }
+            #expect(same / Double(texts) >= 0.97, "\(module): \(same / Double(texts)) of \(texts) everyday texts")
+        }
+        for task in Evaluator.Task.all {
+            let set = try EvaluationSet.load(task.module, from: blind, secondReader: secondReader)
+            let a = Evaluator(engine: source).score(task, on: set, split: .heldout)
+            let b = Evaluator(engine: compressed).score(task, on: set, split: .heldout)
+            print(String(format: "blind set, %@: source %.1f%%, compressed %.1f%%", task.name, a.accuracy * 100, b.accuracy * 100))
+            #expect(b.accuracy >= a.accuracy - 2.0 / Double(a.items) - 1e-9, "\(task.name): source \(a.accuracy), compressed \(b.accuracy)")
+        }
+    }
+
     @Test func accuracyIsRecordedInTheHeader() throws {
         let o = Self.optimizer
         let model = o.compress(.values, precision: .fp16, minFrequency: Optimizer.defaultMinFrequency)

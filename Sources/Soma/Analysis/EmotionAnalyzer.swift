@@ -19,8 +19,8 @@ public struct EmotionResult: Codable, Sendable, Equatable {
 
 /// VADER-style valence and Plutchik emotions from a weighted lexicon.
 ///
-/// Rules: a negator within three words flips and damps valence (×−0.74) and moves a negated
-/// emotion toward its opposite; boosters and dampeners scale (VADER's ±0.293, decayed with
+/// Rules: a negator within three words flips and damps valence (×−0.74; ×−1 with an intensifying
+/// tail such as "at all") and moves a negated emotion toward its opposite; boosters and dampeners scale (VADER's ±0.293, decayed with
 /// distance); ALL CAPS in mixed-case text amplifies; "but" weighs the clause before it half and the
 /// clause after it one and a half times; "!" (up to four) and "??" add emphasis.
 public struct EmotionAnalyzer: Analyzer {
@@ -35,7 +35,7 @@ public struct EmotionAnalyzer: Analyzer {
 
     /// Per pattern, its class as the rules read it (a String comparison per match was measurable).
     private let kinds: [Kind]
-    enum Kind: UInt8 { case lex, degree, contrast, hedge, instruction, other }
+    enum Kind: UInt8 { case lex, degree, contrast, hedge, instruction, tail, other }
     /// Per pattern, whether it is a lexicon entry with a feeling (a zero-weight compound is not).
     let feeling: [Bool]
     private let emotionDims: [Int]
@@ -53,6 +53,7 @@ public struct EmotionAnalyzer: Analyzer {
             case "contrast": .contrast
             case "hedge": .hedge
             case "instruction": .instruction
+            case "tail": .tail
             default: .other
             }
         }
@@ -201,9 +202,11 @@ public struct EmotionAnalyzer: Analyzer {
         }
         var hedged = false
         var instructionAt: [Int] = []
+        var tails: [Range<Int>] = []
         for m in matches {
             switch kinds[m.pattern] {
             case .hedge: hedged = true
+            case .tail: tails.append(m.range)
             case .instruction:
                 // Only where it could open the sentence or its main clause (`opensInstruction`).
                 if m.range.lowerBound < sentence.lowerBound + 3 || doc.tokens[m.range.lowerBound - 1].lower == "," {
@@ -251,6 +254,7 @@ public struct EmotionAnalyzer: Analyzer {
             if mixedCase, capitals { score.shouts += shouts(doc, sentence, matches) }
             return score
         }
+        let emphatic = tails.isEmpty ? [] : emphaticNegation(doc, sentence, tails: tails)
         // Title words are looked for only once a capitalised word inside the sentence is a hit.
         var titles: Set<Int>?
         for m in matches where kinds[m.pattern] == .lex && m.range.lowerBound >= heading {
@@ -283,7 +287,10 @@ public struct EmotionAnalyzer: Analyzer {
                 factor *= 1.25
                 capsWords += 1
             }
-            if negated[m.range.lowerBound] {
+            if emphatic.contains(where: { $0.contains(m.range.lowerBound) }) {
+                valence *= Self.emphaticNegationScalar
+                emotion = Self.negate(emotion)
+            } else if negated[m.range.lowerBound] {
                 valence *= Self.negationScalar
                 emotion = Self.negate(emotion)
             }
@@ -338,6 +345,43 @@ public struct EmotionAnalyzer: Analyzer {
         guard valence != 0 else { return implied }
         return (1 - impliedShare) * valence + impliedShare * implied
     }
+
+    /// A negation with an intensifying tail ("not … at all", "didn't enjoy it in the slightest")
+    /// flips fully instead of VADER's damped ×−0.74.
+    static let emphaticNegationScalar: Float = -1
+
+    /// The token ranges a negation with an intensifying tail governs, one per tail: from the word
+    /// after the negator (at most `tailReach` words before the tail, in the same clause) up to the
+    /// tail, and the `Scope` window's three words after it, the tail's own words not counted ("not
+    /// in the slightest worried"). A tail with no negator before it ("no signs at all" has one;
+    /// "at all costs" none) governs nothing.
+    func emphaticNegation(_ doc: Document, _ sentence: Range<Int>, tails: [Range<Int>]) -> [Range<Int>] {
+        tails.compactMap { tail in
+            var j = tail.lowerBound - 1
+            var words = 0
+            while j >= sentence.lowerBound, words <= Self.tailReach {
+                let t = doc.tokens[j]
+                if t.isClauseBreak || t.isTerminal || doc.closed[j].contains(.scopeBreaker) { return nil }
+                if Scope.isNegator(doc, at: j, words: negators) {
+                    var end = tail.upperBound
+                    var after = 0
+                    while end < sentence.upperBound, after < 3, !doc.tokens[end].isClauseBreak, !doc.tokens[end].isTerminal,
+                        !doc.closed[end].contains(.scopeBreaker)
+                    {
+                        end += 1
+                        after += 1
+                    }
+                    return (j + 1)..<end
+                }
+                if t.isWord { words += 1 }
+                j -= 1
+            }
+            return nil
+        }
+    }
+
+    /// Words a negator may stand before its tail ("I was not, if I'm honest, … at all" is out of reach).
+    static let tailReach = 6
 
     static let afterthoughts: WordSet = ["although", "though"]
     static let sadnessIndex = 4

@@ -58,6 +58,11 @@ public enum Scope {
         return mask
     }
 
+    /// Whether the token at `i` opens a negation scope (`negationMask`'s test).
+    public static func isNegator(_ doc: Document, at i: Int, words: Words = .standard) -> Bool {
+        (doc.closed[i].contains(.negator) || words.extra.count > 0 && words.extra.contains(doc.tokens[i])) && !isIdiom(doc, at: i)
+    }
+
     static func isIdiom(_ doc: Document, at i: Int) -> Bool {
         guard i + 1 < doc.tokens.count else { return false }
         let t = doc.tokens[i].lower
