@@ -20,6 +20,17 @@ struct EmotionAnalyzerTests {
         #expect(negated < 0)
     }
 
+    @Test func rhetoricalQuestionsAskWhatTheyFeel() {
+        // No feeling word in any of them: the question is the complaint, the futility or the worry.
+        let exasperated = emotion("How hard is it to put a lid back on the bin?")
+        #expect(exasperated.valence < 0)
+        #expect(exasperated.dominant == "anger")
+        #expect(emotion("Who keeps moving the stapler off my desk?").dominant == "anger")
+        #expect(emotion("What if I miss the last train home?").dominant == "fear")
+        // An ordinary question is not one.
+        #expect(emotion("Could you send the minutes from Tuesday's meeting?").valence == 0)
+    }
+
     @Test func anIntensifyingTailFlipsTheNegationFullyAndCarriesItPastTheTail() {
         // "not … at all" is more negative than "not …" (VADER's ×−0.74 becomes ×−1).
         #expect(emotion("I was not happy at all.").valence < emotion("I was not happy.").valence)
