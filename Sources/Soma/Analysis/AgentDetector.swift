@@ -153,7 +153,7 @@ struct AgentDetector: Sendable {
         // A bare plural of a role or kinship noun: "thieves broke in", "Villagers say", "police
         // officers". Not after a word that may modify it ("Security staff", "angry villagers"): the
         // phrase is longer than the noun, and theory of mind's noun-phrase reading finds it.
-        if t.isAlphabetic, isPersonNoun(t), i == 0 || !isModifier(doc.tokens[i - 1]) && Self.possessiveStem(doc.tokens[i - 1]) == nil,
+        if t.isAlphabetic, isPersonNoun(t), i == 0 || !isModifier(doc, i - 1) && Self.possessiveStem(doc.tokens[i - 1]) == nil,
             let phrase = personPhrase(doc, from: i, modifiers: 0)
         {
             let words = Self.words(of: phrase, in: doc)
@@ -200,7 +200,7 @@ struct AgentDetector: Sendable {
                 }
                 return j..<end
             }
-            guard k - j < modifiers, isModifier(tok) else { return nil }
+            guard k - j < modifiers, isModifier(doc, k) else { return nil }
             k += 1
         }
         return nil
@@ -220,8 +220,10 @@ struct AgentDetector: Sendable {
     }
 
     /// A word that can stand between a determiner and its person noun ("old", "upstairs", "finance").
-    private func isModifier(_ t: Token) -> Bool {
-        t.isAlphabetic && Self.closed[t] == nil && !Self.sentenceStarters.contains(t) && !Self.verbLike.contains(t)
+    /// (`Document.closed` already says whether the word is in `Self.closed`: no probe of it.)
+    private func isModifier(_ doc: Document, _ i: Int) -> Bool {
+        let t = doc.tokens[i]
+        return t.isAlphabetic && !doc.closed[i].contains(.agentOpener) && !Self.sentenceStarters.contains(t) && !Self.verbLike.contains(t)
             && !Self.notHeads.contains(t)
     }
 
@@ -340,7 +342,7 @@ struct AgentDetector: Sendable {
         while k >= sentence.lowerBound, modifiers <= 2 {
             let t = doc.tokens[k]
             guard t.isWord else { return nil }
-            let closed = Self.closed[t]
+            let closed = doc.closed[k].contains(.agentOpener) ? Self.closed[t] : nil
             if closed?.determiner == true || closed?.quantifier == true || t.lowerEnds(with: "'s") {
                 var start = k
                 // "half the office"; "next door's builders", "the landlord's daughter"
