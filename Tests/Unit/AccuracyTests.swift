@@ -85,10 +85,10 @@ import Testing
         }
     }
 
-    /// The hard-case development sets (Fixtures/eval-dev for emotion, theory of mind and values,
+    /// The hard-case development sets (Fixtures/eval-dev for emotion, theory of mind, values and narrative,
     /// Fixtures/eval-val for emotion: written blind to the lexicons, and tuned on; see their
     /// READMEs). SOMA_EVAL_MISSES=1 lists their misses.
-    @Test(arguments: [("Fixtures/eval-dev", [Module.emotion, .theoryOfMind, .values]), ("Fixtures/eval-val", [Module.emotion])])
+    @Test(arguments: [("Fixtures/eval-dev", [Module.emotion, .theoryOfMind, .values, .narrative]), ("Fixtures/eval-val", [Module.emotion])])
     func hardDevTable(_ path: String, _ modules: [Module]) throws {
         let evaluator = Evaluator(engine: Fixtures.engine)
         let folder = Fixtures.root.appendingPathComponent(path)
