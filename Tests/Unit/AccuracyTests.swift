@@ -55,7 +55,7 @@ import Testing
         let evaluator = Evaluator(engine: Fixtures.engine)
         let blind = Fixtures.root.appendingPathComponent("Fixtures/eval-blind")
         var scores: [Evaluator.Score] = []
-        for task in Evaluator.Task.all {
+        for task in Evaluator.Task.labelGuide {
             let set = try EvaluationSet.load(task.module, from: blind, secondReader: blind.appendingPathComponent("second-reader"))
             let old = try EvaluationSet.load(task.module, from: Fixtures.eval)
             let score = evaluator.score(task, on: set, split: .heldout, majorityFrom: old)
@@ -93,7 +93,7 @@ import Testing
         let evaluator = Evaluator(engine: Fixtures.engine)
         let folder = Fixtures.root.appendingPathComponent(path)
         var scores: [Evaluator.Score] = []
-        for task in Evaluator.Task.all where modules.contains(task.module) {
+        for task in Evaluator.Task.labelGuide where modules.contains(task.module) {
             let set = try EvaluationSet.load(task.module, from: folder)
             let old = try EvaluationSet.load(task.module, from: Fixtures.eval)
             let score = evaluator.score(task, on: set, split: .dev, majorityFrom: old)
