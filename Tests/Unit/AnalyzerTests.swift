@@ -316,6 +316,19 @@ struct NarrativeAnalyzerTests {
         #expect(verbs("Her grandson manages the farm.") == ["manages"])
     }
 
+    @Test func statesTellTheTenseButAreNotEvents() {
+        let r = narrative("The house was quiet. Then the phone rang and Gran answered it.")
+        #expect(r.events.map(\.verb) == ["rang", "answered"])
+        // Positions and story order count the events only.
+        #expect(r.events.map(\.index) == [0, 1])
+        #expect(r.events.map(\.order) == [0, 1])
+        // A text of states alone has no event, and its states still give its tense.
+        let still = narrative("The old mill is empty now and has no roof.")
+        #expect(still.events.isEmpty)
+        #expect(still.tense == "present")
+        #expect(narrative("My grandmother was a nurse.").tense == "past")
+    }
+
     @Test func arcHasFiveSegments() {
         let r = narrative("The old man walked into the village at dawn. He thought about his son. Then he suddenly realized why the bells were ringing.")
         #expect(r.arc.staging.count == 5)

@@ -1,7 +1,7 @@
 /// What story is told.
 public struct NarrativeResult: Codable, Sendable, Equatable {
     public struct Event: Codable, Sendable, Equatable {
-        /// Position in the text (0-based).
+        /// Position among the events in text order (0-based).
         public var index: Int
         /// Position in story time (0 = happened first), from tense and temporal cues.
         public var order: Int
@@ -24,7 +24,8 @@ public struct NarrativeResult: Codable, Sendable, Equatable {
         }
     }
 
-    /// Events in story order.
+    /// Events in story order. States ("was quiet", "has two sons") are not events: they count
+    /// toward `tense` only.
     public var events: [Event]
     public var characters: [String]
     public var arc: Arc
@@ -176,11 +177,17 @@ public struct NarrativeAnalyzer: Analyzer {
         for a in mentions where !a.isSelf && !doc.quoted[a.range.lowerBound] && !doc.closed[a.range.lowerBound].contains(.pronoun) {
             third += 1
         }
-        let ordered = events.sorted { ($0.layer, $0.sentence, $0.step, $0.index) < ($1.layer, $1.sentence, $1.step, $1.index) }
+        // A state ("was quiet", "is asleep", "has two sons") tells the text's time but is no event
+        // of the story: it counts toward the tense, not among the events.
+        let narrated = events.filter { !Self.stateVerbs.contains($0.verb) }
+        let ordered = narrated.sorted { ($0.layer, $0.sentence, $0.step, $0.index) < ($1.layer, $1.sentence, $1.step, $1.index) }
         var rank: [Int: Int] = [:]
         for (r, e) in ordered.enumerated() { rank[e.index] = r }
+        var position: [Int: Int] = [:]
+        for (p, e) in narrated.enumerated() { position[e.index] = p }
         let outEvents = ordered.map { e in
-            NarrativeResult.Event(index: e.index, order: rank[e.index]!, verb: e.verb, text: doc.excerpt(of: e.clause), tense: e.tense, time: e.time)
+            NarrativeResult.Event(
+                index: position[e.index]!, order: rank[e.index]!, verb: e.verb, text: doc.excerpt(of: e.clause), tense: e.tense, time: e.time)
         }
         // Speaker labels ("Anna: … Ben: …") mean the narrator changes.
         var speakers: Set<String> = []
@@ -196,6 +203,10 @@ public struct NarrativeAnalyzer: Analyzer {
             tense: Self.tense(events.map(\.tense))
         )
     }
+
+    /// Main verbs that name a state, not an event: "be" in every form, and "have" of possession
+    /// in the present ("has two sons"; "had" is as often an event: "had lunch").
+    static let stateVerbs: Set<String> = ["be", "am", "is", "are", "was", "were", "been", "being", "'m", "'re", "'s", "has", "have"]
 
     /// Words that open a new finite clause inside a punctuation-delimited clause.
     static let clauseOpeners: WordSet = [
