@@ -360,20 +360,13 @@ public struct EmotionAnalyzer: Analyzer {
             var j = tail.lowerBound - 1
             var words = 0
             while j >= sentence.lowerBound, words <= Self.tailReach {
-                let t = doc.tokens[j]
-                if t.isClauseBreak || t.isTerminal || doc.closed[j].contains(.scopeBreaker) { return nil }
+                if Scope.endsScope(doc, at: j) { return nil }
                 if Scope.isNegator(doc, at: j, words: negators) {
                     var end = tail.upperBound
-                    var after = 0
-                    while end < sentence.upperBound, after < 3, !doc.tokens[end].isClauseBreak, !doc.tokens[end].isTerminal,
-                        !doc.closed[end].contains(.scopeBreaker)
-                    {
-                        end += 1
-                        after += 1
-                    }
+                    while end < sentence.upperBound, end - tail.upperBound < 3, !Scope.endsScope(doc, at: end) { end += 1 }
                     return (j + 1)..<end
                 }
-                if t.isWord { words += 1 }
+                if doc.tokens[j].isWord { words += 1 }
                 j -= 1
             }
             return nil

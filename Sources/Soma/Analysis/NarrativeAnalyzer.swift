@@ -179,15 +179,14 @@ public struct NarrativeAnalyzer: Analyzer {
         }
         // A state ("was quiet", "is asleep", "has two sons") tells the text's time but is no event
         // of the story: it counts toward the tense, not among the events.
-        let narrated = events.filter { !Self.stateVerbs.contains($0.verb) }
+        // Events are numbered among themselves, in text order.
+        var narrated = events.filter { !Self.stateVerbs.contains($0.verb) }
+        for p in narrated.indices { narrated[p].index = p }
         let ordered = narrated.sorted { ($0.layer, $0.sentence, $0.step, $0.index) < ($1.layer, $1.sentence, $1.step, $1.index) }
         var rank: [Int: Int] = [:]
         for (r, e) in ordered.enumerated() { rank[e.index] = r }
-        var position: [Int: Int] = [:]
-        for (p, e) in narrated.enumerated() { position[e.index] = p }
         let outEvents = ordered.map { e in
-            NarrativeResult.Event(
-                index: position[e.index]!, order: rank[e.index]!, verb: e.verb, text: doc.excerpt(of: e.clause), tense: e.tense, time: e.time)
+            NarrativeResult.Event(index: e.index, order: rank[e.index]!, verb: e.verb, text: doc.excerpt(of: e.clause), tense: e.tense, time: e.time)
         }
         // Speaker labels ("Anna: … Ben: …") mean the narrator changes.
         var speakers: Set<String> = []

@@ -36,16 +36,14 @@ public enum Scope {
         words: Words = .standard
     ) -> [Bool] {
         var mask = [Bool](repeating: false, count: doc.tokens.count)
-        let probeExtra = words.extra.count > 0
         doc.tokens.withUnsafeBufferPointer { tokens in
             for sentence in doc.sentences {
                 var remaining = 0
                 var i = sentence.lowerBound
                 while i < sentence.upperBound {
-                    let role = doc.closed[i]
-                    if tokens[i].isClauseBreak || tokens[i].isTerminal || role.contains(.scopeBreaker) {
+                    if endsScope(doc, at: i) {
                         remaining = 0
-                    } else if (role.contains(.negator) || probeExtra && words.extra.contains(tokens[i])) && !isIdiom(doc, at: i) {
+                    } else if isNegator(doc, at: i, words: words) {
                         remaining = window
                     } else if remaining > 0 {
                         if tokens[i].isWord || tokens[i].kind == .emoji { mask[i] = true }
@@ -59,8 +57,15 @@ public enum Scope {
     }
 
     /// Whether the token at `i` opens a negation scope (`negationMask`'s test).
+    @inline(__always)
     public static func isNegator(_ doc: Document, at i: Int, words: Words = .standard) -> Bool {
         (doc.closed[i].contains(.negator) || words.extra.count > 0 && words.extra.contains(doc.tokens[i])) && !isIdiom(doc, at: i)
+    }
+
+    /// Whether the token at `i` ends a negation's scope: a clause break, a sentence end or a turn.
+    @inline(__always)
+    public static func endsScope(_ doc: Document, at i: Int) -> Bool {
+        doc.tokens.withUnsafeBufferPointer { $0[i].isClauseBreak || $0[i].isTerminal } || doc.closed[i].contains(.scopeBreaker)
     }
 
     static func isIdiom(_ doc: Document, at i: Int) -> Bool {
