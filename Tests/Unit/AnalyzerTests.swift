@@ -31,6 +31,26 @@ struct EmotionAnalyzerTests {
         #expect(emotion("Could you send the minutes from Tuesday's meeting?").valence == 0)
     }
 
+    @Test func noticesAndTimetablesInformWithoutFeeling() {
+        // A notice's feeling words name its subject; a weekday, a month, a numbered place or a
+        // clock time marks the register.
+        let workshop = emotion("Stress and anxiety workshop, Wednesday evenings in Room 2.")
+        #expect(workshop.valence == 0)
+        #expect(workshop.dominant == "neutral")
+        #expect(workshop.sentences.allSatisfy { $0.valence == 0 && $0.dominant == "neutral" })
+        #expect(emotion("Free flu jabs for the over-65s at the surgery on Tuesday.").valence == 0)
+        #expect(emotion("Party games for the under-fives, Saturday at 10 am in the church hall.").valence == 0)
+        #expect(emotion("Stress and anxiety workshop, 7.30pm in the church hall.").valence == 0)
+        #expect(emotion("Stress and anxiety workshop, 19:30 in the church hall.").valence == 0)
+        // Without a mark it is not read as a notice.
+        #expect(emotion("Stress and anxiety workshop in the church hall.").valence < 0)
+        // A writer who speaks (I, we) or asks, or a feeling stronger than a notice's words, keeps it.
+        #expect(emotion("I dread Mondays.").valence < 0)
+        #expect(emotion("We are so proud of the team, they won on Saturday.").valence > 0)
+        #expect(emotion("Does anyone else hate Mondays?").valence < 0)
+        #expect(emotion("The hotel on Friday was an absolute disgrace, filthy and rude.").dominant == "disgust")
+    }
+
     @Test func anIntensifyingTailFlipsTheNegationFullyAndCarriesItPastTheTail() {
         // "not … at all" is more negative than "not …" (VADER's ×−0.74 becomes ×−1).
         #expect(emotion("I was not happy at all.").valence < emotion("I was not happy.").valence)

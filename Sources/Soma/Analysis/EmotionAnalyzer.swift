@@ -35,7 +35,7 @@ public struct EmotionAnalyzer: Analyzer {
 
     /// Per pattern, its class as the rules read it (a String comparison per match was measurable).
     private let kinds: [Kind]
-    enum Kind: UInt8 { case lex, degree, contrast, hedge, instruction, tail, other }
+    enum Kind: UInt8 { case lex, degree, contrast, hedge, instruction, tail, schedule, other }
     /// Per pattern, whether it is a lexicon entry with a feeling (a zero-weight compound is not).
     let feeling: [Bool]
     private let emotionDims: [Int]
@@ -54,6 +54,7 @@ public struct EmotionAnalyzer: Analyzer {
             case "hedge": .hedge
             case "instruction": .instruction
             case "tail": .tail
+            case "schedule": .schedule
             default: .other
             }
         }
@@ -80,6 +81,8 @@ public struct EmotionAnalyzer: Analyzer {
         /// All-caps words that are not lexicon entries ("AGAIN", "SIX"): shouting.
         var shouts = 0
         var words = 0
+        /// A schedule mark (class `schedule`: a weekday, a month, "Room 4", "10 am").
+        var schedule = false
     }
 
     public func analyze(_ doc: Document) -> EmotionResult {
@@ -141,6 +144,18 @@ public struct EmotionAnalyzer: Analyzer {
             let n = Float(min(total.shouts, 3))
             total.sum -= Self.shoutValence * n
             total.emotions[Self.angerIndex] += Self.shoutAnger * n
+        }
+        // A notice, timetable or announcement informs: its feeling words name things ("Bereavement
+        // drop-in sessions, Tuesdays 2-4pm"), and the text is neutral (`informs`).
+        if total.shouts == 0, exclamations == 0, abs(total.sum) < Self.noticeValence,
+            scores.contains(where: \.schedule) || Self.hasClockTime(doc), Self.isImpersonal(doc)
+        {
+            total.sum = 0
+            total.emotions = [Float](repeating: 0, count: 8)
+            for k in sentences.indices {
+                sentences[k].valence = 0
+                sentences[k].dominant = "neutral"
+            }
         }
         var emotions = [String: Double](minimumCapacity: Emotion.allCases.count)
         for (k, e) in Emotion.allCases.enumerated() {
@@ -207,6 +222,7 @@ public struct EmotionAnalyzer: Analyzer {
             switch kinds[m.pattern] {
             case .hedge: hedged = true
             case .tail: tails.append(m.range)
+            case .schedule: score.schedule = true
             case .instruction:
                 // Only where it could open the sentence or its main clause (`opensInstruction`).
                 if m.range.lowerBound < sentence.lowerBound + 3 || doc.tokens[m.range.lowerBound - 1].lower == "," {
