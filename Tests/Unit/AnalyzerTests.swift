@@ -268,6 +268,14 @@ struct NarrativeAnalyzerTests {
         #expect(narrative("Every morning he feeds the cats and waters the plants.").tense == "present")
     }
 
+    @Test func aReaderAddressedAsYouIsNoNarrator() {
+        // Instructions, notices and letters to the reader: the narrator never says I or we.
+        #expect(narrative("If the light flashes red, you need to reset it. Hold your finger on the button for ten seconds.").perspective == "third_person")
+        #expect(narrative("An engineer will visit your home on Friday. You will be without power for an hour.").perspective == "third_person")
+        // "You" beside the narrator's own "I" as a second protagonist is mixed.
+        #expect(narrative("You come home and drop your bag in the hall, and I pretend not to see the mud. You tell me about your day.").perspective == "mixed")
+    }
+
     @Test func aPresentTenseUnderAFutureFrameOrInAClauseOfAFutureSentenceIsAPlan() {
         // A schedule or an arrangement: present tense, future frame ("tomorrow" is flagged `future`).
         let scheduled = narrative("The match starts at eight tomorrow.")

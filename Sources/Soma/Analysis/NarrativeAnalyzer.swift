@@ -249,8 +249,8 @@ public struct NarrativeAnalyzer: Analyzer {
 
     static func perspective(first: Int, second: Int, third: Int) -> String {
         // A "you" addressed as a protagonist beside the narrator's "I" reads as mixed; a passing "you" does not.
+        // With no "I" or "we", "you" is the reader (instructions, notices, letters): third person.
         if first > 0 { return second >= 2 && Float(second) >= 0.6 * Float(first) ? "mixed" : "first_person" }
-        if second > 0 && second >= third { return "mixed" }
         return "third_person"
     }
 
