@@ -316,11 +316,13 @@ struct NarrativeAnalyzerTests {
     @Test func subordinatorsOrderClausesWithinTheirSentence() {
         func story(_ text: String) -> [String] { narrative(text).events.map(\.verb) }
         // "before" opening a clause puts that clause after the rest of its sentence, not the
-        // sentence before the others; "after" puts its clause first.
+        // sentence before the others; "after", "once" and "since" put their clause first.
         #expect(
             story("A fox slipped through the fence. It grabbed a crust and vanished before the dog noticed.") == ["slipped", "grabbed", "vanished", "noticed"])
         #expect(story("Before I left, I locked the door.") == ["locked", "left"])
         #expect(story("I washed up after we ate.") == ["ate", "washed"])
+        // "since" opening a clause: that clause came first ("has emptied since the mill closed").
+        #expect(story("The town has emptied since the mill closed.") == ["closed", "emptied"])
         // "before that" still moves its sentence back.
         #expect(story("We arrived at noon. Before that, we stopped for coffee.").first == "stopped")
         // "by" and a time keeps a past perfect in story order; "by the time" and a clause does not.

@@ -75,7 +75,7 @@ public struct NarrativeAnalyzer: Analyzer {
     }
 
     /// Where a clause opened by the subordinator goes in its sentence's story order.
-    static let subordinatorStep: [String: Int] = ["before": 1, "after": -1, "once": -1]
+    static let subordinatorStep: [String: Int] = ["before": 1, "after": -1, "once": -1, "since": -1]
     /// Words opening a clause whose present tense follows the main clause's future ("I'll call when
     /// I get home", "If it rains tomorrow, we'll stay in").
     static let futureSubordinators: WordSet = ["when", "after", "before", "until", "once", "if", "unless", "while", "as"]
