@@ -341,9 +341,16 @@ struct NarrativeAnalyzerTests {
         #expect(verbs("I will try not to look lost.") == ["try"])
         #expect(verbs("We'll both take dance lessons.") == ["take"])
         #expect(verbs("For years we had only nodded at each other.") == ["nodded"])
+        // a plural noun after a capitalised gerund, participle, weekday or possessive, or with a
+        // noun's suffix, is no verb of a name before it.
+        #expect(verbs("Training sessions start at nine.").isEmpty)
+        #expect(verbs("Opening hours are nine to five.").isEmpty)
+        #expect(verbs("Children's activities follow in the afternoon.").isEmpty)
+        #expect(verbs("Hearing this, the man smiled.") == ["smiled"])
         // what stays an event: a past form after a bare auxiliary, a plural verb after a subject.
         #expect(verbs("The dog must have got out again.").contains("got"))
         #expect(verbs("Her grandson manages the farm.") == ["manages"])
+        #expect(verbs("Anna runs the shop.") == ["runs"])
     }
 
     @Test func statesTellTheTenseButAreNotEvents() {

@@ -100,7 +100,9 @@ extension NarrativeAnalyzer {
         case bits.verbPast: return ends("ed")
         case bits.verbPP: return ends("ed") || ends("en")
         case bits.verbIng: return ends("ing")
-        case bits.verb3sg: return ends("s") && !ends("ss") && !ends("us")
+        case bits.verb3sg:
+            // Plural nouns by their suffix ("sessions", "activities", "payments") are no verbs.
+            return ends("s") && !ends("ss") && !ends("us") && !ends("ions") && !ends("ities") && !ends("ments") && !ends("ships")
         case bits.verbBase: return !ends("ed") && !ends("ing") && !ends("ly") && !ends("s")
         default: return false
         }
@@ -228,7 +230,14 @@ extension NarrativeAnalyzer {
             && (i - 2 == clause.lowerBound || !look.closed[i - 3].contains(.preposition))
         // "Most nights I read": a plural after a quantifier is a noun.
         if is3sg && pc.contains(.quantifier) { return nil }
-        if is3sg && (subjectBefore || nounSubject) { return (w, "present", 1) }
+        // A capitalised word is a name before a verb only when it is no verb form, weekday or month
+        // and no possessive itself: "Training sessions run", "Opening hours", "Wednesday
+        // afternoons", "Children's activities" are nouns, "Anna runs" is a verb.
+        let nameBefore =
+            previousCapitalized && pm & (bits.verbPast | bits.verbPP | bits.verbIng) == 0
+            && !AgentDetector.notNames.contains(doc.tokens[i - 1]) && !doc.tokens[i - 1].lowerEnds(with: "'s")
+        let subject3sg = pc.contains(.subject) || pm & (bits.first | bits.third | bits.adverb) != 0 || nameBefore
+        if is3sg && (subject3sg || nounSubject) { return (w, "present", 1) }
         // "we always walk": the subject before the adverbs.
         var s = i - 1
         while s > clause.lowerBound, look.masks[s] & bits.adverb != 0 { s -= 1 }
