@@ -118,20 +118,28 @@ extension EmotionAnalyzer {
     /// patterns cover "10 am" and the other marks).
     static func hasClockTime(_ doc: Document) -> Bool {
         func isDigit(_ b: UInt8) -> Bool { b >= 48 && b <= 57 }
+        // Fields are read in place: a `Token` bound by value is two Strings retained and released.
         return doc.tokens.withUnsafeBufferPointer { t in
-            t.contains { t in
-                guard t.isASCII, t.kind == .number || t.kind == .word, let first = t.lower.utf8.first, isDigit(first) else { return false }
-                let bytes = t.lower.utf8
-                if t.kind == .word {
+            for i in t.indices where t[i].kind == .number || t[i].kind == .word && !t[i].isAlphabetic {
+                guard t[i].isASCII, let first = t[i].lower.utf8.first, isDigit(first) else { continue }
+                let bytes = t[i].lower.utf8
+                if t[i].kind == .word {
                     // Digits (with "." or ":") and then "am" or "pm".
-                    guard t.lowerEnds(with: "am") || t.lowerEnds(with: "pm") else { return false }
-                    return bytes.dropLast(2).allSatisfy { isDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: ":") }
+                    if t[i].lowerEnds(with: "am") || t[i].lowerEnds(with: "pm"),
+                        bytes.dropLast(2).allSatisfy({ isDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: ":") })
+                    {
+                        return true
+                    }
+                    continue
                 }
                 // "hh:mm" or "hh.mm".
-                guard let sep = bytes.firstIndex(where: { $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") }) else { return false }
-                let before = bytes.distance(from: bytes.startIndex, to: sep)
-                return before <= 2 && bytes.distance(from: sep, to: bytes.endIndex) == 3
+                if let sep = bytes.firstIndex(where: { $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") }),
+                    bytes.distance(from: bytes.startIndex, to: sep) <= 2, bytes.distance(from: sep, to: bytes.endIndex) == 3
+                {
+                    return true
+                }
             }
+            return false
         }
     }
 
