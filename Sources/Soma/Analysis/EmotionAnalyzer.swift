@@ -379,7 +379,7 @@ public struct EmotionAnalyzer: Analyzer {
                 if Scope.endsScope(doc, at: j) { return nil }
                 if Scope.isNegator(doc, at: j, words: negators) {
                     var end = tail.upperBound
-                    while end < sentence.upperBound, end - tail.upperBound < 3, !Scope.endsScope(doc, at: end) { end += 1 }
+                    while end < sentence.upperBound, end - tail.upperBound < Scope.window, !Scope.endsScope(doc, at: end) { end += 1 }
                     return (j + 1)..<end
                 }
                 if doc.tokens[j].isWord { words += 1 }

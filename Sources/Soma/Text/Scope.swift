@@ -28,11 +28,14 @@ public enum Scope {
         }
     }
 
+    /// How far a negation reaches: VADER's three words.
+    public static let window = 3
+
     /// For each token, whether a negator governs it: a negator within the `window` words before it in
     /// the same clause. "not only" and "no doubt" are idioms that do not negate.
     public static func negationMask(
         _ doc: Document,
-        window: Int = 3,
+        window: Int = Scope.window,
         words: Words = .standard
     ) -> [Bool] {
         var mask = [Bool](repeating: false, count: doc.tokens.count)

@@ -105,7 +105,6 @@ public struct SentenceSplitter: Sendable {
         var k = index
         while k < tokens.count && tokens[k].isQuote { k += 1 }
         guard k < tokens.count else { return true }
-        let t = tokens[k]
-        return t.isCapitalized || t.kind == .number || t.kind == .emoji
+        return tokens[k].isCapitalized || tokens[k].kind == .number || tokens[k].kind == .emoji
     }
 }
