@@ -35,11 +35,13 @@ public struct EmotionAnalyzer: Analyzer {
 
     /// Per pattern, its class as the rules read it (a String comparison per match was measurable).
     private let kinds: [Kind]
-    enum Kind: UInt8 { case lex, degree, contrast, hedge, instruction, tail, schedule, other }
+    enum Kind: UInt8 { case lex, degree, contrast, hedge, instruction, tail, other }
     /// Per pattern, whether it is a lexicon entry with a feeling (a zero-weight compound is not).
     let feeling: [Bool]
     private let emotionDims: [Int]
     private let negators: Scope.Words
+    /// The `schedule` marks (a side class: not in the model's main trie, `Module.sideClasses`).
+    private let schedule: PatternMatcher
     private let valenceDim: Int
     private let arousalDim: Int
     private let scaleDim: Int
@@ -54,7 +56,6 @@ public struct EmotionAnalyzer: Analyzer {
             case "hedge": .hedge
             case "instruction": .instruction
             case "tail": .tail
-            case "schedule": .schedule
             default: .other
             }
         }
@@ -64,6 +65,7 @@ public struct EmotionAnalyzer: Analyzer {
         feeling = kinds.indices.map { i in kinds[i] == .lex && (0..<dimensions).contains { model.weights[i, $0] != 0 } }
         emotionDims = Emotion.allCases.map { model.dimension($0.rawValue)! }
         negators = Scope.Words(adding: model.patterns.filter { $0.label == "negator" && $0.tokens.count == 1 }.map { $0.tokens[0] })
+        schedule = PatternMatcher(patterns: model.patterns, where: { $0.label == "schedule" })
         valenceDim = model.dimension("valence")!
         arousalDim = model.dimension("arousal")!
         scaleDim = model.dimension("scale")!
@@ -81,8 +83,6 @@ public struct EmotionAnalyzer: Analyzer {
         /// All-caps words that are not lexicon entries ("AGAIN", "SIX"): shouting.
         var shouts = 0
         var words = 0
-        /// A schedule mark (class `schedule`: a weekday, a month, "Room 4", "10 am").
-        var schedule = false
     }
 
     public func analyze(_ doc: Document) -> EmotionResult {
@@ -148,7 +148,7 @@ public struct EmotionAnalyzer: Analyzer {
         // A notice, timetable or announcement informs: its feeling words name things ("Bereavement
         // drop-in sessions, Tuesdays 2-4pm"), and the text is neutral (`informs`).
         if total.shouts == 0, exclamations == 0, abs(total.sum) < Self.noticeValence,
-            scores.contains(where: \.schedule) || Self.hasClockTime(doc), Self.isImpersonal(doc)
+            Self.isImpersonal(doc), hasScheduleMark(doc) || Self.hasClockTime(doc)
         {
             total.sum = 0
             total.emotions = [Float](repeating: 0, count: 8)
@@ -174,6 +174,11 @@ public struct EmotionAnalyzer: Analyzer {
             dominant: Self.dominant(total.emotions, valence: total.sum, emphatic: exclamations > 0 || capsWords > 0 || total.shouts > 0),
             sentences: sentences
         )
+    }
+
+    /// Whether a schedule mark (class `schedule`: a weekday, a month, "Room 4", "10 am") is in the text.
+    func hasScheduleMark(_ doc: Document) -> Bool {
+        !schedule.longestMatches(in: doc, ids: schedule.tokenIDs(doc)).isEmpty
     }
 
     func scoreSentence(
@@ -222,7 +227,6 @@ public struct EmotionAnalyzer: Analyzer {
             switch kinds[m.pattern] {
             case .hedge: hedged = true
             case .tail: tails.append(m.range)
-            case .schedule: score.schedule = true
             case .instruction:
                 // Only where it could open the sentence or its main clause (`opensInstruction`).
                 if m.range.lowerBound < sentence.lowerBound + 3 || doc.tokens[m.range.lowerBound - 1].lower == "," {

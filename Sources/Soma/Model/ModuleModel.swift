@@ -22,7 +22,8 @@ public struct ModuleModel: Sendable {
             self.module = module
             self.patterns = patterns
             self.weights = weights
-            matcher = PatternMatcher(patterns: patterns)
+            let side = module.sideClasses
+            matcher = side.isEmpty ? PatternMatcher(patterns: patterns) : PatternMatcher(patterns: patterns, where: { !side.contains($0.label) })
             var index: [String: [Int32]] = [:]
             for (i, p) in patterns.enumerated() where p.tokens.count == 1 {
                 index[p.tokens[0], default: []].append(Int32(i))
