@@ -10,7 +10,8 @@ public enum Module: String, CaseIterable, Codable, Sendable, Comparable {
     /// Classes a module's analyser matches with a trie of their own: the model's main trie (and so
     /// its vocabulary, probed at every token) leaves them out. Emotion's `schedule` marks are read
     /// once per document, only for texts that may be notices; in the main trie their fifty-odd words
-    /// doubled the compiled vocabulary's table (over 4,096 words) and cost the emotion workload 8 %.
+    /// cost the engine gate's emotion workload 8 % (the same engine on the models without them did
+    /// not pay it), most likely by growing the vocabulary's table past a power of two.
     public var sideClasses: Set<String> { self == .emotion ? ["schedule"] : [] }
 
     public var dimensions: [String] {
