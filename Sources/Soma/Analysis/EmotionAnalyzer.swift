@@ -146,7 +146,7 @@ public struct EmotionAnalyzer: Analyzer {
             total.emotions[Self.angerIndex] += Self.shoutAnger * n
         }
         // A notice, timetable or announcement informs: its feeling words name things ("Bereavement
-        // drop-in sessions, Tuesdays 2-4pm"), and the text is neutral (`informs`).
+        // drop-in sessions, Tuesdays 2-4pm"), and the text is neutral (`isImpersonal`, `hasScheduleMark`).
         if total.shouts == 0, exclamations == 0, abs(total.sum) < Self.noticeValence,
             Self.isImpersonal(doc), hasScheduleMark(doc) || Self.hasClockTime(doc)
         {
