@@ -45,7 +45,7 @@ help:
 	@echo "             outages, rolling restart, partitions, overload at 10x) on a stack of its own; make chaos-short: CI's form (1, 3)"
 	@echo "make format  apply .swift-format to the tree; make format-check  fail on any difference (CI)"
 	@echo "make api-fuzz [API_FUZZ_EXAMPLES=200]  schemathesis (pinned, .venv-apifuzz) against a live release server, driven by openapi.yaml"
-	@echo "make fuzz [FUZZ_SECONDS=300]  libFuzzer + ASan on the parsers (text, model, json, cursor, idempotency), each for FUZZ_SECONDS"
+	@echo "make fuzz [FUZZ_SECONDS=300] [FUZZ_CONFIG=release]  libFuzzer + ASan on the parsers (text, model, json, cursor, idempotency), each for FUZZ_SECONDS"
 	@echo "make ci      what .ci/run calls: test, release build, models, throughput; prints the time of each phase"
 
 deps:
@@ -248,8 +248,10 @@ api-fuzz: release
 # libFuzzer + ASan over Soma's own parsers (Fuzz/, built in Fuzz/.build-fuzz; seeds in Fixtures/fuzz).
 FUZZ_SECONDS ?= 300
 
+FUZZ_CONFIG ?= release
+
 fuzz:
-	scripts/fuzz.sh $(FUZZ_SECONDS)
+	FUZZ_CONFIG=$(FUZZ_CONFIG) scripts/fuzz.sh $(FUZZ_SECONDS)
 
 ci:
 	@scripts/ci.sh

@@ -19,7 +19,8 @@ import PackageDescription
 // dependencies are instrumented too (slower build, some coverage noise). `-parse-as-library`
 // keeps the fuzz targets' files from being top-level code; `-enable-testing` lets them (and
 // FuzzInput) `@testable import` Soma's and SomaHTTP's internals. `-c release`: the analysers are
-// far faster optimised (executions per second), and overflow checks stay on.
+// far faster optimised (executions per second), and overflow checks stay on; CI's short run
+// builds debug instead, for half the build time (scripts/fuzz.sh, FUZZ_CONFIG).
 
 // The root package's identity is the name of the folder it is checked out in.
 let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().lastPathComponent.lowercased()
