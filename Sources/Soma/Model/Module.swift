@@ -6,7 +6,6 @@ public enum Module: String, CaseIterable, Codable, Sendable, Comparable {
     case theoryOfMind = "theory_of_mind"
     case narrative
 
-    /// The names of the weights a pattern of this module may carry, in storage order.
     /// Classes a module's analyser matches with a trie of their own: the model's main trie (and so
     /// its vocabulary, probed at every token) leaves them out. Emotion's `schedule` marks are read
     /// once per document, only for texts that may be notices; in the main trie their fifty-odd words
@@ -14,6 +13,7 @@ public enum Module: String, CaseIterable, Codable, Sendable, Comparable {
     /// not pay it), most likely by growing the vocabulary's table past a power of two.
     public var sideClasses: Set<String> { self == .emotion ? ["schedule"] : [] }
 
+    /// The names of the weights a pattern of this module may carry, in storage order.
     public var dimensions: [String] {
         switch self {
         case .emotion:
