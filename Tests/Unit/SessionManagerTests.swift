@@ -1,5 +1,6 @@
 // Over 500 lines on purpose: every behaviour the async wrapper adds to the admission machine
-// (wake-ups, ordering, cancellation, expiry) on one manual clock and one set of helpers.
+// (wake-ups, ordering, cancellation, expiry) on one manual clock and one set of helpers (below and in
+// Support/Settle.swift). Timeline, a type of its own, is tested in TimelineTests.
 import Soma
 import Synchronization
 import Testing
@@ -557,62 +558,6 @@ struct SessionManagerTests {
         #expect(sessions.queuedCount == 0)
         for userIndex in 0..<20 { #expect(sessions.inFlight(user: "user\(userIndex)") == 0) }
     }
-
-    // MARK: 8. Timeline
-
-    @Test
-    func timelineNowFollowsTheClockFromItsOrigin() {
-        let clock = ManualClock()
-        clock.advance(by: .seconds(7))
-        let timeline = Timeline(clock: clock)
-        #expect(timeline.now() == .zero)
-        clock.advance(by: .milliseconds(250))
-        #expect(timeline.now() == .milliseconds(250))
-        clock.advance(by: .seconds(2))
-        #expect(timeline.now() == .milliseconds(2_250))
-    }
-
-    @Test
-    func timelineSleepReturnsWhenTheClockPassesTheInstant() async throws {
-        let clock = ManualClock()
-        let timeline = Timeline(clock: clock)
-        clock.advance(by: .milliseconds(250))
-
-        // Instants already reached return at once, without registering a sleeper.
-        try await timeline.sleep(until: .milliseconds(100))
-        try await timeline.sleep(until: .milliseconds(250))
-        #expect(clock.sleeperCount == 0)
-
-        let woke = Locked(false)
-        let sleeper = Task {
-            try await timeline.sleep(until: .milliseconds(300))
-            woke.withLock { $0 = true }
-        }
-        try await settle("sleeper registered") { clock.sleeperCount == 1 }
-
-        clock.advance(by: .milliseconds(49))
-        for _ in 0..<20 { await Task.yield() }
-        #expect(!woke.value)
-        #expect(clock.sleeperCount == 1)
-
-        clock.advance(by: .milliseconds(1))
-        try await settle("sleeper woke") { woke.value }
-        try await sleeper.value
-        #expect(clock.sleeperCount == 0)
-    }
-
-    @Test
-    func timelineSleepThrowsWhenCancelled() async throws {
-        let clock = ManualClock()
-        let timeline = Timeline(clock: clock)
-
-        let sleeper = Task { try await timeline.sleep(until: .seconds(10)) }
-        try await settle("sleeper registered") { clock.sleeperCount == 1 }
-        sleeper.cancel()
-        await #expect(throws: CancellationError.self) { try await sleeper.value }
-        #expect(clock.sleeperCount == 0)
-        #expect(timeline.now() == .zero)
-    }
 }
 
 // MARK: - Helpers
@@ -638,19 +583,6 @@ private func outcome(_ operation: () async throws -> Void) async -> Outcome {
         return .cancelled
     } catch {
         return .failed("\(error)")
-    }
-}
-
-/// A value behind a lock, shared between tasks.
-private final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-
-    init(_ value: Value) { mutex = Mutex(value) }
-
-    var value: Value { mutex.withLock { $0 } }
-
-    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R {
-        mutex.withLock { body(&$0) }
     }
 }
 
@@ -722,21 +654,4 @@ private func submit(
         result.withLock { $0 = ended }
     }
     return Submitted(task: task, result: result)
-}
-
-private struct SettleTimeout: Error, CustomStringConvertible {
-    var what: String
-    var description: String { "timed out waiting for \(what)" }
-}
-
-/// Polls `condition` until it holds, yielding and sleeping 1 ms between tries, at most 5 000 tries:
-/// for waiting on state another task changes, never for measuring time.
-private func settle(_ what: String, _ condition: () -> Bool) async throws {
-    for _ in 0..<5_000 {
-        if condition() { return }
-        await Task.yield()
-        try await Task.sleep(for: .milliseconds(1))
-    }
-    if condition() { return }
-    throw SettleTimeout(what: what)
 }
