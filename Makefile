@@ -8,7 +8,7 @@ TEXT ?=
 DURATION ?= 10
 INSTANCES ?= 3
 
-.PHONY: accuracy-peers load-harness all deps build release test unit smoke run analyze http-smoke bench-http models bench bench-slowdown engine-gate-build bench-peers api-fuzz fuzz ci format format-check clean help \
+.PHONY: accuracy-peers load-harness all deps build release test unit smoke run analyze http-smoke bench-http models bench bench-slowdown engine-gate-build bench-peers engine-profile api-fuzz fuzz ci format format-check clean help \
 	stack-up stack-down stack-status stack-restart stack-check deploy-check \
 	compose-up compose-status compose-down compose-check compose-images load load-capacity \
 	autoscale-check autoscale-demo chaos chaos-short chaos-deps
@@ -26,6 +26,7 @@ help:
 	@echo "             suites (Benchmarks/), p50/p90/p99 against the brief's SLOs and coarse budgets; fails on a breach"
 	@echo "make bench-slowdown   the engine gate with every module 1.5x slower (SOMA_SLOWDOWN=1.5x): must go red"
 	@echo "make bench-peers      VADER (PyPI) against soma analyze --jsonl over the same 100,000 texts: CPU per text, median of 3"
+	@echo "make engine-profile   instructions per text and per stage of soma analyze --jsonl (callgrind; exact, not timed)"
 	@echo "make accuracy-peers   emotion valence on the blind set: soma, VADER and the majority class"
 	@echo "make http-smoke      start the release server, call the README's curl commands, SIGTERM, expect exit 0"
 	@echo "make bench-http      wrk: hello-world vs soma cached/uncached, single instance (DURATION=10)"
@@ -129,6 +130,12 @@ accuracy-peers: models
 bench-peers: models
 	@scripts/ensure-deps.sh corpus
 	scripts/bench-peers.py --binary $(RELEASE_BIN) --json .build/bench-peers.json
+
+# Instructions per text and per stage (callgrind: a count, the same on every run), start-up excluded.
+engine-profile: models
+	@scripts/ensure-deps.sh corpus
+	@scripts/ensure-deps.sh profile
+	scripts/engine-profile.py --binary $(RELEASE_BIN) --model-dir $(MODELS_DIR) --json .build/engine-profile.json
 
 # ---- the deployment topology on this machine (no Docker): see docs/OPERATIONS.md ----
 # State, data and logs in .stack/ (SOMA_STACK_DIR overrides); the state file is .stack/stack.json.

@@ -10,6 +10,7 @@
 #   deploy – the static checks of deploy/: promtool and amtool (their packages)
 #   load   – soma-load's corpus (fortunes) and plot (gnuplot)
 #   chaos  – nft (nftables): the partition scenario blackholes loopback ports with a table of its own
+#   profile – valgrind (callgrind) and binutils (objcopy) for scripts/engine-profile.py
 # Packages are installed with a policy-rc.d that forbids starting services: a postinst must not
 # leave a stock redis, PostgreSQL or Prometheus running on its default port.
 set -euo pipefail
@@ -52,6 +53,11 @@ case "$phase" in
     want fortunes                 # the load corpus (scripts/fortunes-jsonl.py)
     want python3
     want gnuplot-nox              # soma-load's latency plot (PNG)
+    ;;
+  profile)
+    want valgrind                 # callgrind: instructions per function
+    want binutils                 # objcopy --strip-debug (valgrind cannot read this toolchain's DWARF)
+    want python3
     ;;
   chaos)
     want nftables                 # Tests/Chaos/chaos.py: scenario 4 (partition) and the start-up clean-up
