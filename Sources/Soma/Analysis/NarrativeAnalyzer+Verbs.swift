@@ -94,7 +94,8 @@ extension NarrativeAnalyzer {
         guard look.masks[i] & bits.anyClass == 0 else { return false }
         let token = doc.tokens[i]
         guard token.isAlphabetic else { return false }
-        guard token.lower.unicodeScalars.count >= 4 else { return false }
+        // (ASCII: a byte is a scalar, and counting bytes is O(1) where counting scalars walks the word.)
+        guard (token.isASCII ? token.lower.utf8.count : token.lower.unicodeScalars.count) >= 4 else { return false }
         func ends(_ suffix: StaticString) -> Bool { token.lowerEnds(with: suffix) }
         switch bit {
         case bits.verbPast: return ends("ed")
