@@ -89,16 +89,33 @@ public struct Tokenizer: Sendable {
 
     // MARK: - Scanners
 
+    // The character classes: an ASCII scalar is decided inline; any other asks the Unicode
+    // properties in a function of its own. With the property look-ups in the same body, every
+    // call paid for their type metadata accessors first, ASCII or not: about 95 instructions a call
+    // for `isWordScalar`, called for nearly every scalar (scripts/engine-profile.py).
+
     @inline(__always)
     static func isSpace(_ c: Unicode.Scalar) -> Bool {
         if c.isASCII {
             let v = c.value
             return v == 0x20 || (v >= 0x09 && v <= 0x0D)
         }
-        return c.properties.isWhitespace
+        return isSpaceBeyondASCII(c)
     }
 
+    @inline(never)
+    static func isSpaceBeyondASCII(_ c: Unicode.Scalar) -> Bool { c.properties.isWhitespace }
+
+    @inline(__always)
     static func isPunctuation(_ c: Unicode.Scalar) -> Bool {
+        c.isASCII ? asciiPunctuation[Int(c.value)] : isPunctuationByCategory(c)
+    }
+
+    /// `isPunctuationByCategory` of each ASCII scalar, computed from the same properties.
+    static let asciiPunctuation: [Bool] = (0..<128).map { isPunctuationByCategory(Unicode.Scalar(UInt8($0))) }
+
+    @inline(never)
+    static func isPunctuationByCategory(_ c: Unicode.Scalar) -> Bool {
         switch c.properties.generalCategory {
         case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
             .initialPunctuation, .finalPunctuation, .otherPunctuation:
@@ -108,31 +125,48 @@ public struct Tokenizer: Sendable {
         }
     }
 
+    @inline(__always)
     static func isOpening(_ c: Unicode.Scalar) -> Bool {
         c == "(" || c == "[" || c == "\"" || c == "'"
     }
 
+    @inline(__always)
     static func isWordScalar(_ c: Unicode.Scalar) -> Bool {
         if c.isASCII {
             let v = c.value
             return (v >= 0x30 && v <= 0x39) || (v >= 0x41 && v <= 0x5A) || (v >= 0x61 && v <= 0x7A)
         }
+        return isWordScalarBeyondASCII(c)
+    }
+
+    @inline(never)
+    static func isWordScalarBeyondASCII(_ c: Unicode.Scalar) -> Bool {
         let p = c.properties
         return p.isAlphabetic || p.numericType != nil
     }
 
+    @inline(__always)
     static func isLetter(_ c: Unicode.Scalar) -> Bool {
         if c.isASCII {
             let v = c.value | 0x20
             return v >= 0x61 && v <= 0x7A
         }
-        return c.properties.isAlphabetic
+        return isLetterBeyondASCII(c)
     }
 
+    @inline(never)
+    static func isLetterBeyondASCII(_ c: Unicode.Scalar) -> Bool { c.properties.isAlphabetic }
+
+    @inline(__always)
     static func isDigit(_ c: Unicode.Scalar) -> Bool { c.value >= 0x30 && c.value <= 0x39 }
 
+    @inline(__always)
     static func isMark(_ c: Unicode.Scalar) -> Bool {
-        if c.isASCII { return false }
+        c.isASCII ? false : isMarkBeyondASCII(c)
+    }
+
+    @inline(never)
+    static func isMarkBeyondASCII(_ c: Unicode.Scalar) -> Bool {
         switch c.properties.generalCategory {
         case .nonspacingMark, .spacingMark, .enclosingMark: return true
         default: return false
@@ -188,7 +222,7 @@ public struct Tokenizer: Sendable {
         }
         guard hasPrefix("http://") || hasPrefix("https://") || hasPrefix("www.") else { return nil }
         var end = i
-        while end < s.count && !s[end].properties.isWhitespace && s[end] != "\"" && s[end] != "<" && s[end] != ">" {
+        while end < s.count && !isSpace(s[end]) && s[end] != "\"" && s[end] != "<" && s[end] != ">" {
             end += 1
         }
         while end > i, ".,;:!?)]'".unicodeScalars.contains(s[end - 1]) { end -= 1 }
@@ -215,9 +249,9 @@ public struct Tokenizer: Sendable {
             }
             let end = i + e.count
             // An emoticon must stand alone: whitespace, end, or punctuation after it.
-            if end == s.count || s[end].properties.isWhitespace || (!isWordScalar(s[end]) && s[end] != "'") {
+            if end == s.count || isSpace(s[end]) || (!isWordScalar(s[end]) && s[end] != "'") {
                 // Letters-only emoticons ("xd", "d:") need whitespace before and after to avoid words.
-                if isLetter(e[0]) && end < s.count && !s[end].properties.isWhitespace { continue }
+                if isLetter(e[0]) && end < s.count && !isSpace(s[end]) { continue }
                 return end
             }
         }
@@ -256,6 +290,16 @@ public struct Tokenizer: Sendable {
         return i
     }
 
+    /// 1 for an upper-case scalar, -1 for a lower-case one, 0 for any other (out of line, as the
+    /// character classes above).
+    @inline(never)
+    static func caseBeyondASCII(_ c: Unicode.Scalar) -> Int {
+        let p = c.properties
+        guard p.isCased else { return 0 }
+        if p.isUppercase { return 1 }
+        return p.isLowercase ? -1 : 0
+    }
+
     /// Builds a token. Its strings are decoded straight from the text's UTF-8 bytes, so words of up
     /// to 15 bytes are small strings stored inline (no allocation); ASCII is lower-cased byte-wise.
     static func makeToken(_ s: [Unicode.Scalar], _ bytes: [UInt8], _ range: Range<Int>, utf8: Range<Int>, kind: Token.Kind, paragraph: Bool) -> Token {
@@ -268,9 +312,11 @@ public struct Tokenizer: Sendable {
                 if v >= 0x41 && v <= 0x5A { upper += 1 } else if v >= 0x61 && v <= 0x7A { lowerCount += 1 }
                 continue
             }
-            let p = c.properties
-            guard p.isCased else { continue }
-            if p.isUppercase { upper += 1 } else if p.isLowercase { lowerCount += 1 }
+            switch caseBeyondASCII(c) {
+            case 1: upper += 1
+            case -1: lowerCount += 1
+            default: break
+            }
         }
         let lower: String
         switch kind {
@@ -296,7 +342,7 @@ public struct Tokenizer: Sendable {
             utf8Range: utf8,
             isAllCaps: kind == .word && upper >= 2 && lowerCount == 0,
             isCapitalized: kind == .word
-                && (s[range.lowerBound].isASCII ? (0x41...0x5A).contains(s[range.lowerBound].value) : s[range.lowerBound].properties.isUppercase),
+                && (s[range.lowerBound].isASCII ? (0x41...0x5A).contains(s[range.lowerBound].value) : caseBeyondASCII(s[range.lowerBound]) == 1),
             startsParagraph: paragraph
         )
     }
