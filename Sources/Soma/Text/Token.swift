@@ -10,7 +10,7 @@ public struct Token: Sendable, Hashable {
     public let lower: String
     /// `WordKey.of(lower)`, computed once: every table the analysers probe (`WordTable`) is keyed by it.
     public let key: UInt64
-    public var kind: Kind
+    public let kind: Kind
     /// Offsets in Unicode scalars into the normalised text.
     public var range: Range<Int>
     /// Offsets in UTF-8 bytes into the normalised text.
@@ -45,6 +45,7 @@ public struct Token: Sendable, Hashable {
         isASCII = ascii
         isAlphabetic = ascii ? letters : lower.unicodeScalars.allSatisfy { $0.properties.isAlphabetic }
         self.kind = kind
+        isWord = kind == .word
         self.range = range
         self.utf8Range = utf8Range
         self.isAllCaps = isAllCaps
@@ -77,7 +78,10 @@ public struct Token: Sendable, Hashable {
         isClauseBreak = clauseBreak
     }
 
-    public var isWord: Bool { kind == .word }
+    /// `kind == .word`, stored: asked of nearly every token by every analyser, and a computed
+    /// property of an array's element copied the whole token (its two Strings retained and
+    /// released) where a stored one is read in place (scripts/engine-profile.py).
+    public let isWord: Bool
     /// `lower` is ASCII only.
     public let isASCII: Bool
     /// Every scalar of `lower` is alphabetic (a letter or a letter-like mark).
