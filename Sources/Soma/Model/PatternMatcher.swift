@@ -13,6 +13,9 @@ public struct PatternMatcher: Sendable {
 
     private var vocabulary = WordTable<Int32>()
     private var edges = EdgeTable()
+    /// Whether a pattern starts with each token id (an edge from the root), by id: a scan skips a
+    /// token that starts none without walking the trie (most tokens of most texts).
+    private var startsPattern: [Bool] = []
     /// Node `n`'s slot edges are `slotEdges[slotStart[n]..<slotStart[n + 1]]`, and the patterns
     /// ending at it `terminals[terminalStart[n]..<terminalStart[n + 1]]`: flat arrays, so a step of
     /// the walk reads two integers instead of retaining a per-node array (most nodes have none).
@@ -55,6 +58,7 @@ public struct PatternMatcher: Sendable {
             terminals += building.terminals[node]
             terminalStart.append(Int32(terminals.count))
         }
+        startsPattern = (0..<Int32(vocabulary.count)).map { edges[Self.key(0, $0)] != nil }
     }
 
     private static func key(_ node: Int32, _ token: Int32) -> UInt64 {
@@ -179,8 +183,8 @@ public struct PatternMatcher: Sendable {
         var here: [Match] = []
         var i = r.lowerBound
         while i < r.upperBound {
-            // No literal edge from the root and no slot edge there: nothing starts here.
-            if ids[i] < 0 && slotStart[1] == 0 {
+            // No literal edge from the root for this token and no slot edge there: nothing starts here.
+            if slotStart[1] == 0 && (ids[i] < 0 || !startsPattern[Int(ids[i])]) {
                 i += 1
                 continue
             }
