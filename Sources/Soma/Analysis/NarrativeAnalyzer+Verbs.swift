@@ -157,7 +157,8 @@ extension NarrativeAnalyzer {
             else { return nil }
             return (doc.tokens[p].lower, p - i + 1)
         }
-        if w == "going" || w == "gonna", i + 1 < clause.upperBound, pc.contains(.presentBe) || pc.contains(.pastBe) || pm & bits.first != 0 {
+        // (The flags first: they are bit tests, the words String comparisons, for every word.)
+        if i + 1 < clause.upperBound, pc.contains(.presentBe) || pc.contains(.pastBe) || pm & bits.first != 0, w == "going" || w == "gonna" {
             let k = w == "gonna" ? i : i + 1
             if w == "gonna" || next(i + 1) == "to", let (v, n) = main(after: k, bits.verbBase) {
                 return (v, pc.contains(.pastBe) ? "past" : "future", n)
@@ -182,16 +183,17 @@ extension NarrativeAnalyzer {
             if w == "has" || w == "have" || w.hasSuffix("'ve") { return (w == "has" ? "has" : "have", "present", 1) }
             return nil
         }
-        let goingTo = next(i + 1) == "going" && next(i + 2) == "to"
+        // "was going to", "am going to" (asked only after a form of "be").
+        func goingTo() -> Bool { next(i + 1) == "going" && next(i + 2) == "to" }
         if c.contains(.pastBe) {
-            if goingTo { return nil }
+            if goingTo() { return nil }
             if let (v, n) = main(after: i, bits.verbIng) { return (v, "past", n) }
             if let (v, n) = main(after: i, bits.verbPP) { return (v, "past", n) }
             return (w, "past", 1)
         }
         if c.contains(.presentBe) {
             // "I'm going to run": the future is read at "going".
-            if goingTo { return nil }
+            if goingTo() { return nil }
             if let (v, n) = main(after: i, bits.verbIng), v != "going" { return (v, "present", n) }
             if let (v, n) = main(after: i, bits.verbPP) { return (v, "present", n) }
             return (Self.copula[w] ?? w, "present", 1)
